@@ -1,0 +1,21 @@
+"""legkit: train simulated legged robots with reinforcement learning on MuJoCo, fast on a CPU."""
+
+__version__ = "0.1.0"
+
+
+class LegkitError(Exception):
+    """A user-facing error: the CLI prints its one-line message and exits with code 2."""
+
+
+def _register_gym_envs() -> None:
+    """Register `legkit/Go2Walk-v0` with gymnasium (lazily: nothing heavy is imported here)."""
+    try:
+        import gymnasium
+    except ImportError:  # pragma: no cover - gymnasium is a dependency
+        return
+    if "legkit/Go2Walk-v0" not in gymnasium.registry:
+        gymnasium.register("legkit/Go2Walk-v0", entry_point="legkit.envs.gym_env:LegkitGymEnv",
+                           kwargs={"task": "go2-walk"})
+
+
+_register_gym_envs()

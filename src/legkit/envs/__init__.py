@@ -1,0 +1,1 @@
+"""Environments built from a robot and a task: the batched SB3 VecEnv and a single-robot gymnasium env."""

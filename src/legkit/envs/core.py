@@ -1,0 +1,178 @@
+"""LeggedBatch: one robot model, one task, N robots; physics in native threads, the rest in NumPy.
+
+No auto-reset here: `step` reports terminated/truncated and the caller decides when to `reset`.
+The SB3 VecEnv (vec_env.py) and the gymnasium env (gym_env.py) are thin adapters over it.
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+from legkit import LegkitError
+from legkit.robots import get_robot
+from legkit.sim.batch import BatchSim
+from legkit.sim.scene import build_model
+from legkit.tasks.config import TaskConfig
+from legkit.tasks.observations import OBSERVATIONS, compute_observation, observation_layout
+from legkit.tasks.state import BatchState
+from legkit.tasks.terms import RewardManager
+
+
+def _ids(model: mujoco.MjModel, obj: mujoco.mjtObj, names: tuple[str, ...], kind: str) -> np.ndarray:
+    out = []
+    for name in names:
+        i = mujoco.mj_name2id(model, obj, name)
+        if i < 0:
+            raise LegkitError(f"the robot model has no {kind} named '{name}'")
+        out.append(i)
+    return np.asarray(out, dtype=np.int64)
+
+
+class LeggedBatch:
+    """`num_envs` robots running one task. Arrays are (num_envs, ...) throughout."""
+
+    def __init__(self, task: TaskConfig, num_envs: int, seed: int = 0, nthread: int | None = None):
+        if num_envs < 1:
+            raise LegkitError(f"the number of environments must be at least 1, got {num_envs}")
+        for name in task.observations:
+            if name not in OBSERVATIONS:
+                raise LegkitError(f"unknown observation term '{name}'; valid terms: {', '.join(OBSERVATIONS)}")
+        self.task = task
+        self.robot = get_robot(task.robot)
+        self.num_envs = num_envs
+        self.model = build_model(self.robot, task.physics)
+        self.sim = BatchSim(self.model, num_envs, task.decimation, nthread)
+        self.rng = np.random.default_rng(seed)
+        self.dt = task.control_dt
+        self.max_steps = task.max_episode_steps
+
+        # Name things once: every index the hot path uses is looked up here.
+        m, r = self.model, self.robot
+        joints = _ids(m, mujoco.mjtObj.mjOBJ_JOINT, r.joints, "joint")
+        self.joint_qpos = m.jnt_qposadr[joints].astype(np.int64)
+        self.joint_dof = m.jnt_dofadr[joints].astype(np.int64)
+        self.joint_low, self.joint_high = m.jnt_range[joints, 0].copy(), m.jnt_range[joints, 1].copy()
+        self.actuators = _ids(m, mujoco.mjtObj.mjOBJ_ACTUATOR, r.actuators, "actuator")
+        if not np.array_equal(self.actuators, np.arange(m.nu)):
+            raise LegkitError("the robot's actuators must be declared in the order of its joints")
+        sensor = lambda names: np.concatenate(  # noqa: E731
+            [[m.sensor_adr[i]] for i in _ids(m, mujoco.mjtObj.mjOBJ_SENSOR, names, "sensor")] or [[]]
+        ).astype(np.int64)
+        self.foot_sensors = sensor(r.foot_touch_sensors)
+        self.base_sensors = sensor(r.base_touch_sensors)
+        self.undesired_sensors = sensor(r.undesired_touch_sensors)
+        self.torque_sensors = sensor(r.torque_sensors)
+        self.home = r.home
+        self.ctrl_low, self.ctrl_high = m.actuator_ctrlrange[:, 0].copy(), m.actuator_ctrlrange[:, 1].copy()
+
+        self.state = BatchState(num_envs, r.num_joints, len(self.foot_sensors), len(self.undesired_sensors), self.dt)
+        self.rewards = RewardManager(task.rewards, num_envs, len(self.foot_sensors), self.dt, task.reward_scale_by_dt)
+        self.obs_layout = observation_layout(task.observations, self.state)
+        self.obs_dim = sum(size for _, _, size in self.obs_layout)
+        self.action_dim = r.num_joints
+        self._obs = np.zeros((num_envs, self.obs_dim), dtype=np.float32)
+        self._ctrl = np.zeros((num_envs, m.nu))
+        self.episode_return = np.zeros(num_envs)
+        self.resample_every = (
+            int(round(task.commands.resample_seconds / self.dt)) if task.commands.resample_seconds > 0 else 0
+        )
+        self.bad_action_count = 0
+        """Robots reset because the policy gave a non-finite action."""
+        self.bad_physics_count = 0
+        """Robots reset because their physics state became non-finite or exploded."""
+        self.reset()
+
+    # -- resets ------------------------------------------------------------------------------
+    def sample_commands(self, env_ids: np.ndarray) -> None:
+        """Draw (vx, vy, yaw rate) uniformly from the configured ranges for `env_ids`."""
+        c = self.task.commands
+        k = len(env_ids)
+        for col, (lo, hi) in enumerate((c.lin_vel_x, c.lin_vel_y, c.ang_vel_yaw)):
+            self.state.command[env_ids, col] = self.rng.uniform(lo, hi, k)
+
+    def reset(self, env_ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Reset `env_ids` (all if None) to the home pose with noise; returns their finished reward sums."""
+        ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
+        k = len(ids)
+        rc = self.task.reset
+        qpos = np.tile(self.model.qpos0, (k, 1))
+        qpos[:, 2] = self.robot.reset_height
+        yaw = self.rng.uniform(-rc.yaw_range, rc.yaw_range, k)
+        qpos[:, 3], qpos[:, 6] = np.cos(yaw / 2), np.sin(yaw / 2)
+        qpos[:, 4:6] = 0.0
+        qpos[:, self.joint_qpos] = self.home + self.rng.uniform(-rc.joint_pos_noise, rc.joint_pos_noise,
+                                                                (k, len(self.home)))
+        qpos[:, self.joint_qpos] = np.clip(qpos[:, self.joint_qpos], self.joint_low, self.joint_high)
+        qvel = np.zeros((k, self.model.nv))
+        qvel[:, :6] = self.rng.uniform(-rc.base_vel_noise, rc.base_vel_noise, (k, 6))
+        self.sim.set_state(ids, qpos, qvel)
+        self.sample_commands(ids)
+        s = self.state
+        s.action[ids] = 0.0
+        s.last_action[ids] = 0.0
+        s.episode_step[ids] = 0
+        s.terminated[ids] = False
+        self.episode_return[ids] = 0.0
+        self._update_state()
+        return self.rewards.reset(ids)
+
+    # -- stepping ----------------------------------------------------------------------------
+    def _update_state(self) -> None:
+        s, sd = self.state, self.sim.sensordata
+        s.update_kinematics(self.sim.qpos, self.sim.qvel, self.home, self.joint_qpos, self.joint_dof)
+        np.take(sd, self.torque_sensors, axis=1, out=s.joint_torque)
+        np.take(sd, self.foot_sensors, axis=1, out=s.foot_force)
+        np.take(sd, self.undesired_sensors, axis=1, out=s.undesired_force)
+        if len(self.base_sensors):
+            np.sum(sd[:, self.base_sensors], axis=1, out=s.base_contact_force)
+
+    def observe(self) -> np.ndarray:
+        """Current observations, (num_envs, obs_dim) float32 (a buffer reused between calls)."""
+        return compute_observation(self.task.observations, self.state, self._obs)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Apply `actions` (num_envs, action_dim) for one control step.
+
+        Returns (reward (num_envs,), terminated (num_envs,) bool, truncated (num_envs,) bool).
+        A robot given a non-finite action, or whose physics blew up, is terminated with zero
+        reward so that the caller resets it; the counters record how often that happened.
+        """
+        s = self.state
+        actions = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, self.action_dim)
+        bad_action = ~np.isfinite(actions).all(axis=1)
+        np.copyto(s.last_action, s.action)
+        np.clip(np.where(bad_action[:, None], 0.0, actions), -1.0, 1.0, out=s.action)
+        np.multiply(s.action, self.task.action_scale, out=self._ctrl)
+        self._ctrl += self.home
+        np.clip(self._ctrl, self.ctrl_low, self.ctrl_high, out=self._ctrl)
+
+        self.sim.step(self._ctrl)
+        bad_physics = ~np.isfinite(self.sim.state).all(axis=1) | (np.abs(self.sim.qvel) > 1e3).any(axis=1)
+        if bad_physics.any():
+            # Park the broken robots at a finite state until the caller resets them.
+            self.sim.state[bad_physics] = self.sim.state0
+            self.sim.sensordata[bad_physics] = 0.0
+        self._update_state()
+        s.episode_step += 1
+
+        t = self.task.termination
+        fell = (s.base_pos[:, 2] < t.min_base_height) | (s.base_contact_force > t.base_contact_force)
+        fell &= s.episode_step > t.grace_steps
+        broken = bad_action | bad_physics
+        np.logical_or(fell, broken, out=s.terminated)
+        truncated = (s.episode_step >= self.max_steps) & ~s.terminated
+
+        reward = self.rewards.compute(s)
+        reward[broken] = 0.0
+        self.episode_return += reward
+        self.bad_action_count += int(bad_action.sum())
+        self.bad_physics_count += int(bad_physics.sum())
+        if self.resample_every:
+            due = np.flatnonzero(s.episode_step % self.resample_every == 0)
+            if len(due):
+                self.sample_commands(due)
+        return reward, s.terminated.copy(), truncated
+
+    def close(self) -> None:
+        self.sim.close()

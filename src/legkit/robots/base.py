@@ -1,0 +1,66 @@
+"""The typed description every robot provides: what tasks read by name instead of by index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RobotSpec:
+    """What a robot is: its MJCF and the named parts that tasks and the simulator use."""
+
+    name: str
+    """Registry name, e.g. "go2"."""
+    description: str
+    """One line for `legkit list`."""
+    xml: Callable[[], Path]
+    """Returns the MJCF path (a callable so that packaged models are located at run time)."""
+    base_body: str
+    """The floating base body; its free joint defines base position and orientation."""
+    joints: tuple[str, ...]
+    """Actuated joints, in action order."""
+    actuators: tuple[str, ...]
+    """Actuators, one per joint, in the same order."""
+    home_pose: tuple[float, ...]
+    """Joint positions (rad) of the nominal standing pose, in `joints` order."""
+    kp: float
+    """Proportional gain of the position actuators (N*m/rad); informational, the MJCF holds it."""
+    kd: float
+    """Derivative gain of the position actuators (N*m*s/rad); informational, the MJCF holds it."""
+    torque_limits: tuple[float, ...]
+    """Actuator torque limits (N*m), in `joints` order."""
+    standing_height: float
+    """Base height (m) when standing in the home pose on flat ground."""
+    feet: tuple[str, ...] = ()
+    """Foot geoms."""
+    foot_touch_sensors: tuple[str, ...] = ()
+    """Touch sensors on the feet, in `feet` order."""
+    base_touch_sensors: tuple[str, ...] = ()
+    """Touch sensors whose contact ends an episode (trunk)."""
+    undesired_touch_sensors: tuple[str, ...] = ()
+    """Touch sensors whose contact is penalized (thighs, trunk)."""
+    torque_sensors: tuple[str, ...] = ()
+    """actuatorfrc sensors, in `joints` order."""
+    has_floor: bool = False
+    """Whether the MJCF already contains a ground plane."""
+    init_height: float = 0.0
+    """Base height (m) at reset; defaults to `standing_height` + 0.02."""
+    extra: dict = field(default_factory=dict)
+    """Robot-specific facts that do not fit above."""
+
+    @property
+    def home(self) -> np.ndarray:
+        """Home pose as an array, shape (num_joints,)."""
+        return np.asarray(self.home_pose, dtype=np.float64)
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joints)
+
+    @property
+    def reset_height(self) -> float:
+        return self.init_height or self.standing_height + 0.02

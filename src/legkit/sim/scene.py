@@ -1,0 +1,45 @@
+"""Build the simulated scene: a robot's MJCF plus ground, light and physics options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+
+from legkit.robots.base import RobotSpec
+
+
+@dataclass(frozen=True)
+class PhysicsConfig:
+    """Physics settings applied on top of the robot's MJCF."""
+
+    timestep: float = 0.005
+    """Physics step (s)."""
+    iterations: int = 4
+    """Constraint solver iterations."""
+    ls_iterations: int = 8
+    """Line-search iterations of the Newton/CG solver."""
+    floor_friction: float = 0.8
+    """Sliding friction of the ground plane."""
+
+
+def build_model(robot: RobotSpec, physics: PhysicsConfig) -> mujoco.MjModel:
+    """Compile the robot with a ground plane and lights into an MjModel."""
+    spec = mujoco.MjSpec.from_file(str(robot.xml()))
+    if not robot.has_floor:
+        tex = spec.add_texture(
+            name="grid", type=mujoco.mjtTexture.mjTEXTURE_2D, builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
+            rgb1=[0.22, 0.26, 0.30], rgb2=[0.30, 0.34, 0.38], width=512, height=512,
+        )
+        mat = spec.add_material(name="grid", texrepeat=[1, 1], reflectance=0.1)
+        mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = tex.name
+        spec.worldbody.add_geom(
+            name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05], material="grid",
+            contype=1, conaffinity=2, friction=[physics.floor_friction, 0.02, 0.01],
+        )
+        spec.worldbody.add_light(pos=[0, 0, 3], dir=[0, 0, -1], diffuse=[0.7, 0.7, 0.7], castshadow=False)
+    model = spec.compile()
+    model.opt.timestep = physics.timestep
+    model.opt.iterations = physics.iterations
+    model.opt.ls_iterations = physics.ls_iterations
+    return model

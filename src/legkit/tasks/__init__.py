@@ -1,0 +1,23 @@
+"""Task registry: name -> factory returning a fresh TaskConfig."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from legkit import LegkitError
+from legkit.tasks.config import TaskConfig
+from legkit.tasks.go2_walk import go2_walk
+
+TASKS: dict[str, tuple[Callable[[], TaskConfig], str]] = {
+    "go2-walk": (go2_walk, "Go2 walks forward at a commanded 0.5-1.0 m/s on flat ground"),
+}
+
+
+def get_task(name: str) -> TaskConfig:
+    """A fresh TaskConfig for task `name`; unknown names raise a LegkitError listing the valid ones."""
+    if name not in TASKS:
+        raise LegkitError(f"unknown task '{name}'; valid tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name][0]()
+
+
+__all__ = ["TASKS", "TaskConfig", "get_task"]

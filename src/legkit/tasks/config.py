@@ -1,0 +1,82 @@
+"""TaskConfig: everything that defines what a robot learns, as typed data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from legkit.sim.scene import PhysicsConfig
+from legkit.tasks.terms import RewardTerm
+
+
+@dataclass(frozen=True)
+class CommandConfig:
+    """Velocity commands, sampled uniformly per robot at reset (and every `resample_seconds` if > 0)."""
+
+    lin_vel_x: tuple[float, float] = (0.5, 1.0)
+    """Forward velocity range (m/s)."""
+    lin_vel_y: tuple[float, float] = (0.0, 0.0)
+    """Sideways velocity range (m/s)."""
+    ang_vel_yaw: tuple[float, float] = (0.0, 0.0)
+    """Yaw rate range (rad/s)."""
+    resample_seconds: float = 0.0
+    """Resample commands this often (s); 0 keeps one command per episode."""
+
+
+@dataclass(frozen=True)
+class TerminationConfig:
+    """When an episode ends in a fall (terminated, as opposed to truncated at the time limit)."""
+
+    min_base_height: float = 0.12
+    """Terminate when the base is below this height (m)."""
+    base_contact_force: float = 1.0
+    """Terminate when the trunk touches the ground with more than this force (N)."""
+    grace_steps: int = 20
+    """No fall terminations during this many control steps after a reset."""
+
+
+@dataclass(frozen=True)
+class ResetConfig:
+    """Randomization of the initial state."""
+
+    joint_pos_noise: float = 0.1
+    """Uniform noise on joint positions around the home pose (rad)."""
+    base_vel_noise: float = 0.1
+    """Uniform noise on base linear and angular velocity (m/s, rad/s)."""
+    yaw_range: float = 3.1416
+    """Uniform initial heading in [-yaw_range, yaw_range] (rad)."""
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """A task: robot, physics, control, commands, observations, rewards and terminations."""
+
+    robot: str = "go2"
+    """Robot name from the registry (`legkit list`)."""
+    physics: PhysicsConfig = field(default_factory=PhysicsConfig)
+    decimation: int = 4
+    """Physics steps per control step: 4 x 0.005 s = 50 Hz policy."""
+    episode_seconds: float = 20.0
+    """Episodes are truncated (not terminated) at this length (s)."""
+    action_scale: float = 0.5
+    """Joint target = home + action_scale * action, with actions in [-1, 1] (rad)."""
+    commands: CommandConfig = field(default_factory=CommandConfig)
+    observations: tuple[str, ...] = (
+        "base_lin_vel", "base_ang_vel", "projected_gravity", "command", "joint_pos", "joint_vel", "last_action",
+    )
+    """Observation terms, in order (see legkit.tasks.observations)."""
+    rewards: dict[str, RewardTerm] = field(default_factory=dict)
+    """Reward weight table: term name -> weight and parameters (see legkit.tasks.rewards)."""
+    reward_scale_by_dt: bool = True
+    """Multiply every weight by the control period, so weights are per second."""
+    termination: TerminationConfig = field(default_factory=TerminationConfig)
+    reset: ResetConfig = field(default_factory=ResetConfig)
+
+    @property
+    def control_dt(self) -> float:
+        """Control period (s)."""
+        return self.physics.timestep * self.decimation
+
+    @property
+    def max_episode_steps(self) -> int:
+        """Control steps per episode before truncation."""
+        return int(round(self.episode_seconds / self.control_dt))

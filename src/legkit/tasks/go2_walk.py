@@ -1,0 +1,27 @@
+"""go2-walk: the Go2 walks straight ahead at a commanded 0.5-1.0 m/s on flat ground."""
+
+from __future__ import annotations
+
+from legkit.tasks.config import TaskConfig
+from legkit.tasks.terms import RewardTerm
+
+
+def go2_walk() -> TaskConfig:
+    """Velocity tracking for the Go2 with a penalty table that keeps it upright, high and smooth."""
+    return TaskConfig(
+        robot="go2",
+        rewards={
+            "track_lin_vel": RewardTerm(1.5, {"sigma": 0.25}),
+            "track_ang_vel": RewardTerm(0.5, {"sigma": 0.25}),
+            "lin_vel_z": RewardTerm(-2.0),
+            "ang_vel_xy": RewardTerm(-0.05),
+            "orientation": RewardTerm(-5.0),
+            "base_height": RewardTerm(-30.0, {"target": 0.27}),
+            "base_too_low": RewardTerm(-5.0, {"threshold": 0.15}),
+            "torques": RewardTerm(-2e-4),
+            "action_rate": RewardTerm(-0.01),
+            "feet_air_time": RewardTerm(1.0, {"threshold": 0.3}),
+            "undesired_contacts": RewardTerm(-1.0),
+            "termination": RewardTerm(-50.0),
+        },
+    )

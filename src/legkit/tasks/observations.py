@@ -1,0 +1,43 @@
+"""Observation terms: functions of the BatchState returning (num_envs, k) blocks.
+
+The observation is the concatenation of the configured terms in order; its layout
+(name, start, size) is derived from them and saved with every model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from legkit.tasks.state import BatchState
+
+OBSERVATIONS = {
+    "base_lin_vel": lambda s: s.base_lin_vel,
+    "base_ang_vel": lambda s: s.base_ang_vel,
+    "projected_gravity": lambda s: s.projected_gravity,
+    "command": lambda s: s.command,
+    "joint_pos": lambda s: s.joint_pos_rel,
+    "joint_vel": lambda s: s.joint_vel,
+    "last_action": lambda s: s.action,
+    "base_height": lambda s: s.base_pos[:, 2:3],
+}
+"""Observation terms by config name (`last_action` is the action applied in the step just taken)."""
+
+
+def observation_layout(terms: tuple[str, ...], s: BatchState) -> list[tuple[str, int, int]]:
+    """(name, start, size) of every observation term, in order."""
+    layout, start = [], 0
+    for name in terms:
+        size = OBSERVATIONS[name](s).shape[1]
+        layout.append((name, start, size))
+        start += size
+    return layout
+
+
+def compute_observation(terms: tuple[str, ...], s: BatchState, out: np.ndarray) -> np.ndarray:
+    """Write the concatenated observation terms into `out` (num_envs, obs_dim) and return it."""
+    start = 0
+    for name in terms:
+        block = OBSERVATIONS[name](s)
+        out[:, start:start + block.shape[1]] = block
+        start += block.shape[1]
+    return out

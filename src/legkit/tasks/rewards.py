@@ -1,0 +1,128 @@
+"""Reward terms: small functions of the BatchState returning one value per robot, shape (num_envs,).
+
+Signs live in the weight table (config), not here: a penalty term returns a positive
+magnitude and gets a negative weight. A term that keeps state is a small class with
+`reset(env_ids)`. Register every term in REWARDS at the bottom.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from legkit.tasks.state import BatchState
+
+
+def track_lin_vel(s: BatchState, sigma: float = 0.25) -> np.ndarray:
+    """Tracking of the commanded planar velocity: exp(-|v_xy - cmd_xy|^2 / sigma), 1 at perfect tracking."""
+    err = np.sum(np.square(s.command[:, :2] - s.base_lin_vel[:, :2]), axis=1)
+    return np.exp(-err / sigma)
+
+
+def track_ang_vel(s: BatchState, sigma: float = 0.25) -> np.ndarray:
+    """Tracking of the commanded yaw rate: exp(-(wz - cmd_wz)^2 / sigma)."""
+    return np.exp(-np.square(s.command[:, 2] - s.base_ang_vel[:, 2]) / sigma)
+
+
+def lin_vel_z(s: BatchState) -> np.ndarray:
+    """Squared vertical base velocity (m^2/s^2)."""
+    return np.square(s.base_lin_vel[:, 2])
+
+
+def ang_vel_xy(s: BatchState) -> np.ndarray:
+    """Squared roll and pitch rates (rad^2/s^2)."""
+    return np.sum(np.square(s.base_ang_vel[:, :2]), axis=1)
+
+
+def orientation(s: BatchState) -> np.ndarray:
+    """Tilt: squared x-y components of gravity in the body frame (0 when level)."""
+    return np.sum(np.square(s.projected_gravity[:, :2]), axis=1)
+
+
+def base_height(s: BatchState, target: float = 0.27) -> np.ndarray:
+    """Squared error of base height from `target` (m^2)."""
+    return np.square(s.base_pos[:, 2] - target)
+
+
+def base_too_low(s: BatchState, threshold: float = 0.15) -> np.ndarray:
+    """1 where the base is below `threshold` (m): lying down and crawling is never a gait."""
+    return (s.base_pos[:, 2] < threshold).astype(np.float64)
+
+
+def torques(s: BatchState) -> np.ndarray:
+    """Sum of squared actuator torques (N^2*m^2)."""
+    return np.sum(np.square(s.joint_torque), axis=1)
+
+
+def energy(s: BatchState) -> np.ndarray:
+    """Mechanical power drawn by the actuators: sum |tau * qdot| (W)."""
+    return np.sum(np.abs(s.joint_torque * s.joint_vel), axis=1)
+
+
+def action_rate(s: BatchState) -> np.ndarray:
+    """Sum of squared changes of the action between control steps."""
+    return np.sum(np.square(s.action - s.last_action), axis=1)
+
+
+def joint_deviation(s: BatchState) -> np.ndarray:
+    """Sum of squared joint offsets from the home pose (rad^2)."""
+    return np.sum(np.square(s.joint_pos_rel), axis=1)
+
+
+def undesired_contacts(s: BatchState, threshold: float = 1.0) -> np.ndarray:
+    """Number of bodies (thighs, trunk) touching the ground with more than `threshold` N."""
+    return np.sum(s.undesired_force > threshold, axis=1).astype(np.float64)
+
+
+def termination(s: BatchState) -> np.ndarray:
+    """1 on the step where the robot fell (not on time-limit truncation)."""
+    return s.terminated.astype(np.float64)
+
+
+def alive(s: BatchState) -> np.ndarray:
+    """1 on every step the robot has not fallen."""
+    return (~s.terminated).astype(np.float64)
+
+
+class FeetAirTime:
+    """Reward steps of a useful length: on touchdown, sum over feet of (air time - threshold) (s).
+
+    Zero when the command is (near) zero, so that standing still is not punished.
+    """
+
+    def __init__(self, num_envs: int, num_feet: int):
+        self.air_time = np.zeros((num_envs, num_feet))
+        self.was_in_contact = np.ones((num_envs, num_feet), dtype=bool)
+
+    def reset(self, env_ids: np.ndarray) -> None:
+        self.air_time[env_ids] = 0.0
+        self.was_in_contact[env_ids] = True
+
+    def __call__(self, s: BatchState, threshold: float = 0.5, contact_force: float = 1.0) -> np.ndarray:
+        contact = s.foot_force > contact_force
+        touchdown = contact & ~self.was_in_contact
+        self.air_time += s.dt
+        reward = np.sum((self.air_time - threshold) * touchdown, axis=1)
+        self.air_time[contact] = 0.0
+        self.was_in_contact = contact
+        moving = np.linalg.norm(s.command[:, :2], axis=1) > 0.1
+        return reward * moving
+
+
+REWARDS = {
+    "track_lin_vel": track_lin_vel,
+    "track_ang_vel": track_ang_vel,
+    "lin_vel_z": lin_vel_z,
+    "ang_vel_xy": ang_vel_xy,
+    "orientation": orientation,
+    "base_height": base_height,
+    "base_too_low": base_too_low,
+    "torques": torques,
+    "energy": energy,
+    "action_rate": action_rate,
+    "joint_deviation": joint_deviation,
+    "undesired_contacts": undesired_contacts,
+    "termination": termination,
+    "alive": alive,
+    "feet_air_time": FeetAirTime,
+}
+"""Every reward term by config name. Classes are stateful terms, built once per environment."""

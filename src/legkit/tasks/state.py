@@ -1,0 +1,79 @@
+"""BatchState: what the task sees of the whole batch at one control step, as named arrays.
+
+Every field has a leading dimension num_envs. The environment fills it once per control step
+from the physics state; rewards, observations and terminations only read it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def quat_rotate_inverse(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate world vectors v (N, 3) into the frames of unit quaternions q (N, 4, w-x-y-z)."""
+    w = q[:, :1]
+    u = -q[:, 1:]  # the conjugate rotates world -> body
+    t = 2.0 * np.cross(u, v)
+    return v + w * t + np.cross(u, t)
+
+
+class BatchState:
+    """Named per-robot quantities for `num_envs` robots with `num_joints` actuated joints."""
+
+    def __init__(self, num_envs: int, num_joints: int, num_feet: int, num_undesired: int, dt: float):
+        n, j = num_envs, num_joints
+        self.num_envs = n
+        self.dt = dt
+        """Control period (s)."""
+        self.base_pos = np.zeros((n, 3))
+        """Base position in the world (m)."""
+        self.base_quat = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))
+        """Base orientation, w-x-y-z."""
+        self.base_lin_vel = np.zeros((n, 3))
+        """Base linear velocity in the body frame (m/s)."""
+        self.base_ang_vel = np.zeros((n, 3))
+        """Base angular velocity in the body frame (rad/s)."""
+        self.projected_gravity = np.tile([0.0, 0.0, -1.0], (n, 1))
+        """Unit gravity direction in the body frame: (0, 0, -1) when level."""
+        self.joint_pos = np.zeros((n, j))
+        """Joint positions (rad)."""
+        self.joint_pos_rel = np.zeros((n, j))
+        """Joint positions relative to the home pose (rad)."""
+        self.joint_vel = np.zeros((n, j))
+        """Joint velocities (rad/s)."""
+        self.joint_torque = np.zeros((n, j))
+        """Actuator torques (N*m)."""
+        self.foot_force = np.zeros((n, num_feet))
+        """Normal contact force on each foot (N)."""
+        self.undesired_force = np.zeros((n, num_undesired))
+        """Normal contact force on each body that should not touch the ground (N)."""
+        self.base_contact_force = np.zeros(n)
+        """Normal contact force on the parts whose contact ends an episode (N)."""
+        self.command = np.zeros((n, 3))
+        """Commanded (vx, vy, yaw rate) in the body frame (m/s, m/s, rad/s)."""
+        self.action = np.zeros((n, j))
+        """Policy action of this step (after clipping)."""
+        self.last_action = np.zeros((n, j))
+        """Policy action of the previous step."""
+        self.episode_step = np.zeros(n, dtype=np.int64)
+        """Control steps since this robot's reset."""
+        self.terminated = np.zeros(n, dtype=bool)
+        """Whether this step ended the episode by a fall (set before rewards are computed)."""
+
+    def update_kinematics(self, qpos: np.ndarray, qvel: np.ndarray, home: np.ndarray,
+                          joint_qpos: np.ndarray, joint_dof: np.ndarray) -> None:
+        """Fill base and joint quantities from free-joint qpos/qvel (N, nq)/(N, nv)."""
+        np.copyto(self.base_pos, qpos[:, 0:3])
+        np.copyto(self.base_quat, qpos[:, 3:7])
+        # Free joint: qvel[0:3] is the world-frame linear velocity, qvel[3:6] the body-frame angular one.
+        self.base_lin_vel[:] = quat_rotate_inverse(self.base_quat, qvel[:, 0:3])
+        np.copyto(self.base_ang_vel, qvel[:, 3:6])
+        q = self.base_quat
+        # R^T (0, 0, -1): minus the third row of R, written out from the quaternion.
+        w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+        self.projected_gravity[:, 0] = -2.0 * (x * z - w * y)
+        self.projected_gravity[:, 1] = -2.0 * (y * z + w * x)
+        self.projected_gravity[:, 2] = -(1.0 - 2.0 * (x * x + y * y))
+        np.take(qpos, joint_qpos, axis=1, out=self.joint_pos)
+        np.subtract(self.joint_pos, home, out=self.joint_pos_rel)
+        np.take(qvel, joint_dof, axis=1, out=self.joint_vel)

@@ -1,0 +1,103 @@
+"""SB3 callbacks: per-term logging + episodes.csv, atomic checkpoints, and schedules."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from legkit.envs.vec_env import LegkitVecEnv
+from legkit.train.runs import save_policy
+
+
+class EpisodeLogger(BaseCallback):
+    """After each rollout: every reward term's episode sum as reward/<term>, fall rate, steps/s,
+    bad-action and bad-physics counters to TensorBoard; one row per episode to episodes.csv."""
+
+    def __init__(self, env: LegkitVecEnv, csv_path: Path):
+        super().__init__()
+        self.env = env
+        self.csv_path = csv_path
+        self._file = None
+        self._writer = None
+        self._t_last = 0.0
+        self._steps_last = 0
+
+    def _on_training_start(self) -> None:
+        names = self.env.batch.rewards.names
+        new = not self.csv_path.exists()
+        self._file = open(self.csv_path, "a", newline="")
+        self._writer = csv.writer(self._file)
+        if new:
+            self._writer.writerow(["step", "reward", "length", "time", "terminated", *names])
+        self._t_last, self._steps_last = time.perf_counter(), self.num_timesteps
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        episodes = self.env.drain_completed()
+        names = self.env.batch.rewards.names
+        for ep in episodes:
+            self._writer.writerow([self.num_timesteps, f"{ep['return']:.4f}", ep["length"], ep["time"],
+                                   int(ep["terminated"]), *(f"{ep['terms'][n]:.4f}" for n in names)])
+        self._file.flush()
+        if episodes:
+            for n in names:
+                self.logger.record(f"reward/{n}", float(np.mean([ep["terms"][n] for ep in episodes])))
+            self.logger.record("episode/fall_rate", float(np.mean([ep["terminated"] for ep in episodes])))
+            self.logger.record("episode/length_s", float(np.mean([ep["length"] for ep in episodes])) * self.env.batch.dt)
+        now = time.perf_counter()
+        self.logger.record("perf/steps_per_second", (self.num_timesteps - self._steps_last) / max(now - self._t_last, 1e-9))
+        self._t_last, self._steps_last = now, self.num_timesteps
+        self.logger.record("stats/bad_actions", self.env.batch.bad_action_count)
+        self.logger.record("stats/bad_physics", self.env.batch.bad_physics_count)
+        self.logger.record("train/policy_std", float(np.exp(self.model.policy.log_std.detach().cpu().numpy()).mean()))
+
+    def _on_training_end(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class Checkpointer(BaseCallback):
+    """Every `every` steps, save model + VecNormalize + step count atomically under checkpoints/."""
+
+    def __init__(self, folder: Path, every: int, meta: Callable[[], dict]):
+        super().__init__()
+        self.folder = folder
+        self.every = every
+        self.meta = meta
+        self._next = 0
+
+    def _on_training_start(self) -> None:
+        self._next = (self.num_timesteps // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            step = self.num_timesteps
+            save_policy(self.folder / f"step_{step:09d}", self.model, self.model.get_vec_normalize_env(),
+                        {**self.meta(), "step": step})
+            self._next = (step // self.every + 1) * self.every
+        return True
+
+
+class LinearSchedule(BaseCallback):
+    """Move a model attribute (e.g. ent_coef) linearly from `start` to `end` over `total` steps."""
+
+    def __init__(self, attr: str, start: float, end: float, total: int):
+        super().__init__()
+        self.attr, self.start, self.end, self.total = attr, start, end, total
+
+    def _on_rollout_start(self) -> None:
+        frac = min(1.0, self.num_timesteps / max(1, self.total))
+        value = self.start + frac * (self.end - self.start)
+        setattr(self.model, self.attr, value)
+        self.logger.record(f"schedule/{self.attr}", value)
+
+    def _on_step(self) -> bool:
+        return True

@@ -1,0 +1,130 @@
+"""The full run configuration (task + PPO + run settings) and its loading and validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from legkit import LegkitError
+from legkit.config import apply_sets, deep_merge, from_dict, load_yaml, to_dict
+from legkit.tasks import TASKS, get_task
+from legkit.tasks.config import TaskConfig
+from legkit.tasks.terms import check_reward_table
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Stable-Baselines3 PPO hyperparameters (defaults tuned for a 2-core CPU)."""
+
+    n_steps: int = 24
+    """Rollout length per environment; one rollout is n_steps * num_envs samples."""
+    batch_size: int = 2048
+    """Minibatch size."""
+    n_epochs: int = 5
+    learning_rate: float = 5e-4
+    learning_rate_final: float | None = None
+    """If set, the learning rate decays linearly to this value."""
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.002
+    ent_coef_final: float | None = None
+    """If set, the entropy coefficient moves linearly to this value over the run."""
+    vf_coef: float = 0.5
+    max_grad_norm: float = 1.0
+    target_kl: float | None = None
+    net_arch: tuple[int, ...] = (256, 128)
+    """Hidden layers of both the policy and the value network."""
+    activation: str = "elu"
+    """One of elu, tanh, relu."""
+    log_std_init: float = -0.5
+    """Initial log standard deviation of the Gaussian policy."""
+    normalize_reward: bool = True
+    """Scale rewards by a running estimate of the return's standard deviation (VecNormalize)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How long and on what to train, and what to write."""
+
+    total_steps: int = 3_000_000
+    """Environment steps (control steps summed over robots)."""
+    num_envs: int = 256
+    """Robots simulated together."""
+    seed: int = 0
+    checkpoint_every: int = 500_000
+    """Write a checkpoint every this many steps (0: only the final model)."""
+    eval_episodes: int = 20
+    """Episodes of the evaluation written to eval.json at the end of training."""
+    nthread: int = 0
+    """Physics threads; 0 uses every core."""
+    torch_threads: int = 0
+    """Torch intra-op threads; 0 uses every core."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs; saved resolved as config.yaml in the run folder."""
+
+    task_name: str = "go2-walk"
+    task: TaskConfig = field(default_factory=TaskConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+ACTIVATIONS = ("elu", "tanh", "relu")
+
+
+def default_config_file(task_name: str) -> Path:
+    """The packaged YAML for `task_name` (legkit/configs/<task>.yaml)."""
+    return Path(str(resources.files("legkit") / "configs" / f"{task_name}.yaml"))
+
+
+def validate(cfg: Config) -> Config:
+    """Check ranges that a type cannot express; raise a LegkitError naming the key and the valid range."""
+    p, r = cfg.ppo, cfg.run
+    checks = [
+        (p.ent_coef >= 0, "ppo.ent_coef", p.ent_coef, ">= 0"),
+        (p.ent_coef_final is None or p.ent_coef_final >= 0, "ppo.ent_coef_final", p.ent_coef_final, ">= 0"),
+        (0 < p.gamma <= 1, "ppo.gamma", p.gamma, "in (0, 1]"),
+        (0 < p.gae_lambda <= 1, "ppo.gae_lambda", p.gae_lambda, "in (0, 1]"),
+        (p.learning_rate > 0, "ppo.learning_rate", p.learning_rate, "> 0"),
+        (p.clip_range > 0, "ppo.clip_range", p.clip_range, "> 0"),
+        (p.n_steps >= 1, "ppo.n_steps", p.n_steps, ">= 1"),
+        (p.n_epochs >= 1, "ppo.n_epochs", p.n_epochs, ">= 1"),
+        (1 <= p.batch_size <= p.n_steps * r.num_envs, "ppo.batch_size", p.batch_size,
+         f"between 1 and the rollout size n_steps * num_envs = {p.n_steps * r.num_envs}"),
+        (p.activation in ACTIVATIONS, "ppo.activation", p.activation, f"one of {', '.join(ACTIVATIONS)}"),
+        (len(p.net_arch) >= 1 and all(h > 0 for h in p.net_arch), "ppo.net_arch", list(p.net_arch),
+         "a non-empty list of positive layer sizes"),
+        (r.total_steps >= 1, "run.total_steps", r.total_steps, ">= 1"),
+        (r.num_envs >= 1, "run.num_envs", r.num_envs, ">= 1"),
+        (r.checkpoint_every >= 0, "run.checkpoint_every", r.checkpoint_every, ">= 0"),
+        (r.eval_episodes >= 0, "run.eval_episodes", r.eval_episodes, ">= 0"),
+        (cfg.task.decimation >= 1, "task.decimation", cfg.task.decimation, ">= 1"),
+        (cfg.task.episode_seconds > 0, "task.episode_seconds", cfg.task.episode_seconds, "> 0"),
+        (cfg.task.physics.timestep > 0, "task.physics.timestep", cfg.task.physics.timestep, "> 0"),
+    ]
+    for ok, key, value, valid in checks:
+        if not ok:
+            raise LegkitError(f"invalid {key} = {value}: must be {valid}")
+    check_reward_table(cfg.task.rewards)
+    return cfg
+
+
+def build_config(task_name: str, config_file: str | None = None, sets: list[str] | None = None,
+                 base: dict | None = None) -> Config:
+    """Resolve a run's config: task factory <- packaged YAML <- user YAML <- --set overrides."""
+    if task_name not in TASKS:
+        raise LegkitError(f"unknown task '{task_name}'; valid tasks: {', '.join(sorted(TASKS))}")
+    tree = base if base is not None else {"task_name": task_name, "task": to_dict(get_task(task_name))}
+    packaged = default_config_file(task_name)
+    if base is None and packaged.exists():
+        tree = deep_merge(tree, load_yaml(str(packaged)))
+    if config_file:
+        tree = deep_merge(tree, load_yaml(config_file))
+    tree = apply_sets(tree, list(sets or []))
+    if tree.get("task_name", task_name) != task_name:
+        raise LegkitError(f"config names task '{tree['task_name']}' but the run is for '{task_name}'")
+    return validate(from_dict(Config, tree))

@@ -1,0 +1,173 @@
+"""Run folders: layout, atomic checkpoints, and resolving RUN arguments (paths or pretrained:NAME).
+
+    runs/<name>-<timestamp>/
+        config.yaml  meta.json  episodes.csv  eval.json
+        model.zip  vecnormalize.pkl          final policy (plain PPO.load / VecNormalize.load)
+        checkpoints/step_000500000/{model.zip, vecnormalize.pkl, meta.json}
+        tb/                                  TensorBoard
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from legkit import LegkitError
+
+MODEL, NORM, CONFIG, META = "model.zip", "vecnormalize.pkl", "config.yaml", "meta.json"
+PRETRAINED_PREFIX = "pretrained:"
+
+
+def pretrained_root() -> Path:
+    """Folder of the policies that ship with legkit."""
+    return Path(str(resources.files("legkit") / "pretrained"))
+
+
+def pretrained_names() -> list[str]:
+    root = pretrained_root()
+    return sorted(p.name for p in root.iterdir() if (p / MODEL).exists()) if root.exists() else []
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A policy on disk: its model, normalization and the config it was trained with."""
+
+    folder: Path
+    model: Path
+    norm: Path
+    config: Path
+    label: str
+
+    @property
+    def step(self) -> int | None:
+        meta = self.folder / META
+        return json.loads(meta.read_text()).get("step") if meta.exists() else None
+
+
+def resolve_run(spec: str) -> Path:
+    """A RUN argument -> a run folder; `pretrained:NAME` is a policy packaged with legkit."""
+    if spec.startswith(PRETRAINED_PREFIX):
+        name = spec[len(PRETRAINED_PREFIX):]
+        names = pretrained_names()
+        if name not in names:
+            raise LegkitError(f"unknown pretrained policy '{name}'; available: {', '.join(names) or 'none'}")
+        return pretrained_root() / name
+    path = Path(spec)
+    if not path.is_dir():
+        raise LegkitError(f"run folder '{spec}' does not exist; pass a folder under runs/ or pretrained:NAME")
+    if not (path / CONFIG).exists():
+        raise LegkitError(f"'{spec}' is not a legkit run folder: it has no {CONFIG}")
+    return path
+
+
+def checkpoints(run: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = run / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.name.startswith("step_") and (p / MODEL).exists() and (p / NORM).exists()]
+    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+
+
+def find_policy(run: Path, checkpoint: str | None = None) -> Policy:
+    """The final model of `run`, or checkpoint `checkpoint` (a step number, a folder name, or 'latest')."""
+    config = run / CONFIG
+    if checkpoint is None:
+        if (run / MODEL).exists() and (run / NORM).exists():
+            return Policy(run, run / MODEL, run / NORM, config, "final")
+        checkpoint = "latest"
+    ckpts = checkpoints(run)
+    if not ckpts:
+        missing = [n for n in (MODEL, NORM) if not (run / n).exists()]
+        raise LegkitError(f"run '{run}' is incomplete: no {', '.join(missing)} and no checkpoints")
+    if checkpoint == "latest":
+        c = ckpts[-1]
+    else:
+        wanted = checkpoint if checkpoint.startswith("step_") else None
+        if wanted is None:
+            try:
+                wanted = f"step_{int(checkpoint):09d}"
+            except ValueError:
+                raise LegkitError(f"checkpoint '{checkpoint}' is not a step number, step_ folder or 'latest'") from None
+        matches = [c for c in ckpts if c.name == wanted]
+        if not matches:
+            valid = ", ".join(str(int(c.name.split("_")[1])) for c in ckpts)
+            raise LegkitError(f"run '{run}' has no checkpoint '{checkpoint}'; valid: latest, {valid}")
+        c = matches[0]
+    return Policy(c, c / MODEL, c / NORM, config, c.name)
+
+
+def new_run_dir(name: str, root: Path = Path("runs")) -> Path:
+    """Create runs/<name>-<timestamp>/, never reusing an existing folder."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = root / f"{name}-{stamp}"
+    k = 1
+    while path.exists():
+        k += 1
+        path = root / f"{name}-{stamp}-{k}"
+    path.mkdir(parents=True)
+    return path
+
+
+def git_revision() -> str | None:
+    """The git commit of the legkit source tree, when it is a checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_yaml(path: Path, data: Any) -> None:
+    atomic_write(path, yaml.safe_dump(data, sort_keys=False).encode())
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def atomic_write(path: Path, payload: bytes) -> None:
+    """Write a file so that a crash leaves either the old or the new content, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)
+
+
+def save_policy(folder: Path, model, vecnorm, meta: dict) -> None:
+    """Save model + normalization + meta into `folder` atomically (built beside it, then renamed)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    model.save(tmp / MODEL)
+    vecnorm.save(str(tmp / NORM))
+    write_json(tmp / META, meta)
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, folder)
+
+
+def save_final(run: Path, model, vecnorm, meta: dict) -> None:
+    """Write the final model.zip and vecnormalize.pkl at the top of the run folder, each atomically."""
+    for name, save in ((MODEL, model.save), (NORM, lambda p: vecnorm.save(str(p)))):
+        tmp = run / f".{name}.tmp{Path(name).suffix}"
+        save(tmp)
+        os.replace(tmp, run / name)
+    write_json(run / META, meta)

@@ -1,0 +1,112 @@
+"""Train (or resume) PPO on a legkit task; every output lands in the run folder."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecNormalize
+
+from legkit import LegkitError, __version__
+from legkit.config import to_dict
+from legkit.envs.vec_env import LegkitVecEnv
+from legkit.train.callbacks import Checkpointer, EpisodeLogger, LinearSchedule
+from legkit.train.config import Config
+from legkit.train.runs import CONFIG, checkpoints, git_revision, save_final, save_policy, write_json, write_yaml
+
+ACTIVATION = {"elu": torch.nn.ELU, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
+
+
+def load_model(model_path: Path, env=None) -> PPO:
+    """PPO.load with a one-line LegkitError when the file is missing or corrupt."""
+    try:
+        return PPO.load(str(model_path), env=env, device="cpu")
+    except Exception as exc:  # zipfile, pickle and torch all raise their own types
+        raise LegkitError(f"checkpoint '{model_path}' is corrupt or unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def load_normalization(path: Path, venv) -> VecNormalize:
+    """VecNormalize.load with a one-line LegkitError when the file is missing or corrupt."""
+    try:
+        return VecNormalize.load(str(path), venv)
+    except Exception as exc:
+        raise LegkitError(f"normalization file '{path}' is corrupt or unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def _build_model(cfg: Config, env: VecNormalize) -> PPO:
+    p = cfg.ppo
+    lr = p.learning_rate
+    if p.learning_rate_final is not None:
+        lr0, lr1 = p.learning_rate, p.learning_rate_final
+        lr = lambda progress: lr1 + progress * (lr0 - lr1)  # noqa: E731 - progress goes 1 -> 0
+    return PPO(
+        "MlpPolicy", env, learning_rate=lr, n_steps=p.n_steps, batch_size=p.batch_size, n_epochs=p.n_epochs,
+        gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range, ent_coef=p.ent_coef, vf_coef=p.vf_coef,
+        max_grad_norm=p.max_grad_norm, target_kl=p.target_kl, seed=cfg.run.seed, device="cpu", verbose=0,
+        policy_kwargs={"net_arch": {"pi": list(p.net_arch), "vf": list(p.net_arch)},
+                       "activation_fn": ACTIVATION[p.activation], "log_std_init": p.log_std_init},
+        tensorboard_log=None,
+    )
+
+
+def train(cfg: Config, run: Path, resume: bool = False, progress_bar: bool = True) -> dict:
+    """Train `cfg` in run folder `run` (continuing its latest checkpoint if `resume`); returns meta."""
+    r = cfg.run
+    torch.set_num_threads(r.torch_threads or torch.get_num_threads())
+    env = LegkitVecEnv(cfg.task, r.num_envs, seed=r.seed, nthread=r.nthread or None, randomize_episode_start=True)
+    t_start = time.time()
+    meta = {
+        "task": cfg.task_name, "robot": cfg.task.robot, "seed": r.seed, "git_revision": git_revision(),
+        "legkit_version": __version__, "command": " ".join(sys.argv), "obs_layout": env.batch.obs_layout,
+        "joints": list(env.batch.robot.joints), "control_dt": cfg.task.control_dt, "action_scale": cfg.task.action_scale,
+    }
+    if resume:
+        ckpts = checkpoints(run)
+        if not ckpts:
+            env.close()
+            raise LegkitError(f"run '{run}' has no checkpoint to resume from; start a new run with legkit train TASK")
+        latest = ckpts[-1]
+        vecnorm = load_normalization(latest / "vecnormalize.pkl", env)
+        model = load_model(latest / "model.zip", env=vecnorm)
+        wall_before = float(_read_meta(run).get("wall_time_s", 0.0))
+        print(f"resuming {run} from {latest.name} ({model.num_timesteps} steps)")
+    else:
+        write_yaml(run / CONFIG, to_dict(cfg))
+        vecnorm = VecNormalize(env, norm_obs=True, norm_reward=cfg.ppo.normalize_reward, clip_obs=10.0,
+                               gamma=cfg.ppo.gamma)
+        model = _build_model(cfg, vecnorm)
+        wall_before = 0.0
+    meta["started"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    write_json(run / "meta.json", {**_read_meta(run), **meta})
+    model.tensorboard_log = str(run / "tb")
+
+    def current_meta() -> dict:
+        return {**meta, "wall_time_s": round(wall_before + time.time() - t_start, 1)}
+
+    callbacks = [EpisodeLogger(env, run / "episodes.csv")]
+    if r.checkpoint_every:
+        callbacks.append(Checkpointer(run / "checkpoints", r.checkpoint_every, current_meta))
+    if cfg.ppo.ent_coef_final is not None:
+        callbacks.append(LinearSchedule("ent_coef", cfg.ppo.ent_coef, cfg.ppo.ent_coef_final, r.total_steps))
+    remaining = r.total_steps - model.num_timesteps
+    try:
+        if remaining > 0:
+            model.learn(remaining, callback=callbacks, progress_bar=progress_bar, tb_log_name="PPO",
+                        reset_num_timesteps=not resume)
+        final = {**current_meta(), "step": model.num_timesteps, "finished": True}
+        if r.checkpoint_every:
+            save_policy(run / "checkpoints" / f"step_{model.num_timesteps:09d}", model, vecnorm, final)
+        save_final(run, model, vecnorm, final)
+    finally:
+        env.close()
+    return final
+
+
+def _read_meta(run: Path) -> dict:
+    import json
+
+    path = run / "meta.json"
+    return json.loads(path.read_text()) if path.exists() else {}
