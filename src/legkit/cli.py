@@ -53,11 +53,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise LegkitError("a pretrained policy cannot be resumed; train a new run with legkit train TASK")
         saved = load_yaml(str(run / CONFIG))
         cfg = build_config(saved.get("task_name", ""), sets=sets, base=saved)
-        from legkit.train.runs import write_yaml
-        from legkit.config import to_dict
-
-        write_yaml(run / CONFIG, to_dict(cfg))
-        resume = True
+        resume = True  # train() rewrites config.yaml once the checkpoint has loaded
     else:
         if not args.task:
             raise LegkitError("name a task to train (see 'legkit list'), or --resume RUN")
@@ -95,6 +91,26 @@ def cmd_eval(args: argparse.Namespace) -> None:
     _evaluate_and_save(run, args.checkpoint, args.episodes, list(args.set or []), out)
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from legkit.evaluate.bench import format_bench, run_bench
+
+    try:
+        envs = tuple(int(x) for x in args.envs.split(","))
+    except ValueError:
+        raise LegkitError(f"--envs must be comma-separated integers such as 64,256,1024, got '{args.envs}'") from None
+    if not envs or min(envs) < 1:
+        raise LegkitError(f"--envs must be positive integers, got '{args.envs}'")
+    if args.seconds <= 0:
+        raise LegkitError(f"--seconds must be positive, got {args.seconds}")
+    result = run_bench(args.task, envs, args.seconds, hand_envs=args.hand_envs, include_ppo=not args.no_ppo)
+    print(format_bench(result))
+    if args.json:
+        from legkit.train.runs import write_json
+
+        write_json(Path(args.json), result)
+        print(f"wrote {args.json}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="legkit", description="Train simulated legged robots with RL on MuJoCo, fast on a CPU.")
     p.add_argument("--version", action="version", version=f"legkit {__version__}")
@@ -120,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a task key for evaluation")
     e.add_argument("--json", help="write the result here (default: RUN/eval.json)")
     e.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="measure physics, env, PPO and hand-built throughput in one run")
+    b.add_argument("--task", default="go2-walk")
+    b.add_argument("--envs", default="64,256,1024", help="comma-separated batch sizes")
+    b.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    b.add_argument("--hand-envs", type=int, default=8, help="envs of the DummyVecEnv/SubprocVecEnv baselines")
+    b.add_argument("--no-ppo", action="store_true", help="skip the PPO measurement")
+    b.add_argument("--json", help="write the results as JSON")
+    b.set_defaults(func=cmd_bench)
 
     ls = sub.add_parser("list", help="robots, tasks and pretrained policies")
     ls.set_defaults(func=cmd_list)

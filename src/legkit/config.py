@@ -7,12 +7,16 @@ lists the valid ones. Configs are built fresh for every run and never mutated at
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from typing import Any
 
 import yaml
 
 from legkit import LegkitError
+
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+"""A number in exponent notation, e.g. 3e-4."""
 
 
 def to_dict(obj: Any) -> Any:
@@ -69,6 +73,8 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
             raise LegkitError(f"config '{path}' must be a mapping, got {value!r}")
         return {k: _coerce(args[1], v, f"{path}.{k}") for k, v in value.items()} if args else dict(value)
     if hint is float:
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise LegkitError(f"config '{path}' must be a number, got {value!r}")
         return float(value)

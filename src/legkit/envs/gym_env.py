@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import gymnasium as gym
 import numpy as np
 
@@ -16,7 +14,7 @@ class LegkitGymEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, task: str = "go2-walk", **overrides: Any):
+    def __init__(self, task: str = "go2-walk"):
         self.task_name = task
         self.task = get_task(task)
         self.batch = LeggedBatch(self.task, num_envs=1, seed=0, nthread=0)

@@ -42,4 +42,7 @@ def build_model(robot: RobotSpec, physics: PhysicsConfig) -> mujoco.MjModel:
     model.opt.timestep = physics.timestep
     model.opt.iterations = physics.iterations
     model.opt.ls_iterations = physics.ls_iterations
+    # A diverged robot must surface as a non-finite state that the env detects, counts and resets;
+    # MuJoCo's default auto-reset would silently put it back at qpos0 in the middle of its episode.
+    model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_AUTORESET)
     return model

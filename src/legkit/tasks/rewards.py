@@ -100,8 +100,9 @@ class FeetAirTime:
     def __call__(self, s: BatchState, threshold: float = 0.5, contact_force: float = 1.0) -> np.ndarray:
         contact = s.foot_force > contact_force
         touchdown = contact & ~self.was_in_contact
-        self.air_time += s.dt
+        # air_time counts the steps that ended with the foot in the air: k of them before touchdown = k * dt
         reward = np.sum((self.air_time - threshold) * touchdown, axis=1)
+        self.air_time += s.dt
         self.air_time[contact] = 0.0
         self.was_in_contact = contact
         moving = np.linalg.norm(s.command[:, :2], axis=1) > 0.1

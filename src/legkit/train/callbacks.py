@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import csv
+import os
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from legkit.envs.vec_env import LegkitVecEnv
 from legkit.train.runs import save_policy
+
+
+def current_rss_mb() -> float:
+    """Resident memory of this process now (MB), from /proc; the peak where /proc is missing."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 class EpisodeLogger(BaseCallback):
@@ -54,6 +67,7 @@ class EpisodeLogger(BaseCallback):
         now = time.perf_counter()
         self.logger.record("perf/steps_per_second", (self.num_timesteps - self._steps_last) / max(now - self._t_last, 1e-9))
         self._t_last, self._steps_last = now, self.num_timesteps
+        self.logger.record("perf/rss_mb", current_rss_mb())
         self.logger.record("stats/bad_actions", self.env.batch.bad_action_count)
         self.logger.record("stats/bad_physics", self.env.batch.bad_physics_count)
         self.logger.record("train/policy_std", float(np.exp(self.model.policy.log_std.detach().cpu().numpy()).mean()))
@@ -83,6 +97,27 @@ class Checkpointer(BaseCallback):
             save_policy(self.folder / f"step_{step:09d}", self.model, self.model.get_vec_normalize_env(),
                         {**self.meta(), "step": step})
             self._next = (step // self.every + 1) * self.every
+        return True
+
+
+class TorchThreads(BaseCallback):
+    """One torch thread while collecting (MuJoCo's threads own the cores then), `update` threads
+    for the gradient updates, when the physics is idle."""
+
+    def __init__(self, update: int):
+        super().__init__()
+        self.update = update
+
+    def _on_rollout_start(self) -> None:
+        torch.set_num_threads(1)
+
+    def _on_rollout_end(self) -> None:
+        torch.set_num_threads(self.update)
+
+    def _on_training_end(self) -> None:
+        torch.set_num_threads(self.update)
+
+    def _on_step(self) -> bool:
         return True
 
 

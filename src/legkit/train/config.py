@@ -8,8 +8,10 @@ from pathlib import Path
 
 from legkit import LegkitError
 from legkit.config import apply_sets, deep_merge, from_dict, load_yaml, to_dict
+from legkit.robots import get_robot
 from legkit.tasks import TASKS, get_task
 from legkit.tasks.config import TaskConfig
+from legkit.tasks.observations import OBSERVATIONS
 from legkit.tasks.terms import check_reward_table
 
 
@@ -34,7 +36,7 @@ class PPOConfig:
     vf_coef: float = 0.5
     max_grad_norm: float = 1.0
     target_kl: float | None = None
-    net_arch: tuple[int, ...] = (256, 128)
+    net_arch: tuple[int, ...] = (128, 128)
     """Hidden layers of both the policy and the value network."""
     activation: str = "elu"
     """One of elu, tanh, relu."""
@@ -60,7 +62,8 @@ class RunConfig:
     nthread: int = 0
     """Physics threads; 0 uses every core."""
     torch_threads: int = 0
-    """Torch intra-op threads; 0 uses every core."""
+    """Torch threads for the gradient updates (0: every core). Rollout collection always uses one,
+    so that torch's workers do not compete with MuJoCo's physics threads."""
 
 
 @dataclass(frozen=True)
@@ -93,13 +96,14 @@ def validate(cfg: Config) -> Config:
         (p.clip_range > 0, "ppo.clip_range", p.clip_range, "> 0"),
         (p.n_steps >= 1, "ppo.n_steps", p.n_steps, ">= 1"),
         (p.n_epochs >= 1, "ppo.n_epochs", p.n_epochs, ">= 1"),
-        (1 <= p.batch_size <= p.n_steps * r.num_envs, "ppo.batch_size", p.batch_size,
-         f"between 1 and the rollout size n_steps * num_envs = {p.n_steps * r.num_envs}"),
         (p.activation in ACTIVATIONS, "ppo.activation", p.activation, f"one of {', '.join(ACTIVATIONS)}"),
         (len(p.net_arch) >= 1 and all(h > 0 for h in p.net_arch), "ppo.net_arch", list(p.net_arch),
          "a non-empty list of positive layer sizes"),
         (r.total_steps >= 1, "run.total_steps", r.total_steps, ">= 1"),
         (r.num_envs >= 1, "run.num_envs", r.num_envs, ">= 1"),
+        # after n_steps and num_envs, so that a bad one of those is named rather than batch_size
+        (1 <= p.batch_size <= p.n_steps * r.num_envs, "ppo.batch_size", p.batch_size,
+         f"between 1 and the rollout size n_steps * num_envs = {p.n_steps * r.num_envs}"),
         (r.checkpoint_every >= 0, "run.checkpoint_every", r.checkpoint_every, ">= 0"),
         (r.eval_episodes >= 0, "run.eval_episodes", r.eval_episodes, ">= 0"),
         (cfg.task.decimation >= 1, "task.decimation", cfg.task.decimation, ">= 1"),
@@ -109,6 +113,10 @@ def validate(cfg: Config) -> Config:
     for ok, key, value, valid in checks:
         if not ok:
             raise LegkitError(f"invalid {key} = {value}: must be {valid}")
+    get_robot(cfg.task.robot)  # unknown robots fail here, before a run folder is created
+    for name in cfg.task.observations:
+        if name not in OBSERVATIONS:
+            raise LegkitError(f"unknown observation term '{name}'; valid terms: {', '.join(OBSERVATIONS)}")
     check_reward_table(cfg.task.rewards)
     return cfg
 

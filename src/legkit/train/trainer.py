@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from legkit import LegkitError, __version__
 from legkit.config import to_dict
 from legkit.envs.vec_env import LegkitVecEnv
-from legkit.train.callbacks import Checkpointer, EpisodeLogger, LinearSchedule
+from legkit.train.callbacks import Checkpointer, EpisodeLogger, LinearSchedule, TorchThreads
 from legkit.train.config import Config
 from legkit.train.runs import CONFIG, checkpoints, git_revision, save_final, save_policy, write_json, write_yaml
 
@@ -55,7 +56,7 @@ def _build_model(cfg: Config, env: VecNormalize) -> PPO:
 def train(cfg: Config, run: Path, resume: bool = False, progress_bar: bool = True) -> dict:
     """Train `cfg` in run folder `run` (continuing its latest checkpoint if `resume`); returns meta."""
     r = cfg.run
-    torch.set_num_threads(r.torch_threads or torch.get_num_threads())
+    update_threads = r.torch_threads or os.cpu_count() or 1
     env = LegkitVecEnv(cfg.task, r.num_envs, seed=r.seed, nthread=r.nthread or None, randomize_episode_start=True)
     t_start = time.time()
     meta = {
@@ -69,8 +70,13 @@ def train(cfg: Config, run: Path, resume: bool = False, progress_bar: bool = Tru
             env.close()
             raise LegkitError(f"run '{run}' has no checkpoint to resume from; start a new run with legkit train TASK")
         latest = ckpts[-1]
-        vecnorm = load_normalization(latest / "vecnormalize.pkl", env)
-        model = load_model(latest / "model.zip", env=vecnorm)
+        try:
+            vecnorm = load_normalization(latest / "vecnormalize.pkl", env)
+            model = load_model(latest / "model.zip", env=vecnorm)
+        except LegkitError:
+            env.close()
+            raise
+        write_yaml(run / CONFIG, to_dict(cfg))  # only now: a failed resume leaves the run untouched
         wall_before = float(_read_meta(run).get("wall_time_s", 0.0))
         print(f"resuming {run} from {latest.name} ({model.num_timesteps} steps)")
     else:
@@ -86,7 +92,7 @@ def train(cfg: Config, run: Path, resume: bool = False, progress_bar: bool = Tru
     def current_meta() -> dict:
         return {**meta, "wall_time_s": round(wall_before + time.time() - t_start, 1)}
 
-    callbacks = [EpisodeLogger(env, run / "episodes.csv")]
+    callbacks = [TorchThreads(update_threads), EpisodeLogger(env, run / "episodes.csv")]
     if r.checkpoint_every:
         callbacks.append(Checkpointer(run / "checkpoints", r.checkpoint_every, current_meta))
     if cfg.ppo.ent_coef_final is not None:

@@ -1,0 +1,173 @@
+"""`legkit bench`: throughput of the physics, the batched env, PPO and the hand-built path, in one run.
+
+(a) physics limit: mujoco.rollout over the same batch states the env visits, 1 core and all cores;
+(b) the batched LegkitVecEnv stepping random actions;
+(c) PPO end to end (collection + updates), as `legkit train` runs it;
+(d) the same task as a single-robot gymnasium env in SB3's DummyVecEnv and SubprocVecEnv.
+All rates are control steps per second (one step = one robot advanced by one policy period).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from dataclasses import replace
+
+import mujoco
+import numpy as np
+import torch
+
+from legkit.envs.gym_env import LegkitGymEnv
+from legkit.envs.vec_env import LegkitVecEnv
+from legkit.sim.batch import BatchSim
+from legkit.train.callbacks import TorchThreads
+from legkit.train.config import Config, build_config
+
+FIELDS = ("physics_1core", "physics_all_cores", "env", "ppo", "dummy_vec_env", "subproc_vec_env")
+
+
+def _rate(fn, steps_per_call: int, seconds: float, min_calls: int = 3) -> float:
+    """Call fn repeatedly for about `seconds` (at least `min_calls` times); return steps per second."""
+    fn()  # warm-up
+    calls, t0 = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - t0 < seconds:
+        fn()
+        calls += 1
+    return calls * steps_per_call / (time.perf_counter() - t0)
+
+
+def physics_limit(env: LegkitVecEnv, seconds: float, nthread: int) -> float:
+    """Raw rollout rate from the env's current batch states under its last controls (control steps/s)."""
+    b = env.batch
+    sim = BatchSim(b.model, b.num_envs, b.task.decimation, nthread=nthread)
+    snapshot = b.sim.state.copy()
+    ctrl = b._ctrl.copy()
+
+    def run() -> None:
+        np.copyto(sim.state, snapshot)  # same states every call: the env's own workload
+        sim.step(ctrl)
+
+    try:
+        return _rate(run, b.num_envs, seconds)
+    finally:
+        sim.close()
+
+
+def env_rate(env: LegkitVecEnv, seconds: float, rng: np.random.Generator) -> float:
+    """LegkitVecEnv.step with uniform random actions (control steps/s)."""
+    actions = rng.uniform(-1, 1, (64, env.num_envs, env.batch.action_dim)).astype(np.float32)
+    k = [0]
+
+    def run() -> None:
+        env.step(actions[k[0] % 64])
+        k[0] += 1
+
+    return _rate(run, env.num_envs, seconds, min_calls=20)
+
+
+def ppo_rate(cfg: Config, num_envs: int, seconds: float) -> float:
+    """PPO training steps per second, rollouts and updates, as `legkit train` runs it."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from legkit.train.trainer import _build_model
+
+    cfg = replace(cfg, run=replace(cfg.run, num_envs=num_envs),
+                  ppo=replace(cfg.ppo, batch_size=min(cfg.ppo.batch_size, cfg.ppo.n_steps * num_envs)))
+    env = VecNormalize(LegkitVecEnv(cfg.task, num_envs, seed=0), gamma=cfg.ppo.gamma)
+    model = _build_model(cfg, env)
+    per_rollout = cfg.ppo.n_steps * num_envs
+    threads = TorchThreads(os.cpu_count() or 1)
+    model.learn(per_rollout, callback=threads)  # warm-up
+    rollouts, t0 = 0, time.perf_counter()
+    while rollouts < 2 or time.perf_counter() - t0 < seconds:
+        model.learn(per_rollout, callback=threads, reset_num_timesteps=False)
+        rollouts += 1
+    rate = rollouts * per_rollout / (time.perf_counter() - t0)
+    env.close()
+    return rate
+
+
+def hand_built_rate(task_name: str, num_envs: int, seconds: float, subproc: bool) -> float:
+    """The seed projects' way: one gymnasium env per robot inside DummyVecEnv or SubprocVecEnv."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    fns = [lambda: LegkitGymEnv(task_name) for _ in range(num_envs)]
+    venv = SubprocVecEnv(fns, start_method="fork") if subproc else DummyVecEnv(fns)
+    venv.reset()
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (64, num_envs, venv.action_space.shape[0])).astype(np.float32)
+    k = [0]
+
+    def run() -> None:
+        venv.step(actions[k[0] % 64])
+        k[0] += 1
+
+    try:
+        return _rate(run, num_envs, seconds, min_calls=20)
+    finally:
+        venv.close()
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children (MB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024.0
+
+
+def run_bench(task_name: str = "go2-walk", envs: tuple[int, ...] = (64, 256, 1024), seconds: float = 3.0,
+              hand_envs: int = 8, include_ppo: bool = True) -> dict:
+    """Measure every rate for each batch size; one dict per size plus machine facts."""
+    cfg = build_config(task_name)
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(1)
+    rows = []
+    dummy = hand_built_rate(task_name, hand_envs, seconds, subproc=False)
+    subproc = hand_built_rate(task_name, hand_envs, seconds, subproc=True)
+    for n in envs:
+        env = LegkitVecEnv(cfg.task, n, seed=0)
+        env.reset()
+        rng = np.random.default_rng(0)
+        for _ in range(50):  # reach a typical mix of standing, stepping and fallen robots
+            env.step(rng.uniform(-1, 1, (n, env.batch.action_dim)).astype(np.float32))
+        row = {"num_envs": n}
+        row["physics_1core"] = physics_limit(env, seconds, nthread=0)
+        row["physics_all_cores"] = physics_limit(env, seconds, nthread=cores)
+        row["env"] = env_rate(env, seconds, rng)
+        env.close()
+        row["ppo"] = ppo_rate(cfg, n, seconds) if include_ppo else None
+        row["dummy_vec_env"], row["subproc_vec_env"] = dummy, subproc
+        lim = row["physics_all_cores"]
+        row["env_over_limit"] = row["env"] / lim
+        row["ppo_over_limit"] = row["ppo"] / lim if row["ppo"] is not None else None
+        row["env_over_dummy"] = row["env"] / dummy
+        row["env_over_subproc"] = row["env"] / subproc
+        row["peak_rss_mb"] = peak_rss_mb()
+        rows.append(row)
+    return {
+        "task": task_name, "seconds": seconds, "hand_built_envs": hand_envs,
+        "machine": {"cores": cores, "platform": platform.platform(), "processor": platform.machine(),
+                    "python": platform.python_version(), "mujoco": mujoco.__version__, "torch": torch.__version__},
+        "decimation": cfg.task.decimation, "timestep": cfg.task.physics.timestep, "results": rows,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def format_bench(result: dict) -> str:
+    """The bench table: rates in control steps/s, ratios, peak memory."""
+    head = (f"{'envs':>6} {'phys 1c':>9} {'phys all':>9} {'env':>9} {'ppo':>9} {'dummy':>8} {'subproc':>8} "
+            f"{'env/lim':>8} {'ppo/lim':>8} {'env/dum':>8} {'env/sub':>8} {'rss MB':>7}")
+    lines = [f"legkit bench: {result['task']}, {result['machine']['cores']} cores, control steps/s "
+             f"(decimation {result['decimation']} x {result['timestep']} s); hand-built paths use "
+             f"{result['hand_built_envs']} envs", head]
+    for r in result["results"]:
+        ppo = f"{r['ppo']:9.0f}" if r["ppo"] is not None else f"{'-':>9}"
+        ppo_ratio = f"{r['ppo_over_limit']:8.0%}" if r["ppo_over_limit"] is not None else f"{'-':>8}"
+        lines.append(
+            f"{r['num_envs']:>6} {r['physics_1core']:9.0f} {r['physics_all_cores']:9.0f} {r['env']:9.0f} {ppo} "
+            f"{r['dummy_vec_env']:8.0f} {r['subproc_vec_env']:8.0f} {r['env_over_limit']:8.0%} {ppo_ratio} "
+            f"{r['env_over_dummy']:7.1f}x {r['env_over_subproc']:7.1f}x {r['peak_rss_mb']:7.0f}"
+        )
+    return "\n".join(lines)

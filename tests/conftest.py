@@ -1,0 +1,59 @@
+"""Shared fixtures: the Go2 model, the go2-walk task, and VecEnvs that are closed after each test."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import mujoco
+import pytest
+
+from legkit.robots import get_robot
+from legkit.sim.scene import PhysicsConfig, build_model
+from legkit.tasks import get_task
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny MLPs on a shared 2-core machine: one torch thread is several times faster than two."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def go2():
+    return get_robot("go2")
+
+
+@pytest.fixture(scope="session")
+def go2_model(go2) -> mujoco.MjModel:
+    """The compiled Go2 scene (robot + floor). Tests must not modify it."""
+    return build_model(go2, PhysicsConfig())
+
+
+@pytest.fixture
+def walk_task():
+    return get_task("go2-walk")
+
+
+@pytest.fixture
+def make_env():
+    """Build LegkitVecEnvs for go2-walk (with optional TaskConfig field overrides) and close them afterwards."""
+    from legkit.envs.vec_env import LegkitVecEnv
+
+    envs = []
+
+    def _make(num_envs: int = 4, seed: int = 0, nthread: int | None = 1, **task_overrides):
+        task = get_task("go2-walk")
+        if "termination" in task_overrides and isinstance(task_overrides["termination"], dict):
+            task_overrides["termination"] = dataclasses.replace(task.termination, **task_overrides["termination"])
+        env = LegkitVecEnv(dataclasses.replace(task, **task_overrides), num_envs, seed=seed, nthread=nthread)
+        envs.append(env)
+        return env
+
+    yield _make
+    for env in envs:
+        env.close()

@@ -1,0 +1,315 @@
+"""End-to-end through the real `legkit` command: a tiny training run, resume, eval, list, and bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from legkit.cli import main
+from legkit.config import from_dict
+from legkit.train.config import Config
+
+SMOKE = ["train", "go2-walk", "--steps", "4096", "--envs", "16", "--set", "ppo.n_steps=64",
+         "--set", "ppo.batch_size=256", "--set", "run.checkpoint_every=1024", "--set", "run.eval_episodes=2",
+         "--no-progress"]
+METRICS = ("mean_forward_velocity", "velocity_tracking_rms", "survival_rate", "mean_base_height", "base_height_std",
+           "early_termination_rate", "mean_time_to_fall_s", "mean_action_magnitude", "energy_per_metre_J")
+LEGKIT = Path(sys.executable).with_name("legkit")  # the installed console script of this virtualenv
+
+
+def run_legkit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The installed entry point in a fresh process (one torch thread: the test machine is shared)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run([str(LEGKIT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def snapshot(*roots: Path) -> dict[str, tuple]:
+    """Every folder and file under `roots`: files by content hash, size and mtime."""
+    out = {}
+    for root in roots:
+        for p in sorted(root.rglob("*")):
+            if p.is_dir():
+                out[str(p)] = ("dir",)
+            else:
+                st = p.stat()
+                out[str(p)] = (hashlib.sha256(p.read_bytes()).hexdigest(), st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> Path:
+    """One tiny training run shared by this module's tests; tests that change a run work on a copy."""
+    runs = tmp_path_factory.mktemp("runs")
+    assert main([*SMOKE, "--runs", str(runs)]) == 0
+    (run,) = list(runs.iterdir())
+    return run
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    shutil.copytree(run, dest)
+    return dest
+
+
+# -- a training run and what it writes ------------------------------------------------------------
+
+def test_smoke_run_writes_config_and_meta(smoke):
+    assert smoke.name.startswith("go2-walk-")
+    cfg = from_dict(Config, yaml.safe_load((smoke / "config.yaml").read_text()))
+    assert cfg.task_name == "go2-walk"
+    assert (cfg.run.total_steps, cfg.run.num_envs, cfg.ppo.n_steps, cfg.ppo.batch_size) == (4096, 16, 64, 256)
+    assert (cfg.run.checkpoint_every, cfg.run.eval_episodes) == (1024, 2)
+
+    meta = json.loads((smoke / "meta.json").read_text())
+    assert meta["seed"] == 0
+    assert "git_revision" in meta
+    assert meta["git_revision"] is None or re.fullmatch(r"[0-9a-f]{40}", meta["git_revision"])
+    assert meta["step"] == 4096 and meta["finished"] is True
+    layout = [tuple(x) for x in meta["obs_layout"]]
+    assert [name for name, _, _ in layout] == list(cfg.task.observations)
+    assert layout[0][1] == 0 and sum(size for _, _, size in layout) == 48
+    assert all(layout[i][1] + layout[i][2] == layout[i + 1][1] for i in range(len(layout) - 1))
+
+
+def test_smoke_run_writes_episodes_csv_and_tensorboard(smoke):
+    cfg = from_dict(Config, yaml.safe_load((smoke / "config.yaml").read_text()))
+    with open(smoke / "episodes.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    terms = [name for name, t in cfg.task.rewards.items() if t.weight != 0]
+    assert rows[0] == ["step", "reward", "length", "time", "terminated", *terms]
+    assert all(len(r) == len(rows[0]) for r in rows[1:])
+    events = list((smoke / "tb").glob("PPO_1/events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    assert [p.name for p in (smoke / "tb").iterdir()] == ["PPO_1"]
+
+
+def test_smoke_run_writes_checkpoints(smoke):
+    ckpts = sorted(p.name for p in (smoke / "checkpoints").iterdir())
+    assert ckpts == [f"step_{s:09d}" for s in (1024, 2048, 3072, 4096)]
+    for name in ckpts:
+        folder = smoke / "checkpoints" / name
+        assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "model.zip", "vecnormalize.pkl"]
+        assert json.loads((folder / "meta.json").read_text())["step"] == int(name.split("_")[1])
+    assert not [p for p in smoke.rglob(".*")], "temporary files left behind"
+
+
+def test_smoke_run_writes_eval_json(smoke):
+    result = json.loads((smoke / "eval.json").read_text())
+    m = result["metrics"]
+    for key in METRICS:
+        assert key in m, key
+    assert m["episodes"] == 2
+    assert 0.0 <= m["survival_rate"] <= 1.0
+    assert m["survival_rate"] + m["early_termination_rate"] == pytest.approx(1.0)
+    assert 0.0 < m["mean_base_height"] < 0.5 and m["base_height_std"] >= 0.0
+    assert result["checkpoint"] == "final" and result["step"] == 4096
+
+
+def test_model_loads_with_plain_sb3(smoke):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from legkit.envs.vec_env import LegkitVecEnv
+
+    model = PPO.load(str(smoke / "model.zip"), device="cpu")
+    assert model.num_timesteps == 4096
+    assert model.observation_space.shape == (48,) and model.action_space.shape == (12,)
+    cfg = from_dict(Config, yaml.safe_load((smoke / "config.yaml").read_text()))
+    venv = LegkitVecEnv(cfg.task, 2, seed=1, nthread=1)
+    try:
+        norm = VecNormalize.load(str(smoke / "vecnormalize.pkl"), venv)
+        norm.training = False
+        assert norm.obs_rms.count > 1 and norm.obs_rms.mean.shape == (48,)
+        obs = norm.reset()
+        assert np.abs(obs).max() <= norm.clip_obs
+        action, _ = model.predict(obs, deterministic=True)
+        assert action.shape == (2, 12)
+        obs, rewards, dones, _ = norm.step(action)
+        assert np.isfinite(obs).all() and rewards.shape == (2,)
+    finally:
+        venv.close()
+
+
+# -- resume, eval, list -----------------------------------------------------------------------------
+
+def test_resume_continues_step_count_and_tensorboard(smoke, tmp_path, capsys):
+    run = copy_run(smoke, tmp_path / "run")
+    assert main(["train", "--resume", str(run), "--steps", "8192", "--no-progress"]) == 0
+    assert "from step_000004096 (4096 steps)" in capsys.readouterr().out
+
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["step"] == 8192 > 4096 and meta["finished"] is True
+    assert [p.name for p in (run / "tb").iterdir()] == ["PPO_1"]  # no PPO_2
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert ckpts == [f"step_{s:09d}" for s in range(1024, 8193, 1024)]
+    from stable_baselines3 import PPO
+
+    assert PPO.load(str(run / "model.zip"), device="cpu").num_timesteps == 8192
+    assert yaml.safe_load((run / "config.yaml").read_text())["run"]["total_steps"] == 8192
+    lines = (run / "episodes.csv").read_text().splitlines()
+    assert sum(line.startswith("step,") for line in lines) == 1  # appended, one header
+    assert json.loads((run / "eval.json").read_text())["step"] == 8192
+    assert (smoke / "meta.json").exists() and json.loads((smoke / "meta.json").read_text())["step"] == 4096
+
+
+def test_eval_writes_json_via_entry_point(smoke, tmp_path):
+    assert LEGKIT.exists(), f"console script missing at {LEGKIT}"
+    before = snapshot(smoke)
+    out = tmp_path / "out.json"
+    proc = run_legkit("eval", str(smoke), "--episodes", "2", "--json", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["task"] == "go2-walk" and result["checkpoint"] == "final" and result["step"] == 4096
+    assert result["metrics"]["episodes"] == 2
+    for key in METRICS:
+        assert key in result["metrics"], key
+    assert "survival rate" in proc.stdout
+    assert snapshot(smoke) == before  # --json elsewhere: the run folder is untouched
+
+
+def test_eval_of_a_checkpoint_with_overrides(smoke, tmp_path):
+    out = tmp_path / "ckpt.json"
+    argv = ["eval", str(smoke), "--checkpoint", "2048", "--episodes", "1", "--set", "task.episode_seconds=0.5",
+            "--json", str(out)]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["checkpoint"] == "step_000002048" and result["step"] == 2048
+    assert result["overrides"] == ["task.episode_seconds=0.5"]
+    assert result["metrics"]["episode_limit_s"] == pytest.approx(0.5)
+
+
+def test_list_in_process(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^\s+go2\s", out, re.M) and re.search(r"^\s+go2-walk\s", out, re.M)
+
+
+def test_list_via_entry_point(tmp_path):
+    proc = run_legkit("list", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^\s+go2\s", proc.stdout, re.M) and re.search(r"^\s+go2-walk\s", proc.stdout, re.M)
+
+
+# -- bad inputs: exit code 2, one line on stderr, nothing changed ------------------------------------
+
+def _incomplete(smoke: Path, tmp: Path) -> Path:
+    run = tmp / "incomplete"
+    run.mkdir()
+    shutil.copy(smoke / "config.yaml", run / "config.yaml")
+    return run
+
+
+def _no_config(smoke: Path, tmp: Path) -> Path:
+    run = tmp / "no-config"
+    run.mkdir()
+    (run / "notes.txt").write_text("not a run\n")
+    return run
+
+
+def _corrupt(smoke: Path, tmp: Path) -> Path:
+    run = copy_run(smoke, tmp / "corrupt")
+    (run / "model.zip").write_bytes(b"this is not a zip file\x00\xff" * 10)
+    return run
+
+
+def _corrupt_checkpoint(smoke: Path, tmp: Path) -> Path:
+    run = copy_run(smoke, tmp / "corrupt-ckpt")
+    (run / "checkpoints" / "step_000004096" / "model.zip").write_bytes(b"garbage")
+    return run
+
+
+BAD = {
+    # name: (argv builder(smoke, runs root, tmp), fragments the error must contain)
+    "unknown task": (lambda s, r, t: ["train", "go2-run", "--runs", str(r)], ["'go2-run'", "go2-walk"]),
+    "unknown robot": (lambda s, r, t: ["train", "go2-walk", "--set", "task.robot=nope", "--runs", str(r)],
+                      ["'nope'", "go2"]),
+    "unknown key": (lambda s, r, t: ["train", "go2-walk", "--set", "ppo.learning_rat=1", "--runs", str(r)],
+                    ["ppo.learning_rat", "learning_rate", "n_steps"]),
+    "malformed set": (lambda s, r, t: ["train", "go2-walk", "--set", "ppo.learning_rate", "--runs", str(r)],
+                      ["malformed --set", "key=value"]),
+    "malformed set value": (lambda s, r, t: ["train", "go2-walk", "--set", "x=", "--runs", str(r)],
+                            ["malformed --set", "missing value"]),
+    "out of range": (lambda s, r, t: ["train", "go2-walk", "--set", "ppo.gamma=1.5", "--runs", str(r)],
+                     ["ppo.gamma", "(0, 1]"]),
+    "eval missing run": (lambda s, r, t: ["eval", str(t / "nope")], ["does not exist", "pretrained:NAME"]),
+    "resume missing run": (lambda s, r, t: ["train", "--resume", str(t / "nope"), "--runs", str(r)],
+                           ["does not exist", "pretrained:NAME"]),
+    "eval no config": (lambda s, r, t: ["eval", str(_no_config(s, t))], ["not a legkit run folder", "config.yaml"]),
+    "resume no config": (lambda s, r, t: ["train", "--resume", str(_no_config(s, t)), "--steps", "8192"],
+                         ["not a legkit run folder", "config.yaml"]),
+    "eval incomplete": (lambda s, r, t: ["eval", str(_incomplete(s, t))], ["incomplete", "model.zip", "checkpoints"]),
+    "resume incomplete": (lambda s, r, t: ["train", "--resume", str(_incomplete(s, t)), "--steps", "8192",
+                                           "--set", "run.seed=5", "--no-progress"],
+                          ["no checkpoint to resume", "legkit train TASK"]),
+    "eval corrupt model": (lambda s, r, t: ["eval", str(_corrupt(s, t)), "--episodes", "1"],
+                           ["corrupt", "model.zip"]),
+    "resume corrupt checkpoint": (lambda s, r, t: ["train", "--resume", str(_corrupt_checkpoint(s, t)),
+                                                   "--steps", "8192", "--no-progress"],
+                                  ["corrupt", "step_000004096", "model.zip"]),
+    "eval zero episodes": (lambda s, r, t: ["eval", str(s), "--episodes", "0"], ["--episodes", "at least 1"]),
+    "eval unknown checkpoint": (lambda s, r, t: ["eval", str(s), "--checkpoint", "999"],
+                                ["'999'", "latest", "1024", "4096"]),
+    "resume with task": (lambda s, r, t: ["train", "go2-walk", "--resume", str(s)], ["--resume"]),
+}
+
+
+def one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
+    assert lines[0].startswith("legkit: error: "), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input(case, smoke, tmp_path, capfd):
+    build, fragments = BAD[case]
+    runs = smoke.parent
+    argv = build(smoke, runs, tmp_path)
+    before = snapshot(runs, tmp_path)
+    capfd.readouterr()
+    assert main(argv) == 2
+    line = one_error_line(capfd.readouterr().err)
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} missing from: {line}"
+    assert snapshot(runs, tmp_path) == before, "a failed command changed files"
+
+
+def test_corrupt_model_leaves_other_files_untouched(smoke, tmp_path, capfd):
+    run = _corrupt(smoke, tmp_path)
+    before = snapshot(run)
+    capfd.readouterr()
+    assert main(["eval", str(run), "--episodes", "2"]) == 2
+    line = one_error_line(capfd.readouterr().err)
+    assert str(run / "model.zip") in line
+    assert snapshot(run) == before
+    # Everything but model.zip is still byte-identical to the original run.
+    for p in smoke.rglob("*"):
+        if p.is_file() and p != smoke / "model.zip":
+            assert (run / p.relative_to(smoke)).read_bytes() == p.read_bytes(), p
+
+
+def test_argparse_errors_are_one_line(capfd):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval"])
+    assert exit_info.value.code == 2
+    line = one_error_line(capfd.readouterr().err)
+    assert "run" in line
+
+
+def test_bad_input_via_entry_point(tmp_path):
+    proc = run_legkit("train", "go2-run", "--runs", str(tmp_path / "runs"), cwd=tmp_path)
+    assert proc.returncode == 2
+    line = one_error_line(proc.stderr)
+    assert "'go2-run'" in line and "go2-walk" in line
+    assert proc.stdout == ""
+    assert not (tmp_path / "runs").exists()

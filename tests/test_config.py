@@ -1,0 +1,195 @@
+"""Run configuration: building, --set overrides, strict keys and types, range validation, round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from legkit import LegkitError
+from legkit.config import from_dict, parse_set, to_dict
+from legkit.tasks import TASKS
+from legkit.tasks.config import TaskConfig
+from legkit.tasks.rewards import REWARDS
+from legkit.tasks.terms import RewardTerm
+from legkit.train.config import Config, PPOConfig, RunConfig, build_config
+
+
+def error(sets: list[str], task: str = "go2-walk") -> str:
+    with pytest.raises(LegkitError) as err:
+        build_config(task, sets=sets)
+    return str(err.value)
+
+
+def test_build_config_go2_walk():
+    cfg = build_config("go2-walk")
+    assert isinstance(cfg, Config)
+    assert cfg.task_name == "go2-walk"
+    assert isinstance(cfg.task, TaskConfig) and cfg.task.robot == "go2"
+    assert cfg.task.control_dt == pytest.approx(0.02)
+    assert cfg.task.max_episode_steps == 1000
+    assert set(cfg.task.rewards) <= set(REWARDS) and "track_lin_vel" in cfg.task.rewards
+    assert isinstance(cfg.task.rewards["base_height"], RewardTerm)
+    assert cfg.task.rewards["base_height"].params == {"target": 0.27}
+    # The packaged YAML is applied on top of the dataclass defaults.
+    assert cfg.ppo.n_steps == 24 and cfg.run.num_envs == 256 and cfg.ppo.net_arch == (256, 128)
+
+
+def test_set_overrides_apply_with_types():
+    cfg = build_config("go2-walk", sets=[
+        "ppo.learning_rate=1e-3",  # PyYAML alone reads this as a string
+        "ppo.n_steps=64", "run.num_envs=8", "ppo.batch_size=128",
+        "ppo.net_arch=[64, 32]", "task.commands.lin_vel_x=[1, 1]", "task.rewards.base_height.params.target=0.3",
+        "ppo.target_kl=0.02", "ppo.normalize_reward=false",
+    ])
+    assert cfg.ppo.learning_rate == pytest.approx(1e-3) and isinstance(cfg.ppo.learning_rate, float)
+    assert cfg.ppo.n_steps == 64 and cfg.run.num_envs == 8 and cfg.ppo.batch_size == 128
+    assert cfg.ppo.net_arch == (64, 32)
+    assert cfg.task.commands.lin_vel_x == (1.0, 1.0) and all(isinstance(v, float) for v in cfg.task.commands.lin_vel_x)
+    assert cfg.task.rewards["base_height"] == RewardTerm(-30.0, {"target": 0.3})
+    assert cfg.ppo.target_kl == pytest.approx(0.02)
+    assert cfg.ppo.normalize_reward is False
+
+
+def test_configs_are_fresh_copies():
+    a = build_config("go2-walk")
+    b = build_config("go2-walk", sets=["task.rewards.torques.weight=-1"])
+    assert a.task.rewards["torques"].weight == pytest.approx(-2e-4)
+    assert b.task.rewards["torques"].weight == -1.0
+    assert a.task.rewards is not b.task.rewards
+
+
+def test_unknown_task_names_valid_tasks():
+    msg = error([], task="go2-run")
+    assert "'go2-run'" in msg
+    for name in TASKS:
+        assert name in msg
+
+
+def test_unknown_key_names_key_and_valid_keys():
+    msg = error(["ppo.learning_rat=1"])
+    assert "ppo.learning_rat" in msg
+    for f in dataclasses.fields(PPOConfig):
+        assert f.name in msg
+
+
+def test_unknown_top_level_and_nested_section_keys():
+    msg = error(["trian.steps=1"])
+    assert "trian" in msg and all(k in msg for k in ("task_name", "task", "ppo", "run"))
+    msg = error(["task.termination.min_height=0.1"])
+    assert "task.termination.min_height" in msg and "min_base_height" in msg and "grace_steps" in msg
+
+
+@pytest.mark.parametrize("item", ["ppo.learning_rate", "=3", "a..b=1", "x=", ".a=1", "a.=1", "ppo.gamma=[1"])
+def test_malformed_set(item):
+    msg = error([item])
+    assert msg.startswith("malformed --set"), msg
+    assert item in msg
+
+
+def test_set_into_a_value_is_malformed():
+    msg = error(["ppo.gamma.x=1"])
+    assert msg.startswith("malformed --set") and "gamma" in msg
+
+
+def test_parse_set_reads_yaml_values():
+    assert parse_set("a.b.c=0.5") == (["a", "b", "c"], 0.5)
+    assert parse_set("x=[1, 2]") == (["x"], [1, 2])
+    assert parse_set("x=true") == (["x"], True)
+    assert parse_set("x=a=b") == (["x"], "a=b")  # only the first '=' splits
+
+
+@pytest.mark.parametrize("item,key", [
+    ("ppo.n_steps=abc", "ppo.n_steps"),
+    ("ppo.n_steps=2.5", "ppo.n_steps"),
+    ("ppo.learning_rate=fast", "ppo.learning_rate"),
+    ("ppo.learning_rate=1e-3x", "ppo.learning_rate"),
+    ("ppo.n_steps=1e3", "ppo.n_steps"),
+    ("ppo.normalize_reward=3", "ppo.normalize_reward"),
+    ("run.seed=true", "run.seed"),
+    ("ppo.net_arch=64", "ppo.net_arch"),
+    ("task.commands.lin_vel_x=[1, 2, 3]", "task.commands.lin_vel_x"),
+    ("task.robot=[1]", "task.robot"),
+])
+def test_wrong_type_names_key(item, key):
+    msg = error([item])
+    assert f"'{key}" in msg, msg
+
+
+@pytest.mark.parametrize("item,key", [
+    ("ppo.ent_coef=-0.01", "ppo.ent_coef"),
+    ("ppo.gamma=0", "ppo.gamma"),
+    ("ppo.gamma=1.5", "ppo.gamma"),
+    ("ppo.gae_lambda=1.01", "ppo.gae_lambda"),
+    ("ppo.learning_rate=0", "ppo.learning_rate"),
+    ("ppo.activation=gelu", "ppo.activation"),
+    ("ppo.net_arch=[]", "ppo.net_arch"),
+    ("run.num_envs=0", "run.num_envs"),  # named itself, not through the batch_size check
+    ("ppo.n_steps=0", "ppo.n_steps"),
+    ("task.episode_seconds=0", "task.episode_seconds"),
+])
+def test_out_of_range_names_key(item, key):
+    msg = error([item])
+    assert msg.startswith(f"invalid {key} ="), msg
+    assert "must be" in msg
+
+
+def test_batch_size_larger_than_rollout():
+    # 64 steps x 4 robots = 256 samples per rollout
+    msg = error(["ppo.n_steps=64", "run.num_envs=4", "ppo.batch_size=257"])
+    assert msg.startswith("invalid ppo.batch_size =") and "256" in msg
+    cfg = build_config("go2-walk", sets=["ppo.n_steps=64", "run.num_envs=4", "ppo.batch_size=256"])
+    assert cfg.ppo.batch_size == 256
+
+
+def test_boundaries_are_accepted():
+    cfg = build_config("go2-walk", sets=["ppo.gamma=1", "ppo.gae_lambda=1", "ppo.ent_coef=0"])
+    assert (cfg.ppo.gamma, cfg.ppo.gae_lambda, cfg.ppo.ent_coef) == (1.0, 1.0, 0.0)
+
+
+def test_unknown_reward_term():
+    msg = error(["task.rewards.nope.weight=1"])
+    assert "'nope'" in msg
+    for name in REWARDS:
+        assert name in msg
+
+
+def test_unknown_reward_param():
+    msg = error(["task.rewards.base_height.params.height=0.3"])
+    assert "'height'" in msg and "target" in msg
+
+
+def test_unknown_robot_names_valid_robots():
+    msg = error(["task.robot=nope"])
+    assert "'nope'" in msg and "go2" in msg
+
+
+def test_config_file_overrides_and_checks_keys(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("ppo:\n  n_epochs: 3\n  learning_rate: 3e-4\nrun:\n  seed: 9\n")
+    cfg = build_config("go2-walk", str(good), sets=["run.seed=10"])
+    assert cfg.ppo.n_epochs == 3 and cfg.run.seed == 10  # --set wins over the file
+    assert cfg.ppo.learning_rate == pytest.approx(3e-4)  # exponent notation without a dot is a number
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ppo:\n  n_epoch: 3\n")
+    with pytest.raises(LegkitError, match="ppo.n_epoch"):
+        build_config("go2-walk", str(bad))
+    with pytest.raises(LegkitError, match="does not exist"):
+        build_config("go2-walk", str(tmp_path / "missing.yaml"))
+
+
+def test_round_trip_to_dict_from_dict():
+    cfg = build_config("go2-walk", sets=["ppo.learning_rate_final=1e-5", "ppo.net_arch=[32]",
+                                         "task.commands.lin_vel_y=[-0.2, 0.2]"])
+    tree = to_dict(cfg)
+    assert isinstance(tree, dict) and isinstance(tree["task"]["rewards"]["base_height"], dict)
+    again = from_dict(Config, tree)
+    assert again == cfg
+    # ... and through YAML text, as config.yaml is written and read.
+    assert from_dict(Config, yaml.safe_load(yaml.safe_dump(tree, sort_keys=False))) == cfg
+
+
+def test_round_trip_of_defaults():
+    cfg = Config(task=TaskConfig(), ppo=PPOConfig(), run=RunConfig())
+    assert from_dict(Config, to_dict(cfg)) == cfg

@@ -1,0 +1,375 @@
+"""Every reward term on a hand-made BatchState with hand-computed answers; the RewardManager; the frame math."""
+
+from __future__ import annotations
+
+import math
+
+import mujoco
+import numpy as np
+import pytest
+
+from legkit import LegkitError
+from legkit.tasks.rewards import REWARDS, FeetAirTime
+from legkit.tasks.state import BatchState, quat_rotate_inverse
+from legkit.tasks.terms import RewardManager, RewardTerm
+
+DT = 0.02
+NUM_JOINTS, NUM_FEET, NUM_UNDESIRED = 12, 4, 5
+
+
+def make_state(num_envs: int = 2) -> BatchState:
+    return BatchState(num_envs, NUM_JOINTS, NUM_FEET, NUM_UNDESIRED, DT)
+
+
+def call(name: str, s: BatchState, **params) -> np.ndarray:
+    out = REWARDS[name](s, **params)
+    assert out.shape == (s.num_envs,), name
+    assert np.issubdtype(out.dtype, np.floating), name
+    return out
+
+
+# -- stateless terms ------------------------------------------------------------------------------
+
+def test_track_lin_vel():
+    s = make_state()
+    s.command[:] = [[1.0, 0.5, 0.0], [0.7, 0.0, 0.3]]
+    s.base_lin_vel[:] = [[0.8, 0.2, 0.3], [0.7, 0.0, -2.0]]  # vz is not tracked
+    # env 0: err = 0.2^2 + 0.3^2 = 0.13; env 1: perfect planar tracking
+    np.testing.assert_allclose(call("track_lin_vel", s), [math.exp(-0.13 / 0.25), 1.0])
+    np.testing.assert_allclose(call("track_lin_vel", s, sigma=0.5), [math.exp(-0.13 / 0.5), 1.0])
+
+
+def test_track_ang_vel():
+    s = make_state()
+    s.command[:, 2] = [0.5, -0.2]
+    s.base_ang_vel[:] = [[3.0, 3.0, 0.1], [0.0, 0.0, -0.2]]  # roll/pitch rates are not tracked
+    np.testing.assert_allclose(call("track_ang_vel", s), [math.exp(-0.16 / 0.25), 1.0])
+    np.testing.assert_allclose(call("track_ang_vel", s, sigma=1.0), [math.exp(-0.16), 1.0])
+
+
+def test_lin_vel_z():
+    s = make_state()
+    s.base_lin_vel[:] = [[5.0, 5.0, 0.3], [0.0, 0.0, -2.0]]
+    np.testing.assert_allclose(call("lin_vel_z", s), [0.09, 4.0])
+
+
+def test_ang_vel_xy():
+    s = make_state()
+    s.base_ang_vel[:] = [[0.2, -0.4, 5.0], [0.0, 0.0, 1.0]]
+    np.testing.assert_allclose(call("ang_vel_xy", s), [0.2, 0.0], atol=1e-12)
+
+
+def test_orientation():
+    s = make_state()
+    s.projected_gravity[:] = [[0.1, -0.2, -0.97], [0.0, 0.0, -1.0]]
+    np.testing.assert_allclose(call("orientation", s), [0.05, 0.0], atol=1e-12)
+
+
+def test_base_height():
+    s = make_state()
+    s.base_pos[:] = [[3.0, 4.0, 0.25], [0.0, 0.0, 0.27]]
+    np.testing.assert_allclose(call("base_height", s), [0.0004, 0.0], atol=1e-12)
+    np.testing.assert_allclose(call("base_height", s, target=0.3), [0.0025, 0.0009], atol=1e-12)
+
+
+def test_base_too_low():
+    s = make_state(3)
+    s.base_pos[:, 2] = [0.10, 0.15, 0.20]
+    np.testing.assert_array_equal(call("base_too_low", s), [1.0, 0.0, 0.0])  # strictly below 0.15
+    np.testing.assert_array_equal(call("base_too_low", s, threshold=0.18), [1.0, 1.0, 0.0])
+
+
+def test_torques():
+    s = make_state()
+    s.joint_torque[0, :3] = [1.0, 2.0, -3.0]
+    s.joint_torque[1, :] = 0.5
+    np.testing.assert_allclose(call("torques", s), [14.0, 12 * 0.25])
+
+
+def test_energy():
+    s = make_state()
+    s.joint_torque[0, :3] = [1.0, 2.0, -3.0]
+    s.joint_vel[0, :3] = [2.0, -1.0, 1.0]
+    s.joint_vel[0, 5] = 100.0  # no torque on that joint: no power
+    s.joint_torque[1, 0], s.joint_vel[1, 0] = -4.0, -0.5  # negative * negative
+    np.testing.assert_allclose(call("energy", s), [2.0 + 2.0 + 3.0, 2.0])
+
+
+def test_action_rate():
+    s = make_state()
+    s.action[0, :2] = [0.5, -0.5]
+    s.last_action[0, :2] = [0.2, 0.5]
+    s.action[1, :] = 0.3
+    s.last_action[1, :] = 0.3
+    np.testing.assert_allclose(call("action_rate", s), [0.09 + 1.0, 0.0], atol=1e-12)
+
+
+def test_joint_deviation():
+    s = make_state()
+    s.joint_pos[:] = 7.0  # absolute positions do not matter, only the offset from home
+    s.joint_pos_rel[0, :3] = [0.1, -0.2, 0.3]
+    np.testing.assert_allclose(call("joint_deviation", s), [0.14, 0.0], atol=1e-12)
+
+
+def test_undesired_contacts():
+    s = make_state()
+    s.undesired_force[0] = [0.0, 0.5, 1.0, 1.5, 20.0]
+    np.testing.assert_array_equal(call("undesired_contacts", s), [2.0, 0.0])  # strictly above 1 N
+    np.testing.assert_array_equal(call("undesired_contacts", s, threshold=0.4), [4.0, 0.0])
+
+
+def test_termination_and_alive():
+    s = make_state(3)
+    s.terminated[:] = [True, False, True]
+    np.testing.assert_array_equal(call("termination", s), [1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(call("alive", s), [0.0, 1.0, 0.0])
+
+
+STATELESS_TESTED = {
+    "track_lin_vel", "track_ang_vel", "lin_vel_z", "ang_vel_xy", "orientation", "base_height", "base_too_low",
+    "torques", "energy", "action_rate", "joint_deviation", "undesired_contacts", "termination", "alive",
+}
+
+
+def test_every_registered_term_has_a_test():
+    assert set(REWARDS) == STATELESS_TESTED | {"feet_air_time"}
+
+
+# -- feet air time ---------------------------------------------------------------------------------
+
+def feet_step(term: FeetAirTime, s: BatchState, in_air: list[list[bool]], **params) -> np.ndarray:
+    """One control step with feet marked in the air (force 0) or on the ground (force 50 N)."""
+    s.foot_force[:] = np.where(np.asarray(in_air), 0.0, 50.0)
+    out = term(s, **params)
+    assert out.shape == (s.num_envs,)
+    return out
+
+
+GROUND = [False] * NUM_FEET
+
+
+def lifted(*feet: int) -> list[bool]:
+    return [i in feet for i in range(NUM_FEET)]
+
+
+@pytest.mark.parametrize("k", [1, 5, 20])
+def test_feet_air_time_rewards_air_time_on_touchdown(k):
+    s = make_state(2)
+    s.command[:] = [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]  # env 1 is told to stand still
+    term = FeetAirTime(2, NUM_FEET)
+    np.testing.assert_array_equal(feet_step(term, s, [GROUND, GROUND], threshold=0.3), [0.0, 0.0])
+    for _ in range(k):  # foot 0 in the air for k steps: nothing until it lands
+        np.testing.assert_array_equal(feet_step(term, s, [lifted(0), lifted(0)], threshold=0.3), [0.0, 0.0])
+    r = feet_step(term, s, [GROUND, GROUND], threshold=0.3)
+    np.testing.assert_allclose(r, [k * DT - 0.3, 0.0])  # zero command: no air-time reward
+    # Standing on all feet afterwards gives nothing more.
+    np.testing.assert_array_equal(feet_step(term, s, [GROUND, GROUND], threshold=0.3), [0.0, 0.0])
+
+
+def test_feet_air_time_sums_feet_landing_together():
+    s = make_state(1)
+    s.command[:] = [[0.0, 0.6, 0.0]]  # sideways counts as moving
+    term = FeetAirTime(1, NUM_FEET)
+    for _ in range(5):
+        feet_step(term, s, [lifted(1)])
+    for _ in range(20):
+        feet_step(term, s, [lifted(0, 1)])
+    r = feet_step(term, s, [GROUND])  # default threshold 0.5
+    np.testing.assert_allclose(r, [(20 * DT - 0.5) + (25 * DT - 0.5)])
+
+
+def test_feet_air_time_contact_force_threshold():
+    s = make_state(1)
+    s.command[:] = [[1.0, 0.0, 0.0]]
+    term = FeetAirTime(1, NUM_FEET)
+    s.foot_force[:] = 50.0
+    term(s)
+    for _ in range(10):
+        s.foot_force[0, 2] = 3.0  # a light touch below contact_force=5 counts as air
+        np.testing.assert_array_equal(term(s, contact_force=5.0), [0.0])
+    s.foot_force[0, 2] = 6.0
+    np.testing.assert_allclose(term(s, threshold=0.1, contact_force=5.0), [10 * DT - 0.1])
+
+
+def test_feet_air_time_reset_clears_state():
+    s = make_state(2)
+    s.command[:] = [1.0, 0.0, 0.0]
+    term = FeetAirTime(2, NUM_FEET)
+    feet_step(term, s, [GROUND, GROUND])
+    for _ in range(10):
+        feet_step(term, s, [lifted(3), lifted(3)])
+    term.reset(np.array([0]))
+    np.testing.assert_array_equal(term.air_time[0], 0.0)
+    assert term.was_in_contact[0].all()
+    assert term.air_time[1, 3] == pytest.approx(10 * DT)  # env 1 untouched
+    for _ in range(3):
+        feet_step(term, s, [lifted(3), lifted(3)])
+    r = feet_step(term, s, [GROUND, GROUND], threshold=0.0)
+    np.testing.assert_allclose(r, [3 * DT, 13 * DT])
+
+
+def test_feet_air_time_after_reset_in_air_lands_once():
+    """A robot reset in the air (was_in_contact=True) is rewarded for its first landing, once."""
+    s = make_state(1)
+    s.command[:] = [1.0, 0.0, 0.0]
+    term = FeetAirTime(1, NUM_FEET)
+    all_air = [[True] * NUM_FEET]
+    for _ in range(4):
+        np.testing.assert_array_equal(feet_step(term, s, all_air, threshold=0.0), [0.0])
+    np.testing.assert_allclose(feet_step(term, s, [GROUND], threshold=0.0), [4 * 4 * DT])
+
+
+# -- reward manager --------------------------------------------------------------------------------
+
+def manager_state() -> BatchState:
+    s = make_state(2)
+    s.base_lin_vel[:, 2] = [0.3, 0.0]  # lin_vel_z = [0.09, 0]
+    s.terminated[:] = [False, True]  # alive = [1, 0]
+    s.projected_gravity[:] = [0.6, 0.0, -0.8]  # orientation = 0.36, but its weight is 0
+    return s
+
+
+TABLE = {"lin_vel_z": RewardTerm(-2.0), "alive": RewardTerm(1.0), "orientation": RewardTerm(0.0)}
+
+
+def test_reward_manager_scales_weights_by_dt():
+    rm = RewardManager(TABLE, num_envs=2, num_feet=NUM_FEET, dt=DT, scale_by_dt=True)
+    assert rm.names == ["lin_vel_z", "alive"]  # zero-weight terms are dropped
+    total = rm.compute(manager_state())
+    np.testing.assert_allclose(total, [-2.0 * DT * 0.09 + DT, 0.0], atol=1e-12)
+
+
+def test_reward_manager_without_dt_scaling():
+    rm = RewardManager(TABLE, num_envs=2, num_feet=NUM_FEET, dt=DT, scale_by_dt=False)
+    np.testing.assert_allclose(rm.compute(manager_state()), [-0.18 + 1.0, 0.0], atol=1e-12)
+
+
+def test_reward_manager_passes_params():
+    table = {"base_height": RewardTerm(-10.0, {"target": 0.3})}
+    rm = RewardManager(table, num_envs=2, num_feet=NUM_FEET, dt=DT, scale_by_dt=False)
+    s = make_state(2)
+    s.base_pos[:, 2] = [0.2, 0.3]
+    np.testing.assert_allclose(rm.compute(s), [-10.0 * 0.01, 0.0], atol=1e-12)
+
+
+def test_reward_manager_episode_sums_and_reset():
+    rm = RewardManager(TABLE, num_envs=2, num_feet=NUM_FEET, dt=DT, scale_by_dt=True)
+    s = manager_state()
+    for _ in range(3):
+        rm.compute(s)
+    np.testing.assert_allclose(rm.episode_sums["lin_vel_z"], [3 * -2.0 * DT * 0.09, 0.0], atol=1e-12)
+    np.testing.assert_allclose(rm.episode_sums["alive"], [3 * DT, 0.0], atol=1e-12)
+    assert "orientation" not in rm.episode_sums
+
+    finished = rm.reset(np.array([0]))
+    assert set(finished) == {"lin_vel_z", "alive"}
+    np.testing.assert_allclose(finished["lin_vel_z"], [3 * -2.0 * DT * 0.09])
+    np.testing.assert_allclose(finished["alive"], [3 * DT])
+    np.testing.assert_array_equal(rm.episode_sums["lin_vel_z"], [0.0, 0.0])
+    np.testing.assert_array_equal(rm.episode_sums["alive"], [0.0, 0.0])
+
+    s.terminated[:] = False
+    rm.compute(s)
+    rm.compute(s)
+    finished = rm.reset(np.array([1]))
+    np.testing.assert_allclose(finished["alive"], [2 * DT])  # env 1 only counted its alive steps
+    np.testing.assert_allclose(rm.episode_sums["alive"], [2 * DT, 0.0])  # env 0 keeps counting
+
+
+def test_reward_manager_resets_stateful_terms():
+    rm = RewardManager({"feet_air_time": RewardTerm(1.0, {"threshold": 0.0})}, num_envs=2, num_feet=NUM_FEET,
+                       dt=DT, scale_by_dt=False)
+    s = make_state(2)
+    s.command[:] = [1.0, 0.0, 0.0]
+    s.foot_force[:] = 50.0
+    rm.compute(s)
+    s.foot_force[:, 0] = 0.0
+    for _ in range(5):
+        rm.compute(s)
+    rm.reset(np.array([1]))
+    s.foot_force[:, 0] = 50.0
+    np.testing.assert_allclose(rm.compute(s), [5 * DT, 0.0])
+
+
+def test_reward_manager_rejects_unknown_term():
+    with pytest.raises(LegkitError) as err:
+        RewardManager({"nope": RewardTerm(1.0)}, num_envs=1, num_feet=NUM_FEET, dt=DT, scale_by_dt=True)
+    msg = str(err.value)
+    assert "'nope'" in msg
+    for name in REWARDS:
+        assert name in msg
+
+
+@pytest.mark.parametrize("term,bad,valid", [
+    ("base_height", "height", ["target"]),
+    ("feet_air_time", "thresh", ["threshold", "contact_force"]),
+    ("lin_vel_z", "sigma", ["none"]),
+])
+def test_reward_manager_rejects_unknown_param(term, bad, valid):
+    with pytest.raises(LegkitError) as err:
+        RewardManager({term: RewardTerm(1.0, {bad: 1.0})}, num_envs=1, num_feet=NUM_FEET, dt=DT, scale_by_dt=True)
+    msg = str(err.value)
+    assert f"'{bad}'" in msg and f"'{term}'" in msg
+    for v in valid:
+        assert v in msg
+
+
+# -- frames ----------------------------------------------------------------------------------------
+
+def random_quats(n: int, seed: int) -> np.ndarray:
+    q = np.random.default_rng(seed).normal(size=(n, 4))
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def rotation(q: np.ndarray) -> np.ndarray:
+    """Body-to-world rotation matrix of one w-x-y-z quaternion, by MuJoCo."""
+    mat = np.zeros(9)
+    mujoco.mju_quat2Mat(mat, q)
+    return mat.reshape(3, 3)
+
+
+def test_quat_rotate_inverse_matches_mujoco():
+    q = random_quats(8, seed=1)
+    v = np.random.default_rng(2).normal(size=(8, 3))
+    expected = np.stack([rotation(qi).T @ vi for qi, vi in zip(q, v)])
+    np.testing.assert_allclose(quat_rotate_inverse(q, v), expected, atol=1e-12)
+
+
+def test_quat_rotate_inverse_known_rotation():
+    # 90 degrees about z: the world x axis is the body's -y axis.
+    q = np.array([[math.cos(math.pi / 4), 0.0, 0.0, math.sin(math.pi / 4)]])
+    np.testing.assert_allclose(quat_rotate_inverse(q, np.array([[1.0, 0.0, 0.0]])), [[0.0, -1.0, 0.0]], atol=1e-12)
+
+
+def test_update_kinematics_matches_mujoco():
+    n, nq, nv = 6, 19, 18
+    rng = np.random.default_rng(3)
+    q = random_quats(n, seed=4)
+    qpos = rng.normal(size=(n, nq))
+    qpos[:, 3:7] = q
+    qvel = rng.normal(size=(n, nv))
+    home = rng.normal(size=12)
+    s = BatchState(n, 12, NUM_FEET, NUM_UNDESIRED, DT)
+    s.update_kinematics(qpos, qvel, home, np.arange(7, 19), np.arange(6, 18))
+
+    R = [rotation(qi) for qi in q]
+    np.testing.assert_allclose(s.projected_gravity, [r.T @ [0.0, 0.0, -1.0] for r in R], atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(s.projected_gravity, axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(s.base_lin_vel, [r.T @ v for r, v in zip(R, qvel[:, :3])], atol=1e-12)
+    np.testing.assert_array_equal(s.base_ang_vel, qvel[:, 3:6])  # already in the body frame
+    np.testing.assert_array_equal(s.base_pos, qpos[:, :3])
+    np.testing.assert_array_equal(s.joint_pos, qpos[:, 7:19])
+    np.testing.assert_allclose(s.joint_pos_rel, qpos[:, 7:19] - home)
+    np.testing.assert_array_equal(s.joint_vel, qvel[:, 6:18])
+
+
+def test_projected_gravity_level_and_tilted():
+    s = BatchState(2, 12, NUM_FEET, NUM_UNDESIRED, DT)
+    qpos = np.zeros((2, 19))
+    qpos[0, 3] = 1.0  # level
+    a = 0.3  # pitched nose-down by 0.3 rad about y: gravity leans towards body +x
+    qpos[1, 3:7] = [math.cos(a / 2), 0.0, math.sin(a / 2), 0.0]
+    s.update_kinematics(qpos, np.zeros((2, 18)), np.zeros(12), np.arange(7, 19), np.arange(6, 18))
+    np.testing.assert_allclose(s.projected_gravity[0], [0.0, 0.0, -1.0], atol=1e-12)
+    np.testing.assert_allclose(s.projected_gravity[1], [math.sin(a), 0.0, -math.cos(a)], atol=1e-12)
+    np.testing.assert_allclose(REWARDS["orientation"](s), [0.0, math.sin(a) ** 2], atol=1e-12)
