@@ -1,0 +1,44 @@
+"""The policy shipped inside legkit loads with plain SB3 and walks under `legkit eval`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from stable_baselines3 import PPO
+
+from legkit.cli import main
+from legkit.train.runs import pretrained_names, resolve_run
+
+
+def test_go2_walk_is_shipped():
+    assert "go2-walk" in pretrained_names()
+    folder = resolve_run("pretrained:go2-walk")
+    for name in ("model.zip", "vecnormalize.pkl", "config.yaml", "meta.json", "eval.json"):
+        assert (folder / name).is_file(), name
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    assert size < 2_000_000, f"pretrained policy is {size} bytes; ship small files only"
+    model = PPO.load(folder / "model.zip", device="cpu")
+    assert model.observation_space.shape == (48,) and model.action_space.shape == (12,)
+
+
+def test_eval_pretrained_walks(tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval", "pretrained:go2-walk", "--episodes", "4", "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    # The bar of the walking issue: >= 0.5 m/s forward under a 0.5-1.0 m/s command, no falls.
+    assert metrics["mean_forward_velocity"] >= 0.5
+    assert metrics["survival_rate"] == 1.0
+    assert 0.22 <= metrics["mean_base_height"] <= 0.32
+
+
+def test_unknown_pretrained_lists_available(capsys):
+    assert main(["eval", "pretrained:nope"]) == 2
+    err = capsys.readouterr().err
+    assert "pretrained" in err and "go2-walk" in err
+
+
+@pytest.mark.parametrize("spec", ["pretrained:go2-walk"])
+def test_pretrained_cannot_be_resumed(spec, capsys):
+    assert main(["train", "--resume", spec]) == 2
+    assert "cannot be resumed" in capsys.readouterr().err
