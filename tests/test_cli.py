@@ -86,7 +86,8 @@ def test_smoke_run_writes_episodes_csv_and_tensorboard(smoke):
     with open(smoke / "episodes.csv", newline="") as f:
         rows = list(csv.reader(f))
     terms = [name for name, t in cfg.task.rewards.items() if t.weight != 0]
-    assert rows[0] == ["step", "reward", "length", "time", "terminated", *terms]
+    assert rows[0] == ["step", "reward", "length", "time", "terminated", "mean_height", "mean_action",
+                       "curriculum_stage", *terms]
     assert all(len(r) == len(rows[0]) for r in rows[1:])
     events = list((smoke / "tb").glob("PPO_1/events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0

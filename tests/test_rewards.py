@@ -125,9 +125,43 @@ def test_termination_and_alive():
     np.testing.assert_array_equal(call("alive", s), [0.0, 1.0, 0.0])
 
 
+def test_height_target():
+    s = make_state(3)
+    s.target_height[:] = [1.28, 1.28, 1.10]
+    s.base_pos[:, 2] = [1.28, 1.18, 1.20]
+    # exp(-((z - target) / sigma)^2): 1 at the target; 0.1 m off with sigma 0.1 -> e^-1
+    np.testing.assert_allclose(call("height_target", s, sigma=0.1), [1.0, math.exp(-1.0), math.exp(-1.0)])
+    np.testing.assert_allclose(call("height_target", s, sigma=0.05)[1], math.exp(-4.0))
+
+
+def test_upright():
+    s = make_state(3)
+    a = math.pi / 3  # tilted by 60 degrees: gravity z in the body frame is -cos(60) = -0.5
+    s.projected_gravity[:] = [[0, 0, -1], [math.sin(a), 0, -math.cos(a)], [0, 0, 1]]
+    # ((1 - g_z) / 2)^2: upright 1, 60 degrees (0.75)^2, upside down 0
+    np.testing.assert_allclose(call("upright", s), [1.0, 0.5625, 0.0])
+
+
+def test_control_cost():
+    s = make_state(2)
+    s.action[0, :3] = [1.0, -0.5, 0.5]
+    np.testing.assert_allclose(call("control_cost", s), [1.5, 0.0])
+
+
+def test_sustained_bonus():
+    s = make_state(4)
+    s.episode_step[:] = [100, 99, 200, 300]
+    s.terminated[:] = [False, False, False, True]
+    np.testing.assert_array_equal(call("sustained_bonus", s), [1.0, 0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(call("sustained_bonus", s, every=50), [1.0, 0.0, 1.0, 0.0])
+    s.episode_step[:] = [50, 150, 25, 0]
+    np.testing.assert_array_equal(call("sustained_bonus", s, every=50), [1.0, 1.0, 0.0, 0.0])
+
+
 STATELESS_TESTED = {
     "track_lin_vel", "track_ang_vel", "lin_vel_z", "ang_vel_xy", "orientation", "base_height", "base_too_low",
     "torques", "energy", "action_rate", "joint_deviation", "undesired_contacts", "termination", "alive",
+    "height_target", "upright", "control_cost", "sustained_bonus",
 }
 
 

@@ -9,6 +9,10 @@ from pathlib import Path
 from legkit import LegkitError, __version__
 
 
+class _Failed(Exception):
+    """A check ran and failed: exit code 1 (bad input is 2)."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit code 2), like every other legkit error."""
 
@@ -61,7 +65,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         run = new_run_dir(args.name or args.task, Path(args.runs))
         resume = False
     print(f"run folder: {run}")
-    meta = train(cfg, run, resume=resume, progress_bar=not args.no_progress)
+    from legkit.media.video import TrainingClips
+
+    meta = train(cfg, run, resume=resume, progress_bar=not args.no_progress, render_clip=TrainingClips.for_run(cfg))
     print(f"trained {meta['step']} steps in {meta['wall_time_s']:.0f} s")
     if cfg.run.eval_episodes:
         _evaluate_and_save(run, None, cfg.run.eval_episodes, [], run / "eval.json")
@@ -91,6 +97,23 @@ def cmd_eval(args: argparse.Namespace) -> None:
     _evaluate_and_save(run, args.checkpoint, args.episodes, list(args.set or []), out)
 
 
+def cmd_validate(args: argparse.Namespace) -> None:
+    from legkit.evaluate.validate import format_checks, validate
+    from legkit.train.runs import find_policy, resolve_run, write_json
+
+    run = resolve_run(args.run)
+    policy = find_policy(run, args.checkpoint)
+    result = validate(policy, list(args.set or []))
+    print(f"validation of {policy.folder} ({policy.label})")
+    print(format_checks(result))
+    out = Path(args.json) if args.json else (None if args.run.startswith("pretrained:") else run / "validate.json")
+    if out is not None:
+        write_json(out, result)
+        print(f"wrote {out}")
+    if not result["passed"]:
+        raise _Failed()
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     from legkit.evaluate.bench import format_bench, run_bench
 
@@ -109,6 +132,159 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
         write_json(Path(args.json), result)
         print(f"wrote {args.json}")
+
+
+# -- media: videos, progression, plots, report, viewer -------------------------------------------------
+
+def _video_spec(args: argparse.Namespace, quality: str = "high"):
+    from legkit.media.render import FIXED_SIDE, CameraConfig
+    from legkit.media.video import VideoSpec, check_spec
+
+    spec = VideoSpec(seconds=args.seconds, width=args.width, height=args.height, fps=args.fps, quality=quality,
+                     camera=FIXED_SIDE if args.camera == "fixed" else CameraConfig(),
+                     overlay=not getattr(args, "no_overlay", False))
+    check_spec(spec)
+    return spec
+
+
+def _mp4_out(arg: str | None, default: Path) -> Path:
+    out = Path(arg) if arg else default
+    if out.suffix.lower() != ".mp4":
+        raise LegkitError(f"--out must name an .mp4 file, got '{out}'")
+    return out
+
+
+def cmd_video(args: argparse.Namespace) -> None:
+    from legkit.media.video import video_of_policy
+    from legkit.train.runs import PRETRAINED_PREFIX, find_policy, resolve_run
+
+    spec = _video_spec(args)
+    run = resolve_run(args.run)
+    policy = find_policy(run, args.checkpoint)
+    default = (Path(f"{args.run[len(PRETRAINED_PREFIX):]}.mp4") if args.run.startswith(PRETRAINED_PREFIX)
+               else run / "videos" / f"video-{policy.label}.mp4")
+    out = _mp4_out(args.out, default)
+    n = video_of_policy(policy, spec, out, list(args.set or []), seed=args.seed)
+    print(f"wrote {out} ({n} frames, {spec.width}x{spec.height} at {spec.fps} fps, {policy.label} policy)")
+
+
+def cmd_progression(args: argparse.Namespace) -> None:
+    from legkit.media.progression import render_progression, select_snapshots
+    from legkit.train.runs import PRETRAINED_PREFIX, resolve_run
+
+    spec = _video_spec(args)
+    run = resolve_run(args.run)
+    wanted = [w.strip() for w in args.checkpoints.split(",") if w.strip()] if args.checkpoints else None
+    snaps = select_snapshots(run, wanted, args.count)
+    default = (Path("progression.mp4") if args.run.startswith(PRETRAINED_PREFIX) else run / "videos" / "progression.mp4")
+    out = _mp4_out(args.out, default)
+    print(f"rendering steps {', '.join(f'{s.step:,}' for s in snaps)}")
+    n = render_progression(snaps, spec, out, list(args.set or []), seed=args.seed)
+    print(f"wrote {out} ({n} frames, {len(snaps)} checkpoints)")
+
+
+def _default_media_dir(specs: list[str], name: str) -> Path:
+    """RUN/<name> for one run folder, ./<name> otherwise (several runs, or a packaged policy)."""
+    from legkit.train.runs import PRETRAINED_PREFIX, resolve_run
+
+    if len(specs) == 1 and not specs[0].startswith(PRETRAINED_PREFIX):
+        return resolve_run(specs[0]) / name
+    return Path(name)
+
+
+def cmd_plots(args: argparse.Namespace) -> None:
+    from legkit.media.plots import evaluate_checkpoints, load_run, plot_runs
+
+    if args.eval_episodes < 0:
+        raise LegkitError(f"--eval-episodes must be 0 or more, got {args.eval_episodes}")
+    runs = [load_run(r) for r in args.runs]
+    out = Path(args.out) if args.out else _default_media_dir(args.runs, "plots")
+    if args.eval_episodes:
+        for run in runs:
+            evaluate_checkpoints(run, args.eval_episodes, progress=print)
+    written = plot_runs(runs, out)
+    if not written:
+        raise LegkitError("nothing to plot: the runs have no episodes.csv, TensorBoard logs or evaluations")
+    for path in written.values():
+        print(f"wrote {path}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from legkit.media.report import build_report
+    from legkit.media.video import VideoSpec, check_spec
+
+    video = None
+    if args.video_seconds > 0:
+        video = VideoSpec(seconds=args.video_seconds, width=args.width, height=args.height, fps=args.fps)
+        check_spec(video)
+    out = Path(args.out) if args.out else _default_media_dir(args.runs, "report")
+    page = build_report(args.runs, out, eval_episodes=args.eval_episodes, video=video)
+    print(f"wrote {page} and {page.with_name('SUMMARY.md')}")
+
+
+def cmd_play(args: argparse.Namespace) -> None:
+    from legkit.media.viewer import NO_DISPLAY, has_display, play
+    from legkit.train.runs import find_policy, resolve_run
+
+    if not has_display():  # before loading anything
+        raise LegkitError(NO_DISPLAY)
+    policy = find_policy(resolve_run(args.run), args.checkpoint)
+    shown = play(policy, list(args.set or []), seconds=args.seconds, seed=args.seed)
+    print(f"played {shown:.1f} s of {policy.folder} ({policy.label})")
+
+
+def _add_media_parsers(sub) -> None:
+    def video_args(p, seconds: float, width: int, height: int) -> None:
+        p.add_argument("--seconds", type=float, default=seconds, help=f"length (default {seconds:g})")
+        p.add_argument("--width", type=int, default=width, help=f"pixels, even (default {width})")
+        p.add_argument("--height", type=int, default=height, help=f"pixels, even (default {height})")
+        p.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
+        p.add_argument("--camera", choices=("follow", "fixed"), default="follow",
+                       help="follow the robot smoothly (default), or watch its whole walk from one place")
+        p.add_argument("--seed", type=int, default=0, help="seed of the reset pose and command (default 0)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a task key, e.g. the command")
+
+    v = sub.add_parser("video", help="render an MP4 of a policy offscreen (no display needed)")
+    v.add_argument("run", help="run folder or pretrained:NAME")
+    v.add_argument("--checkpoint", help="step number or 'latest' (default: the final model)")
+    v.add_argument("--out", help="MP4 file (default: RUN/videos/video-<checkpoint>.mp4, or ./NAME.mp4)")
+    video_args(v, 10.0, 1280, 720)
+    v.add_argument("--no-overlay", action="store_true", help="no time and velocity text")
+    v.set_defaults(func=cmd_video)
+
+    g = sub.add_parser("progression", help="one MP4 of several checkpoints of a run side by side")
+    g.add_argument("run", help="run folder")
+    g.add_argument("--checkpoints", help="comma-separated steps (or 'final'); default: --count spread evenly")
+    g.add_argument("--count", type=int, default=6, help="how many checkpoints when not listed (default 6)")
+    g.add_argument("--out", help="MP4 file (default: RUN/videos/progression.mp4)")
+    video_args(g, 8.0, 1280, 720)
+    g.set_defaults(func=cmd_progression)
+
+    pl = sub.add_parser("plots", help="PNG training curves of one run, or several overlaid")
+    pl.add_argument("runs", nargs="+", metavar="RUN", help="run folders (several: overlaid)")
+    pl.add_argument("--out", help="folder (default: RUN/plots, or ./plots for several runs)")
+    pl.add_argument("--eval-episodes", type=int, default=0,
+                    help="also evaluate every checkpoint with this many episodes (default 0: only eval.json)")
+    pl.set_defaults(func=cmd_plots)
+
+    r = sub.add_parser("report", help="a self-contained HTML report (and SUMMARY.md) of one run or several")
+    r.add_argument("runs", nargs="+", metavar="RUN", help="run folders or pretrained:NAME (several: compared)")
+    r.add_argument("--out", help="folder (default: RUN/report, or ./report for several runs)")
+    r.add_argument("--eval-episodes", type=int, default=5,
+                   help="episodes per checkpoint for the evaluation-over-training plot (0: skip; default 5)")
+    r.add_argument("--video-seconds", type=float, default=8.0, help="length of the embedded video (0: none)")
+    r.add_argument("--width", type=int, default=640, help="video width (default 640)")
+    r.add_argument("--height", type=int, default=360, help="video height (default 360)")
+    r.add_argument("--fps", type=int, default=30, help="video frames per second (default 30)")
+    r.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("play", help="watch a policy in MuJoCo's interactive viewer (needs a display)")
+    p.add_argument("run", help="run folder or pretrained:NAME")
+    p.add_argument("--checkpoint", help="step number or 'latest' (default: the final model)")
+    p.add_argument("--seconds", type=float, help="close after this much simulated time (default: when closed)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the reset pose and command (default 0)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a task key, e.g. the command")
+    p.set_defaults(func=cmd_play)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="write the result here (default: RUN/eval.json)")
     e.set_defaults(func=cmd_eval)
 
+    v = sub.add_parser("validate", help="run the task's pass/fail validation suite on a run")
+    v.add_argument("run", help="run folder or pretrained:NAME")
+    v.add_argument("--checkpoint", help="step number or 'latest' (default: the final model)")
+    v.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a task key for validation")
+    v.add_argument("--json", help="write the result here (default: RUN/validate.json)")
+    v.set_defaults(func=cmd_validate)
+
     b = sub.add_parser("bench", help="measure physics, env, PPO and hand-built throughput in one run")
     b.add_argument("--task", default="go2-walk")
     b.add_argument("--envs", default="64,256,1024", help="comma-separated batch sizes")
@@ -146,18 +329,37 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", help="write the results as JSON")
     b.set_defaults(func=cmd_bench)
 
+    _add_media_parsers(sub)
+
     ls = sub.add_parser("list", help="robots, tasks and pretrained policies")
     ls.set_defaults(func=cmd_list)
     return p
 
 
+def _check_mujoco_gl() -> None:
+    """MuJoCo raises at import on a bad MUJOCO_GL, which would stop every command with a traceback."""
+    import os
+    import platform
+
+    value = os.environ.get("MUJOCO_GL", "").strip().lower()
+    valid = {"Linux": ("egl", "osmesa", "glx", "glfw"), "Darwin": ("cgl", "glfw"), "Windows": ("wgl", "glfw")}
+    ok = valid.get(platform.system(), ("glfw",)) + ("", "enable", "enabled", "on", "true", "1",
+                                                    "disable", "disabled", "off", "false", "0")
+    if value not in ok:
+        raise LegkitError(f"MUJOCO_GL={value} is not a rendering backend; set one of "
+                          f"{', '.join(valid.get(platform.system(), ('glfw',)))}, or unset it")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_mujoco_gl()
         args.func(args)
     except LegkitError as exc:
         print(f"legkit: error: {exc}", file=sys.stderr)
         return 2
+    except _Failed:
+        return 1
     except KeyboardInterrupt:
         print("legkit: interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130

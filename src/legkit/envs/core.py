@@ -14,6 +14,7 @@ from legkit.robots import get_robot
 from legkit.sim.batch import BatchSim
 from legkit.sim.scene import build_model
 from legkit.tasks.config import TaskConfig
+from legkit.tasks.curriculum import HeightCurriculum
 from legkit.tasks.observations import OBSERVATIONS, compute_observation, observation_layout
 from legkit.tasks.state import BatchState
 from legkit.tasks.terms import RewardManager
@@ -32,7 +33,8 @@ def _ids(model: mujoco.MjModel, obj: mujoco.mjtObj, names: tuple[str, ...], kind
 class LeggedBatch:
     """`num_envs` robots running one task. Arrays are (num_envs, ...) throughout."""
 
-    def __init__(self, task: TaskConfig, num_envs: int, seed: int = 0, nthread: int | None = None):
+    def __init__(self, task: TaskConfig, num_envs: int, seed: int = 0, nthread: int | None = None,
+                 external_forces: bool = False):
         if num_envs < 1:
             raise LegkitError(f"the number of environments must be at least 1, got {num_envs}")
         for name in task.observations:
@@ -42,7 +44,7 @@ class LeggedBatch:
         self.robot = get_robot(task.robot)
         self.num_envs = num_envs
         self.model = build_model(self.robot, task.physics)
-        self.sim = BatchSim(self.model, num_envs, task.decimation, nthread)
+        self.sim = BatchSim(self.model, num_envs, task.decimation, nthread, external_forces)
         self.rng = np.random.default_rng(seed)
         self.dt = task.control_dt
         self.max_steps = task.max_episode_steps
@@ -64,7 +66,17 @@ class LeggedBatch:
         self.undesired_sensors = sensor(r.undesired_touch_sensors)
         self.torque_sensors = sensor(r.torque_sensors)
         self.home = r.home
-        self.ctrl_low, self.ctrl_high = m.actuator_ctrlrange[:, 0].copy(), m.actuator_ctrlrange[:, 1].copy()
+        # Controls stay inside the actuator's ctrlrange, or the joint's range where the actuator has none.
+        limited = m.actuator_ctrllimited.astype(bool)
+        self.ctrl_low = np.where(limited, m.actuator_ctrlrange[:, 0], self.joint_low)
+        self.ctrl_high = np.where(limited, m.actuator_ctrlrange[:, 1], self.joint_high)
+        if r.control == "position":  # target = home + scale * action
+            self._ctrl_offset, self._ctrl_gain = self.home, np.full(m.nu, task.action_scale)
+        elif r.control == "torque":  # action [-1, 1] -> the motor's ctrlrange
+            self._ctrl_offset = (self.ctrl_high + self.ctrl_low) / 2
+            self._ctrl_gain = (self.ctrl_high - self.ctrl_low) / 2
+        else:
+            raise LegkitError(f"robot '{r.name}' has control '{r.control}'; valid: position, torque")
 
         self.state = BatchState(num_envs, r.num_joints, len(self.foot_sensors), len(self.undesired_sensors), self.dt)
         self.rewards = RewardManager(task.rewards, num_envs, len(self.foot_sensors), self.dt, task.reward_scale_by_dt)
@@ -74,6 +86,10 @@ class LeggedBatch:
         self._obs = np.zeros((num_envs, self.obs_dim), dtype=np.float32)
         self._ctrl = np.zeros((num_envs, m.nu))
         self.episode_return = np.zeros(num_envs)
+        self.episode_height_sum = np.zeros(num_envs)
+        self.episode_action_sum = np.zeros(num_envs)
+        self.curriculum = HeightCurriculum(task.curriculum, num_envs) if task.curriculum.stages else None
+        self.state.target_height[:] = self.robot.standing_height
         self.resample_every = (
             int(round(task.commands.resample_seconds / self.dt)) if task.commands.resample_seconds > 0 else 0
         )
@@ -109,13 +125,24 @@ class LeggedBatch:
         self.sim.set_state(ids, qpos, qvel)
         self.sample_commands(ids)
         s = self.state
+        if self.curriculum is not None:
+            self.curriculum.reset(s, ids, s.episode_step[ids], self.episode_height_sum[ids])
         s.action[ids] = 0.0
         s.last_action[ids] = 0.0
         s.episode_step[ids] = 0
         s.terminated[ids] = False
         self.episode_return[ids] = 0.0
+        self.episode_height_sum[ids] = 0.0
+        self.episode_action_sum[ids] = 0.0
         self._update_state()
         return self.rewards.reset(ids)
+
+    def episode_stats(self, env_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Return, length, mean base height and mean |action| of the current episodes of `env_ids`."""
+        steps = np.maximum(self.state.episode_step[env_ids], 1)
+        return {"return": self.episode_return[env_ids].copy(), "length": self.state.episode_step[env_ids].copy(),
+                "mean_height": self.episode_height_sum[env_ids] / steps,
+                "mean_action": self.episode_action_sum[env_ids] / steps}
 
     # -- stepping ----------------------------------------------------------------------------
     def _update_state(self) -> None:
@@ -143,8 +170,8 @@ class LeggedBatch:
         bad_action = ~np.isfinite(actions).all(axis=1)
         np.copyto(s.last_action, s.action)
         np.clip(np.where(bad_action[:, None], 0.0, actions), -1.0, 1.0, out=s.action)
-        np.multiply(s.action, self.task.action_scale, out=self._ctrl)
-        self._ctrl += self.home
+        np.multiply(s.action, self._ctrl_gain, out=self._ctrl)
+        self._ctrl += self._ctrl_offset
         np.clip(self._ctrl, self.ctrl_low, self.ctrl_high, out=self._ctrl)
 
         self.sim.step(self._ctrl)
@@ -166,6 +193,8 @@ class LeggedBatch:
         reward = self.rewards.compute(s)
         reward[broken] = 0.0
         self.episode_return += reward
+        self.episode_height_sum += s.base_pos[:, 2]
+        self.episode_action_sum += np.abs(s.action).mean(axis=1)
         self.bad_action_count += int(bad_action.sum())
         self.bad_physics_count += int(bad_physics.sum())
         if self.resample_every:

@@ -53,8 +53,8 @@ class LegkitVecEnv(VecEnv):
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         done_ids = np.flatnonzero(dones)
         if len(done_ids):
-            lengths = b.state.episode_step[done_ids].copy()
-            returns = b.episode_return[done_ids].copy()
+            stats = b.episode_stats(done_ids)
+            lengths, returns = stats["length"], stats["return"]
             terminal = np.nan_to_num(obs[done_ids], nan=0.0, posinf=0.0, neginf=0.0)
             elapsed = round(time.time() - self._t0, 6)
             sums = b.reset(done_ids)
@@ -66,6 +66,7 @@ class LegkitVecEnv(VecEnv):
                 self.completed.append({
                     "return": float(returns[k]), "length": int(lengths[k]), "time": elapsed,
                     "terminated": bool(terminated[i]), "terms": {n: float(v[k]) for n, v in sums.items()},
+                    "mean_height": float(stats["mean_height"][k]), "mean_action": float(stats["mean_action"][k]),
                 })
         return obs, reward.astype(np.float32), dones, infos
 

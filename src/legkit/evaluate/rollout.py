@@ -6,6 +6,7 @@ import pickle
 from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 from stable_baselines3.common.vec_env import VecNormalize
 
 from legkit import LegkitError
@@ -58,13 +59,33 @@ def load_normalizer(policy: Policy) -> VecNormalize:
     return norm
 
 
-def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_seconds: float | None = None,
-            deterministic: bool = True) -> Trace:
-    """Run `episodes` episodes of the policy in parallel; each robot stops counting at its first end."""
-    task = cfg.task if max_seconds is None else replace(cfg.task, episode_seconds=max_seconds)
+@dataclass(frozen=True)
+class Pushes:
+    """Horizontal pushes on the base: `force` N in a random direction for `duration_s`, every `interval_s`."""
+
+    force: float
+    interval_s: float
+    duration_s: float
+
+
+def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_steps: int | None = None,
+            deterministic: bool = True, pushes: Pushes | None = None,
+            randomize: tuple[float, float] | None = None) -> Trace:
+    """Run `episodes` episodes of the policy in parallel; each robot stops counting at its first end.
+
+    `randomize` = (mass_range, friction_range) gives every robot its own scaled model.
+    """
+    task = cfg.task
+    if max_steps is not None:
+        task = replace(task, episode_seconds=max_steps * task.control_dt)
     model = load_model(policy.model)
     norm = load_normalizer(policy)
-    batch = LeggedBatch(task, episodes, seed=seed)
+    batch = LeggedBatch(task, episodes, seed=seed, external_forces=pushes is not None)
+    if randomize is not None:
+        batch.sim.randomize(batch.rng, *randomize)
+    if batch.curriculum is not None:  # evaluate at the final target
+        batch.curriculum.set_stage(batch.curriculum.last_stage)
+        batch.reset()
     if model.observation_space.shape != (batch.obs_dim,):
         raise LegkitError(f"model observation size {model.observation_space.shape} does not match the task's "
                           f"({batch.obs_dim},); was the task config changed?")
@@ -75,8 +96,23 @@ def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_s
     length = np.zeros(n, dtype=np.int64)
     s = batch.state
     obs = batch.observe()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small batches: extra torch threads only compete with the physics threads
+    push_every = push_len = 0
+    if pushes is not None:
+        push_every = max(1, int(round(pushes.interval_s / batch.dt)))
+        push_len = max(1, int(round(pushes.duration_s / batch.dt)))
+        phase = batch.rng.integers(0, push_every, n)
+        push_dir = np.zeros((n, 3))
     try:
-        for _ in range(T):
+        for t in range(T):
+            if pushes is not None:
+                since = (t + phase) % push_every
+                starting = since == 0
+                angle = batch.rng.uniform(0, 2 * np.pi, n)
+                push_dir[starting] = np.column_stack([np.cos(angle), np.sin(angle), np.zeros(n)])[starting]
+                active = since < push_len
+                batch.sim.qfrc_applied[:, :3] = pushes.force * push_dir * active[:, None]
             action, _ = model.predict(norm.normalize_obs(obs), deterministic=deterministic)
             _, term, trunc = batch.step(action)
             obs = batch.observe()
@@ -93,6 +129,7 @@ def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_s
             if not alive_now.any():
                 break
     finally:
+        torch.set_num_threads(threads)
         batch.close()
     length[alive_now] = T
     return Trace(alive=np.array(rec["alive"]), vel=np.array(rec["vel"]), command=np.array(rec["command"]),
@@ -100,4 +137,4 @@ def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_s
                  terminated=terminated, length=length, dt=batch.dt, max_steps=T)
 
 
-__all__ = ["Trace", "load_normalizer", "load_run_config", "rollout", "to_dict"]
+__all__ = ["Pushes", "Trace", "load_normalizer", "load_run_config", "rollout", "to_dict"]

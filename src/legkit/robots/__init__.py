@@ -5,8 +5,9 @@ from __future__ import annotations
 from legkit import LegkitError
 from legkit.robots.base import RobotSpec
 from legkit.robots.go2 import GO2
+from legkit.robots.humanoid import HUMANOID
 
-ROBOTS: dict[str, RobotSpec] = {GO2.name: GO2}
+ROBOTS: dict[str, RobotSpec] = {GO2.name: GO2, HUMANOID.name: HUMANOID}
 
 
 def get_robot(name: str) -> RobotSpec:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -49,6 +49,14 @@ class RobotSpec:
     """Whether the MJCF already contains a ground plane."""
     init_height: float = 0.0
     """Base height (m) at reset; defaults to `standing_height` + 0.02."""
+    control: str = "position"
+    """"position": actions are joint targets around the home pose, held by the MJCF's PD actuators;
+    "torque": actions in [-1, 1] map linearly onto each motor's ctrlrange."""
+    max_base_height: float = 0.0
+    """Highest base height (m) reachable with the feet on the ground (0: unknown). Height targets
+    above it are rejected, since no policy can reach them."""
+    edit_spec: Callable[[Any], None] | None = None
+    """Optional edit of the MjSpec before compiling (e.g. adding sensors to a model legkit does not own)."""
     extra: dict = field(default_factory=dict)
     """Robot-specific facts that do not fit above."""
 

@@ -8,6 +8,7 @@ the robots on its own threads while Python waits.
 
 from __future__ import annotations
 
+import copy
 import os
 
 import mujoco
@@ -22,7 +23,8 @@ _COMPONENTS = [bit for bit in (1 << i for i in range(16)) if _SPEC & bit]
 class BatchSim:
     """Physics of `num_envs` robots sharing one MjModel."""
 
-    def __init__(self, model: mujoco.MjModel, num_envs: int, decimation: int, nthread: int | None = None):
+    def __init__(self, model: mujoco.MjModel, num_envs: int, decimation: int, nthread: int | None = None,
+                 external_forces: bool = False):
         self.model = model
         self.num_envs = num_envs
         self.decimation = decimation
@@ -50,7 +52,13 @@ class BatchSim:
 
         # Preallocated buffers: nothing on the hot path allocates.
         self.state = np.tile(self.state0, (num_envs, 1))
-        self._ctrl = np.zeros((num_envs, decimation, model.nu))
+        # Controls per physics step: ctrl, plus qfrc_applied (generalized forces) when pushes are wanted.
+        self._spec = int(mujoco.mjtState.mjSTATE_CTRL)
+        if external_forces:
+            self._spec |= int(mujoco.mjtState.mjSTATE_QFRC_APPLIED)
+        self.qfrc_applied = np.zeros((num_envs, model.nv)) if external_forces else None
+        """External generalized forces held during the next step, (num_envs, nv); None if disabled."""
+        self._ctrl = np.zeros((num_envs, decimation, mujoco.mj_stateSize(model, self._spec)))
         self._out_state = np.zeros((num_envs, decimation, self.nstate))
         self._out_sensor = np.zeros((num_envs, decimation, model.nsensordata))
         self.sensordata = np.zeros((num_envs, model.nsensordata))
@@ -73,15 +81,30 @@ class BatchSim:
 
     def step(self, ctrl: np.ndarray) -> None:
         """Advance every robot `decimation` physics steps holding `ctrl` (num_envs, nu)."""
-        self._ctrl[:] = ctrl[:, None, :]
+        nu = self.model.nu
+        self._ctrl[:, :, :nu] = ctrl[:, None, :]
+        if self.qfrc_applied is not None:
+            self._ctrl[:, :, nu:] = self.qfrc_applied[:, None, :]
         self._pool.rollout(
             self._models, self._datas, self.state, self._ctrl,
             skip_checks=True, nstep=self.decimation, state=self._out_state,
-            sensordata=self._out_sensor, control_spec=int(mujoco.mjtState.mjSTATE_CTRL),
+            sensordata=self._out_sensor, control_spec=self._spec,
             initial_warmstart=None, chunk_size=self._chunk,
         )
         np.copyto(self.state, self._out_state[:, -1])
         np.copyto(self.sensordata, self._out_sensor[:, -1])
+
+    def randomize(self, rng: np.random.Generator, mass_range: float, friction_range: float) -> None:
+        """Give every robot its own model: body masses x U(1 +- mass_range), friction x U(1 +- friction_range)."""
+        models = []
+        for _ in range(self.num_envs):
+            m = copy.deepcopy(self.model)
+            scale = rng.uniform(1 - mass_range, 1 + mass_range, m.nbody)
+            m.body_mass[:] *= scale
+            m.body_inertia[:] *= scale[:, None]  # same shape, scaled density
+            m.geom_friction[:, 0] *= rng.uniform(1 - friction_range, 1 + friction_range)
+            models.append(m)
+        self._models = models
 
     def close(self) -> None:
         if self._pool is not None:

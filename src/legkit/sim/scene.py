@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import mujoco
 
+from legkit import LegkitError
 from legkit.robots.base import RobotSpec
 
 
@@ -20,12 +21,26 @@ class PhysicsConfig:
     ls_iterations: int = 8
     """Line-search iterations of the Newton/CG solver."""
     floor_friction: float = 0.8
-    """Sliding friction of the ground plane."""
+    """Sliding friction of the ground plane (when legkit adds the ground)."""
+    integrator: str = "implicitfast"
+    """One of implicitfast, euler, rk4, implicit."""
+    solver: str = "newton"
+    """Constraint solver: newton, cg or pgs."""
+
+
+INTEGRATORS = {"implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST, "euler": mujoco.mjtIntegrator.mjINT_EULER,
+               "rk4": mujoco.mjtIntegrator.mjINT_RK4, "implicit": mujoco.mjtIntegrator.mjINT_IMPLICIT}
+SOLVERS = {"newton": mujoco.mjtSolver.mjSOL_NEWTON, "cg": mujoco.mjtSolver.mjSOL_CG, "pgs": mujoco.mjtSolver.mjSOL_PGS}
 
 
 def build_model(robot: RobotSpec, physics: PhysicsConfig) -> mujoco.MjModel:
     """Compile the robot with a ground plane and lights into an MjModel."""
+    for key, value, valid in (("integrator", physics.integrator, INTEGRATORS), ("solver", physics.solver, SOLVERS)):
+        if value not in valid:
+            raise LegkitError(f"invalid task.physics.{key} '{value}'; valid: {', '.join(valid)}")
     spec = mujoco.MjSpec.from_file(str(robot.xml()))
+    if robot.edit_spec is not None:
+        robot.edit_spec(spec)
     if not robot.has_floor:
         tex = spec.add_texture(
             name="grid", type=mujoco.mjtTexture.mjTEXTURE_2D, builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
@@ -42,6 +57,8 @@ def build_model(robot: RobotSpec, physics: PhysicsConfig) -> mujoco.MjModel:
     model.opt.timestep = physics.timestep
     model.opt.iterations = physics.iterations
     model.opt.ls_iterations = physics.ls_iterations
+    model.opt.integrator = int(INTEGRATORS[physics.integrator])
+    model.opt.solver = int(SOLVERS[physics.solver])
     # A diverged robot must surface as a non-finite state that the env detects, counts and resets;
     # MuJoCo's default auto-reset would silently put it back at qpos0 in the middle of its episode.
     model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_AUTORESET)

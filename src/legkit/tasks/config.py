@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from legkit.sim.scene import PhysicsConfig
+from legkit.tasks.curriculum import CurriculumConfig
 from legkit.tasks.terms import RewardTerm
 
 
@@ -47,6 +48,45 @@ class ResetConfig:
 
 
 @dataclass(frozen=True)
+class ValidationConfig:
+    """`legkit validate`: scenarios and pass/fail thresholds (lengths in control steps)."""
+
+    episodes: int = 10
+    """Episodes of the nominal scenario, and of the push and randomization scenarios."""
+    max_steps: int = 5000
+    """Length limit of validation episodes."""
+    min_length: int = 1200
+    """An episode 'lasts' when it is longer than this."""
+    min_lasting_episodes: int = 6
+    """Pass when at least this many nominal episodes last."""
+    height_range: tuple[float, float] = (0.0, 0.0)
+    """Pass when the nominal mean base height is within this range (m); (0, 0) skips the check."""
+    max_height_std: float = 0.08
+    """Pass when the nominal base-height std is below this (m)."""
+    max_early_termination: float = 0.2
+    """Pass when fewer nominal episodes than this fraction end in a fall."""
+    no_fall_before: int = 500
+    """Pass when no nominal episode falls within this many steps."""
+    min_forward_velocity: float | None = None
+    """Pass when the nominal mean forward velocity reaches this (m/s); None skips the check."""
+    seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
+    """Seeds of the seed scenario, each run with `seed_episodes` episodes."""
+    seed_episodes: int = 4
+    long_steps: int = 10000
+    """Length of the single long episode that must not fall."""
+    push_force: float = 100.0
+    """Horizontal push on the base (N), in a random direction."""
+    push_interval_s: float = 3.0
+    push_duration_s: float = 0.1
+    mass_range: float = 0.1
+    """Body masses scaled by U(1 - r, 1 + r) in the randomization scenario."""
+    friction_range: float = 0.2
+    """Friction scaled by U(1 - r, 1 + r) in the randomization scenario."""
+    min_survival: float = 0.8
+    """Pass the seed, push and randomization scenarios when this fraction of episodes does not fall."""
+
+
+@dataclass(frozen=True)
 class TaskConfig:
     """A task: robot, physics, control, commands, observations, rewards and terminations."""
 
@@ -70,6 +110,9 @@ class TaskConfig:
     """Multiply every weight by the control period, so weights are per second."""
     termination: TerminationConfig = field(default_factory=TerminationConfig)
     reset: ResetConfig = field(default_factory=ResetConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    """Height curriculum (no stages: none)."""
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     @property
     def control_dt(self) -> float:

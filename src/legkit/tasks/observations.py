@@ -19,6 +19,7 @@ OBSERVATIONS = {
     "joint_vel": lambda s: s.joint_vel,
     "last_action": lambda s: s.action,
     "base_height": lambda s: s.base_pos[:, 2:3],
+    "target_height": lambda s: s.target_height[:, None],
 }
 """Observation terms by config name (`last_action` is the action applied in the step just taken)."""
 

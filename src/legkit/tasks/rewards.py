@@ -83,6 +83,26 @@ def alive(s: BatchState) -> np.ndarray:
     return (~s.terminated).astype(np.float64)
 
 
+def height_target(s: BatchState, sigma: float = 0.05) -> np.ndarray:
+    """Sharp peak at the target height: exp(-((z - target) / sigma)^2), 1 exactly at the target."""
+    return np.exp(-np.square((s.base_pos[:, 2] - s.target_height) / sigma))
+
+
+def upright(s: BatchState) -> np.ndarray:
+    """Uprightness in [0, 1]: ((1 + cos tilt) / 2)^2, 1 when the base's z axis points up."""
+    return np.square((1.0 - s.projected_gravity[:, 2]) / 2.0)
+
+
+def control_cost(s: BatchState) -> np.ndarray:
+    """Sum of squared actions (dimensionless, actions in [-1, 1])."""
+    return np.sum(np.square(s.action), axis=1)
+
+
+def sustained_bonus(s: BatchState, every: int = 100) -> np.ndarray:
+    """1 on every `every`-th control step survived in an episode."""
+    return ((s.episode_step > 0) & (s.episode_step % every == 0) & ~s.terminated).astype(np.float64)
+
+
 class FeetAirTime:
     """Reward steps of a useful length: on touchdown, sum over feet of (air time - threshold) (s).
 
@@ -124,6 +144,10 @@ REWARDS = {
     "undesired_contacts": undesired_contacts,
     "termination": termination,
     "alive": alive,
+    "height_target": height_target,
+    "upright": upright,
+    "control_cost": control_cost,
+    "sustained_bonus": sustained_bonus,
     "feet_air_time": FeetAirTime,
 }
 """Every reward term by config name. Classes are stateful terms, built once per environment."""

@@ -49,6 +49,8 @@ class BatchState:
         """Normal contact force on each body that should not touch the ground (N)."""
         self.base_contact_force = np.zeros(n)
         """Normal contact force on the parts whose contact ends an episode (N)."""
+        self.target_height = np.zeros(n)
+        """Base height target of the current episode (m), set by a height curriculum."""
         self.command = np.zeros((n, 3))
         """Commanded (vx, vy, yaw rate) in the body frame (m/s, m/s, rad/s)."""
         self.action = np.zeros((n, j))

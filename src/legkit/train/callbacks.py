@@ -46,7 +46,8 @@ class EpisodeLogger(BaseCallback):
         self._file = open(self.csv_path, "a", newline="")
         self._writer = csv.writer(self._file)
         if new:
-            self._writer.writerow(["step", "reward", "length", "time", "terminated", *names])
+            self._writer.writerow(["step", "reward", "length", "time", "terminated", "mean_height", "mean_action",
+                                   "curriculum_stage", *names])
         self._t_last, self._steps_last = time.perf_counter(), self.num_timesteps
 
     def _on_step(self) -> bool:
@@ -55,11 +56,20 @@ class EpisodeLogger(BaseCallback):
     def _on_rollout_end(self) -> None:
         episodes = self.env.drain_completed()
         names = self.env.batch.rewards.names
+        stage = self.env.batch.curriculum.stage if self.env.batch.curriculum is not None else ""
         for ep in episodes:
             self._writer.writerow([self.num_timesteps, f"{ep['return']:.4f}", ep["length"], ep["time"],
-                                   int(ep["terminated"]), *(f"{ep['terms'][n]:.4f}" for n in names)])
+                                   int(ep["terminated"]), f"{ep['mean_height']:.4f}", f"{ep['mean_action']:.4f}",
+                                   stage, *(f"{ep['terms'][n]:.4f}" for n in names)])
         self._file.flush()
+        cur = self.env.batch.curriculum
+        if cur is not None:
+            self.logger.record("curriculum/stage", cur.stage)
+            self.logger.record("curriculum/target_height", cur.target)
+            self.logger.record("curriculum/success_rate", cur.success_rate())
         if episodes:
+            self.logger.record("episode/mean_height", float(np.mean([ep["mean_height"] for ep in episodes])))
+            self.logger.record("episode/mean_action", float(np.mean([ep["mean_action"] for ep in episodes])))
             for n in names:
                 self.logger.record(f"reward/{n}", float(np.mean([ep["terms"][n] for ep in episodes])))
             self.logger.record("episode/fall_rate", float(np.mean([ep["terminated"] for ep in episodes])))
@@ -78,21 +88,77 @@ class EpisodeLogger(BaseCallback):
             self._file = None
 
 
+class NaNGuard(BaseCallback):
+    """Stop training at the first non-finite observation, reward, loss or network weight.
+
+    Checked every step (observations and rewards) and after every update (losses and weights).
+    When tripped, training stops at once, `reason` says what and where, and the Checkpointer
+    and the trainer write nothing more: the last good checkpoint stays the latest.
+    """
+
+    LOSSES = ("train/loss", "train/value_loss", "train/policy_gradient_loss", "train/entropy_loss", "train/approx_kl")
+
+    def __init__(self):
+        super().__init__()
+        self.reason: str | None = None
+
+    @property
+    def tripped(self) -> bool:
+        return self.reason is not None
+
+    def _trip(self, what: str) -> bool:
+        if self.reason is None:
+            self.reason = f"non-finite {what} at step {self.num_timesteps}"
+        return False
+
+    def _on_step(self) -> bool:
+        if self.tripped:
+            return False
+        obs, rewards = self.locals.get("new_obs"), self.locals.get("rewards")
+        if obs is not None and not np.isfinite(obs).all():
+            return self._trip(f"observation (robots {np.flatnonzero(~np.isfinite(obs).all(axis=1))[:5].tolist()})")
+        if rewards is not None and not np.isfinite(rewards).all():
+            return self._trip(f"reward (robots {np.flatnonzero(~np.isfinite(rewards))[:5].tolist()})")
+        return True
+
+    def _on_rollout_start(self) -> None:
+        # Runs after each update: the losses just logged and the weights they produced.
+        values = self.model.logger.name_to_value
+        for key in self.LOSSES:
+            if key in values and not np.isfinite(values[key]):
+                self._trip(f"training loss {key} = {values[key]}")
+                return
+        self.check_weights()
+
+    def check_weights(self) -> bool:
+        """True when every network weight is finite; trips the guard otherwise."""
+        for name, param in self.model.policy.named_parameters():
+            if not torch.isfinite(param).all():
+                self._trip(f"network weight {name}")
+                return False
+        return True
+
+
 class Checkpointer(BaseCallback):
     """Every `every` steps, save model + VecNormalize + step count atomically under checkpoints/."""
 
-    def __init__(self, folder: Path, every: int, meta: Callable[[], dict]):
+    def __init__(self, folder: Path, every: int, meta: Callable[[], dict], guard: NaNGuard | None = None):
         super().__init__()
         self.folder = folder
         self.every = every
         self.meta = meta
+        self.guard = guard
         self._next = 0
 
     def _on_training_start(self) -> None:
         self._next = (self.num_timesteps // self.every + 1) * self.every
 
     def _on_step(self) -> bool:
+        if self.guard is not None and self.guard.tripped:
+            return False  # never write a poisoned checkpoint
         if self.num_timesteps >= self._next:
+            if self.guard is not None and not self.guard.check_weights():
+                return False
             step = self.num_timesteps
             save_policy(self.folder / f"step_{step:09d}", self.model, self.model.get_vec_normalize_env(),
                         {**self.meta(), "step": step})

@@ -64,6 +64,17 @@ class RunConfig:
     torch_threads: int = 0
     """Torch threads for the gradient updates (0: every core). Rollout collection always uses one,
     so that torch's workers do not compete with MuJoCo's physics threads."""
+    video_every: int = 1_000_000
+    """Render a clip of the policy being trained to videos/step_N.mp4 every this many steps (0: never).
+    Rendering pauses training; at the default interval it costs about 2.5% (docs/media.md)."""
+    video_seconds: float = 4.0
+    """Length of each training clip (s)."""
+    video_width: int = 480
+    """Width of the training clips (even, pixels)."""
+    video_height: int = 270
+    """Height of the training clips (even, pixels)."""
+    video_tensorboard: bool = True
+    """Also show each clip in TensorBoard (Images tab, `video/policy`, a small animated GIF)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,12 @@ def validate(cfg: Config) -> Config:
         (1 <= p.batch_size <= p.n_steps * r.num_envs, "ppo.batch_size", p.batch_size,
          f"between 1 and the rollout size n_steps * num_envs = {p.n_steps * r.num_envs}"),
         (r.checkpoint_every >= 0, "run.checkpoint_every", r.checkpoint_every, ">= 0"),
+        (r.video_every >= 0, "run.video_every", r.video_every, ">= 0 (0: no clips)"),
+        (r.video_seconds > 0, "run.video_seconds", r.video_seconds, "> 0"),
+        (16 <= r.video_width <= 4096 and r.video_width % 2 == 0, "run.video_width", r.video_width,
+         "an even number from 16 to 4096"),
+        (16 <= r.video_height <= 4096 and r.video_height % 2 == 0, "run.video_height", r.video_height,
+         "an even number from 16 to 4096"),
         (r.eval_episodes >= 0, "run.eval_episodes", r.eval_episodes, ">= 0"),
         (cfg.task.decimation >= 1, "task.decimation", cfg.task.decimation, ">= 1"),
         (cfg.task.episode_seconds > 0, "task.episode_seconds", cfg.task.episode_seconds, "> 0"),
@@ -113,7 +130,18 @@ def validate(cfg: Config) -> Config:
     for ok, key, value, valid in checks:
         if not ok:
             raise LegkitError(f"invalid {key} = {value}: must be {valid}")
-    get_robot(cfg.task.robot)  # unknown robots fail here, before a run folder is created
+    robot = get_robot(cfg.task.robot)  # unknown robots fail here, before a run folder is created
+    cur = cfg.task.curriculum
+    if cur.stages:
+        if not 0 < cur.success_rate <= 1:
+            raise LegkitError(f"invalid task.curriculum.success_rate = {cur.success_rate}: must be in (0, 1]")
+        if cur.window < 1:
+            raise LegkitError(f"invalid task.curriculum.window = {cur.window}: must be >= 1")
+        for i, st in enumerate(cur.stages):
+            if robot.max_base_height and st.target > robot.max_base_height:
+                raise LegkitError(
+                    f"invalid task.curriculum.stages[{i}].target = {st.target}: the {robot.name}'s base cannot be "
+                    f"higher than {robot.max_base_height} m with its feet on the ground; must be <= {robot.max_base_height}")
     for name in cfg.task.observations:
         if name not in OBSERVATIONS:
             raise LegkitError(f"unknown observation term '{name}'; valid terms: {', '.join(OBSERVATIONS)}")

@@ -88,6 +88,9 @@ def find_policy(run: Path, checkpoint: str | None = None) -> Policy:
     ckpts = checkpoints(run)
     if not ckpts:
         missing = [n for n in (MODEL, NORM) if not (run / n).exists()]
+        if not missing:  # a final model but no checkpoints, and a checkpoint was asked for
+            raise LegkitError(f"run '{run}' has no checkpoint '{checkpoint}': it has no checkpoints, only the final "
+                              "model (leave out --checkpoint)")
         raise LegkitError(f"run '{run}' is incomplete: no {', '.join(missing)} and no checkpoints")
     if checkpoint == "latest":
         c = ckpts[-1]

@@ -14,9 +14,10 @@ from stable_baselines3.common.vec_env import VecNormalize
 from legkit import LegkitError, __version__
 from legkit.config import to_dict
 from legkit.envs.vec_env import LegkitVecEnv
-from legkit.train.callbacks import Checkpointer, EpisodeLogger, LinearSchedule, TorchThreads
+from legkit.train.callbacks import Checkpointer, EpisodeLogger, LinearSchedule, NaNGuard, TorchThreads
 from legkit.train.config import Config
 from legkit.train.runs import CONFIG, checkpoints, git_revision, save_final, save_policy, write_json, write_yaml
+from legkit.train.video_callback import ClipRenderer, VideoCallback
 
 ACTIVATION = {"elu": torch.nn.ELU, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 
@@ -53,9 +54,20 @@ def _build_model(cfg: Config, env: VecNormalize) -> PPO:
     )
 
 
-def train(cfg: Config, run: Path, resume: bool = False, progress_bar: bool = True) -> dict:
-    """Train `cfg` in run folder `run` (continuing its latest checkpoint if `resume`); returns meta."""
+def train(cfg: Config, run: Path, resume: bool = False, progress_bar: bool = True,
+          extra_callbacks: tuple = (), render_clip: ClipRenderer | None = None) -> dict:
+    """Train `cfg` in run folder `run` (continuing its latest checkpoint if `resume`); returns meta.
+
+    `render_clip` renders the clips that `run.video_every` asks for (legkit.media.video.TrainingClips;
+    train cannot import media, the room below it, so the caller passes it in).
+    """
     r = cfg.run
+    clips = bool(r.video_every) and r.video_every <= r.total_steps
+    if clips:
+        if render_clip is None:
+            raise LegkitError(f"run.video_every = {r.video_every} asks for clips but no clip renderer was given: pass "
+                              "render_clip=legkit.media.video.TrainingClips(...) or set run.video_every=0")
+        render_clip.check()  # no OpenGL: stop now, not after the first million steps
     update_threads = r.torch_threads or os.cpu_count() or 1
     env = LegkitVecEnv(cfg.task, r.num_envs, seed=r.seed, nthread=r.nthread or None, randomize_episode_start=True)
     t_start = time.time()
@@ -78,6 +90,10 @@ def train(cfg: Config, run: Path, resume: bool = False, progress_bar: bool = Tru
             raise
         write_yaml(run / CONFIG, to_dict(cfg))  # only now: a failed resume leaves the run untouched
         wall_before = float(_read_meta(run).get("wall_time_s", 0.0))
+        stage = _read_meta(latest).get("curriculum_stage")
+        if stage is not None and env.batch.curriculum is not None:
+            env.batch.curriculum.set_stage(stage)
+            env.batch.reset()
         print(f"resuming {run} from {latest.name} ({model.num_timesteps} steps)")
     else:
         write_yaml(run / CONFIG, to_dict(cfg))
@@ -90,18 +106,32 @@ def train(cfg: Config, run: Path, resume: bool = False, progress_bar: bool = Tru
     model.tensorboard_log = str(run / "tb")
 
     def current_meta() -> dict:
-        return {**meta, "wall_time_s": round(wall_before + time.time() - t_start, 1)}
+        extra = {"curriculum_stage": env.batch.curriculum.stage} if env.batch.curriculum is not None else {}
+        return {**meta, **extra, "wall_time_s": round(wall_before + time.time() - t_start, 1)}
 
-    callbacks = [TorchThreads(update_threads), EpisodeLogger(env, run / "episodes.csv")]
+    guard = NaNGuard()
+    callbacks = [guard, TorchThreads(update_threads), EpisodeLogger(env, run / "episodes.csv")]
     if r.checkpoint_every:
-        callbacks.append(Checkpointer(run / "checkpoints", r.checkpoint_every, current_meta))
+        callbacks.append(Checkpointer(run / "checkpoints", r.checkpoint_every, current_meta, guard))
+    if clips:
+        callbacks.append(VideoCallback(run / "videos", r.video_every, render_clip, r.video_tensorboard))
     if cfg.ppo.ent_coef_final is not None:
         callbacks.append(LinearSchedule("ent_coef", cfg.ppo.ent_coef, cfg.ppo.ent_coef_final, r.total_steps))
     remaining = r.total_steps - model.num_timesteps
     try:
         if remaining > 0:
-            model.learn(remaining, callback=callbacks, progress_bar=progress_bar, tb_log_name="PPO",
-                        reset_num_timesteps=not resume)
+            try:
+                model.learn(remaining, callback=list(extra_callbacks) + callbacks, progress_bar=progress_bar,
+                            tb_log_name="PPO", reset_num_timesteps=not resume)
+            except ValueError:
+                # Non-finite weights make torch's distributions raise on the next forward pass, which can
+                # come before the guard's next check; report it as the guard would, or re-raise.
+                if guard.check_weights():
+                    raise
+        if guard.tripped:
+            kept = checkpoints(run)
+            raise LegkitError(f"NaN guard stopped training: {guard.reason}; nothing more was saved, the last good "
+                              f"checkpoint is {kept[-1] if kept else 'none (no checkpoint was written yet)'}")
         final = {**current_meta(), "step": model.num_timesteps, "finished": True}
         if r.checkpoint_every:
             save_policy(run / "checkpoints" / f"step_{model.num_timesteps:09d}", model, vecnorm, final)

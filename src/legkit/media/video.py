@@ -1,0 +1,312 @@
+"""MP4 videos of a policy: one robot where the task resets it, a following camera, and an overlay.
+
+The policy acts in a one-robot LeggedBatch exactly as in evaluation (deterministic, with the saved
+observation normalization). Each video frame copies the robot's physics state into a separate
+MjData (mj_setState + mj_forward) and renders it offscreen; frames stream into ffmpeg (imageio),
+so a long video never sits in memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from legkit import LegkitError
+from legkit.envs.core import LeggedBatch
+from legkit.media.render import Camera, CameraConfig, Renderer
+from legkit.tasks.config import TaskConfig
+
+Actor = Callable[[np.ndarray], np.ndarray]
+"""Raw observations (n, obs_dim) -> actions (n, action_dim)."""
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """What to render: length, size, frame rate, look."""
+
+    seconds: float = 10.0
+    width: int = 1280
+    height: int = 720
+    fps: int = 30
+    quality: str = "high"
+    """"high" (multisampled, floor reflections) or "fast" (neither; for clips during training)."""
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    overlay: bool = True
+    """Draw time, commanded and measured velocity in a corner."""
+
+
+MAX_SIDE = 4096
+MAX_FPS = 120
+MAX_SECONDS = 3600.0
+
+
+def check_spec(spec: VideoSpec) -> None:
+    """Raise a LegkitError naming the bad value and the valid range."""
+    for name, value in (("width", spec.width), ("height", spec.height)):
+        if not 16 <= value <= MAX_SIDE or value % 2:
+            raise LegkitError(f"--{name} must be an even number of pixels from 16 to {MAX_SIDE} "
+                              f"(H.264 needs even sizes), got {value}")
+    if not 1 <= spec.fps <= MAX_FPS:
+        raise LegkitError(f"--fps must be from 1 to {MAX_FPS}, got {spec.fps}")
+    if not (0 < spec.seconds <= MAX_SECONDS) or not math.isfinite(spec.seconds):
+        raise LegkitError(f"--seconds must be more than 0 and at most {MAX_SECONDS:.0f}, got {spec.seconds}")
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run a tiny policy MLP on one torch thread (several times faster than two on a busy 2-core CPU)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def policy_actor(model, norm) -> Actor:
+    """A deterministic SB3 policy behind its (frozen) VecNormalize statistics."""
+    def act(obs: np.ndarray) -> np.ndarray:
+        action, _ = model.predict(norm.normalize_obs(obs), deterministic=True)
+        return action
+    return act
+
+
+def _yaw(quat: np.ndarray) -> float:
+    """Heading (rad) of a (w, x, y, z) quaternion."""
+    w, x, y, z = quat
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+class Runner:
+    """One robot of `task` driven by `actor`, reset where the task resets it whenever its episode ends."""
+
+    def __init__(self, task: TaskConfig, actor: Actor, seed: int, camera: CameraConfig, label: str = "",
+                 curriculum_stage: int | None = None, seconds: float = 0.0):
+        self.batch = LeggedBatch(task, 1, seed=seed, nthread=1)
+        self.seconds = seconds
+        """Length of the video (s): with the command, how far the fixed camera expects the robot to walk."""
+        curriculum = getattr(self.batch, "curriculum", None)
+        if curriculum is not None:  # as in evaluation: the final stage unless told otherwise
+            curriculum.set_stage(curriculum.last_stage if curriculum_stage is None else curriculum_stage)
+            self.batch.reset()
+        self.actor = actor
+        self.label = label
+        self.dt = self.batch.dt
+        self.steps = 0
+        """Control steps taken since the start of the video."""
+        self.episodes = 1
+        self.camera = Camera(camera, self.batch.model.stat.extent)
+        self._vel = deque(maxlen=max(1, int(round(0.5 / self.dt))))  # 0.5 s of forward speeds
+        self._obs = self.batch.observe()
+        self._restart_camera()
+
+    def _restart_camera(self) -> None:
+        s = self.batch.state
+        self.camera.reset(s.base_pos[0], _yaw(s.base_quat[0]), travel=float(s.command[0, 0]) * self.seconds)
+        self._vel.clear()
+
+    def step(self) -> None:
+        """One control step; a fall or the time limit resets the robot (and the camera)."""
+        _, terminated, truncated = self.batch.step(self.actor(self._obs))
+        self.steps += 1
+        self._vel.append(float(self.batch.state.base_lin_vel[0, 0]))
+        if terminated[0] or truncated[0]:
+            self.batch.reset()
+            self.episodes += 1
+            self._restart_camera()
+        else:
+            self.camera.update(self.batch.state.base_pos[0], self.dt)
+        self._obs = self.batch.observe()
+
+    def advance_to(self, t: float) -> None:
+        """Step until `t` seconds of simulated time have passed since the start."""
+        while (self.steps + 0.5) * self.dt <= t:
+            self.step()
+
+    @property
+    def state(self) -> np.ndarray:
+        """The robot's mjSTATE_FULLPHYSICS row."""
+        return self.batch.sim.state[0]
+
+    def readout(self) -> dict[str, float]:
+        """Commanded and measured (0.5 s mean) forward velocity (m/s), base height (m)."""
+        s = self.batch.state
+        return {"cmd_vx": float(s.command[0, 0]), "cmd_vy": float(s.command[0, 1]), "cmd_yaw": float(s.command[0, 2]),
+                "vx": float(np.mean(self._vel)) if self._vel else 0.0, "height": float(s.base_pos[0, 2])}
+
+    def close(self) -> None:
+        self.batch.close()
+
+
+# -- overlay ------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=8)
+def _font(size: int):
+    """DejaVu Sans Mono (shipped with matplotlib, so present wherever legkit is installed)."""
+    import matplotlib
+    from PIL import ImageFont
+
+    return ImageFont.truetype(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSansMono.ttf"), size)
+
+
+def draw_text(frame: np.ndarray, lines: list[str], corner: str = "top-left", scale: float = 1.0) -> np.ndarray:
+    """Draw `lines` on a translucent dark box in a corner of `frame` (H, W, 3) uint8; returns a new array."""
+    from PIL import Image, ImageDraw
+
+    h, w = frame.shape[:2]
+    size = max(9, int(round(min(h / 24, w / 40) * scale)))
+    font = _font(size)
+    img = Image.fromarray(frame).convert("RGBA")
+    layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    pad = max(2, size // 3)
+    widths = [draw.textlength(line, font=font) for line in lines]
+    box_w, box_h = int(max(widths)) + 2 * pad, len(lines) * (size + pad // 2) + pad + pad // 2
+    x0 = pad if corner.endswith("left") else w - box_w - pad
+    y0 = pad if corner.startswith("top") else h - box_h - pad
+    draw.rectangle([x0, y0, x0 + box_w, y0 + box_h], fill=(0, 0, 0, 140))
+    for i, line in enumerate(lines):
+        draw.text((x0 + pad, y0 + pad + i * (size + pad // 2)), line, font=font, fill=(255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(img, layer).convert("RGB"))
+
+
+def overlay_lines(t: float, r: dict[str, float], lateral: bool) -> list[str]:
+    """Time, commanded and measured velocity as short lines."""
+    if lateral:
+        return [f"t    {t:5.1f} s", f"cmd  {r['cmd_vx']:+.2f} {r['cmd_vy']:+.2f} m/s {r['cmd_yaw']:+.2f} rad/s",
+                f"vel  {r['vx']:+.2f} m/s forward"]
+    return [f"t    {t:5.1f} s", f"cmd  {r['cmd_vx']:4.2f} m/s", f"vel  {r['vx']:4.2f} m/s"]
+
+
+def _has_lateral(task: TaskConfig) -> bool:
+    c = task.commands
+    return any(lo != 0 or hi != 0 for lo, hi in (c.lin_vel_y, c.ang_vel_yaw))
+
+
+# -- recording and encoding ---------------------------------------------------------------------
+
+def frames(task: TaskConfig, actor: Actor, spec: VideoSpec, seed: int = 0,
+           curriculum_stage: int | None = None) -> Iterator[np.ndarray]:
+    """Render `spec.seconds` of `actor` on `task`: (height, width, 3) uint8 frames at `spec.fps`."""
+    check_spec(spec)
+    runner = Runner(task, actor, seed, spec.camera, curriculum_stage=curriculum_stage, seconds=spec.seconds)
+    lateral = _has_lateral(task)
+    try:
+        with Renderer(runner.batch.model, spec.width, spec.height, spec.quality) as renderer, one_torch_thread():
+            for i in range(int(round(spec.seconds * spec.fps))):
+                t = i / spec.fps
+                runner.advance_to(t)
+                renderer.set_state(runner.state)
+                frame = renderer.render(runner.camera.cam)
+                if spec.overlay:
+                    frame = draw_text(frame, overlay_lines(t, runner.readout(), lateral))
+                yield frame
+    finally:
+        runner.close()
+
+
+def write_mp4(path: Path, frames_: Iterable[np.ndarray], fps: int, quality: float = 5.0) -> int:
+    """Encode frames to an H.264 MP4 at `path` (written beside it, then renamed); returns the frame count."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.mp4")
+    n = 0
+    try:
+        writer = imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
+                                    quality=quality, macro_block_size=2, ffmpeg_log_level="error",
+                                    output_params=["-movflags", "+faststart"])
+        try:
+            for frame in frames_:
+                writer.append_data(frame)
+                n += 1
+        finally:
+            writer.close()
+        if n == 0:
+            raise LegkitError(f"no frames to write to '{path}'")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return n
+
+
+def render_video(task: TaskConfig, actor: Actor, spec: VideoSpec, out: Path, seed: int = 0) -> int:
+    """Render and encode a video of `actor` on `task` to `out`; returns the number of frames."""
+    return write_mp4(out, frames(task, actor, spec, seed), spec.fps)
+
+
+def video_of_policy(policy, spec: VideoSpec, out: Path, sets: list[str] | None = None, seed: int = 0) -> int:
+    """`legkit video`: render a saved policy (a legkit.train.runs.Policy) on its own task to `out`."""
+    from legkit.evaluate.rollout import load_normalizer, load_run_config
+    from legkit.train.trainer import load_model
+
+    from legkit.media.render import gl_backend
+
+    check_spec(spec)
+    gl_backend()  # no OpenGL: say so before loading anything
+    cfg = load_run_config(policy, sets)
+    actor = policy_actor(load_model(policy.model), load_normalizer(policy))
+    return render_video(cfg.task, actor, spec, out, seed)
+
+
+# -- clips during training ----------------------------------------------------------------------
+
+@dataclass
+class TrainingClips:
+    """The clip renderer that legkit.train.video_callback.VideoCallback calls during training.
+
+    Renders the policy being trained (deterministic, current normalization) in "fast" quality and
+    returns a few small frames for TensorBoard.
+    """
+
+    task: TaskConfig
+    spec: VideoSpec
+    seed: int = 0
+    preview_width: int = 240
+    """Width of the TensorBoard preview frames (their height keeps the aspect ratio)."""
+    preview_fps: int = 10
+
+    @classmethod
+    def for_run(cls, cfg) -> "TrainingClips":
+        """The clips a run's config (legkit.train.config.Config) asks for: run.video_* at 25 fps, fast quality."""
+        r = cfg.run
+        spec = VideoSpec(seconds=r.video_seconds, width=r.video_width, height=r.video_height, fps=25, quality="fast")
+        return cls(cfg.task, spec, seed=r.seed)
+
+    def check(self) -> None:
+        """Fail now, before training, if clips cannot be rendered (no OpenGL, bad size)."""
+        from legkit.media.render import gl_backend
+
+        check_spec(self.spec)
+        gl_backend()
+
+    def __call__(self, model, vecnorm, path: Path) -> np.ndarray:
+        """Write an MP4 of the current policy to `path`; return preview frames (T, h, w, 3) uint8."""
+        step = max(1, int(round(self.spec.fps / self.preview_fps)))
+        stride = max(1, self.spec.width // self.preview_width)
+        preview = []
+
+        def tee(it: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+            for i, frame in enumerate(it):
+                if i % step == 0:
+                    preview.append(frame[::stride, ::stride])
+                yield frame
+
+        # The training env's current curriculum stage, so that the clip shows what the policy practises now.
+        curriculum = getattr(getattr(vecnorm.venv, "batch", None), "curriculum", None)
+        stage = curriculum.stage if curriculum is not None else None
+        clip = frames(self.task, policy_actor(model, vecnorm), self.spec, self.seed, curriculum_stage=stage)
+        write_mp4(path, tee(clip), self.spec.fps)
+        return np.stack(preview)

@@ -1,0 +1,82 @@
+"""Staged curricula: a target that rises stage by stage as the policy succeeds.
+
+HeightCurriculum raises the base-height target. An episode succeeds when it lasts at least
+the stage's `min_steps` and its mean base height is within `tolerance` of the target; the
+stage advances when the success rate over the last `window` finished episodes reaches
+`success_rate`. The stage applies to episodes that start after it changes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from legkit.tasks.state import BatchState
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One curriculum stage."""
+
+    target: float
+    """Base height target (m)."""
+    tolerance: float
+    """Largest |mean height - target| (m) of a successful episode."""
+    min_steps: int
+    """Fewest control steps of a successful episode."""
+
+
+@dataclass(frozen=True)
+class CurriculumConfig:
+    """A height curriculum; an empty `stages` tuple means none."""
+
+    stages: tuple[StageConfig, ...] = ()
+    window: int = 50
+    """Finished episodes over which the success rate is measured."""
+    success_rate: float = 0.6
+    """Advance when this fraction of the window succeeded."""
+
+
+class HeightCurriculum:
+    """Tracks episode outcomes and sets `s.target_height` for robots starting an episode."""
+
+    def __init__(self, cfg: CurriculumConfig, num_envs: int):  # noqa: ARG002 - one curriculum per batch
+        self.cfg = cfg
+        self.stage = 0
+        self.outcomes: deque[bool] = deque(maxlen=cfg.window)
+
+    @property
+    def target(self) -> float:
+        return self.cfg.stages[self.stage].target
+
+    @property
+    def last_stage(self) -> int:
+        return len(self.cfg.stages) - 1
+
+    def set_stage(self, stage: int) -> None:
+        """Jump to `stage` (clamped), e.g. when resuming or evaluating at the final target."""
+        self.stage = int(np.clip(stage, 0, self.last_stage))
+        self.outcomes.clear()
+
+    def record(self, lengths: np.ndarray, mean_heights: np.ndarray, targets: np.ndarray) -> bool:
+        """Add finished episodes' outcomes; advance the stage when the window succeeds. Returns advanced."""
+        st = self.cfg.stages[self.stage]
+        ok = (lengths >= st.min_steps) & (np.abs(mean_heights - targets) <= st.tolerance) & (targets == st.target)
+        self.outcomes.extend(bool(x) for x in ok)
+        full = len(self.outcomes) == self.cfg.window
+        if full and self.stage < self.last_stage and np.mean(self.outcomes) >= self.cfg.success_rate:
+            self.set_stage(self.stage + 1)
+            return True
+        return False
+
+    def reset(self, s: BatchState, env_ids: np.ndarray, lengths: np.ndarray, height_sums: np.ndarray) -> None:
+        """Judge the episodes ending for `env_ids` (those with steps), then start them at the current target."""
+        done = lengths > 0
+        if done.any():
+            self.record(lengths[done], height_sums[done] / lengths[done], s.target_height[env_ids[done]])
+        s.target_height[env_ids] = self.target
+
+    def success_rate(self) -> float:
+        return float(np.mean(self.outcomes)) if self.outcomes else 0.0

@@ -1,0 +1,120 @@
+"""`legkit validate`: pass/fail logic on synthetic rollouts, and a short real run on the shipped policy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from legkit.cli import main
+from legkit.evaluate.rollout import Trace
+from legkit.evaluate.validate import judge
+from legkit.tasks.config import ValidationConfig
+
+VC = ValidationConfig(episodes=10, max_steps=2000, min_length=1200, min_lasting_episodes=6, height_range=(1.26, 1.30),
+                      max_height_std=0.08, max_early_termination=0.2, no_fall_before=500, long_steps=3000,
+                      min_survival=0.8)
+
+
+def trace(lengths, terminated, height=1.28, wobble=0.0, max_steps=2000, vx=0.0) -> Trace:
+    """A synthetic rollout: each episode alive for `lengths[i]` steps at a (wobbling) constant height."""
+    lengths = np.asarray(lengths)
+    n, T = len(lengths), int(max(lengths.max(), 1))
+    alive = np.arange(T)[:, None] < lengths[None, :]
+    h = np.full((T, n), height) + wobble * np.where(np.arange(T)[:, None] % 2 == 0, 1.0, -1.0)
+    vel = np.zeros((T, n, 3))
+    vel[..., 0] = vx
+    return Trace(alive=alive, vel=vel, command=np.zeros((T, n, 3)), height=h, action_abs=np.full((T, n), 0.1),
+                 power=np.ones((T, n)), terminated=np.asarray(terminated, dtype=bool), length=lengths, dt=0.015,
+                 max_steps=max_steps)
+
+
+def good(n=10, max_steps=2000):
+    return trace([max_steps] * n, [False] * n, max_steps=max_steps)
+
+
+def results(checks):
+    return {(c.scenario, c.name.split(",")[0].split(" (")[0]): c.passed for c in checks}
+
+
+def test_all_pass_on_a_standing_policy():
+    checks = judge(VC, good(), {1: good(4), 2: good(4)}, good(1, 3000), good(), good())
+    assert all(c.passed for c in checks), [c for c in checks if not c.passed]
+    scenarios = {c.scenario for c in checks}
+    assert scenarios == {"nominal", "seeds", "long", "pushes", "randomization"}
+
+
+def test_lasting_episodes_threshold():
+    # 6 episodes last longer than 1200 steps: pass; 5: fail.
+    lengths = [2000] * 6 + [1000] * 4
+    ok = judge(VC, trace(lengths, [False] * 6 + [True] * 4), {}, good(1, 3000), good(), good())
+    assert ok[0].passed and ok[0].value == 6
+    lengths = [2000] * 5 + [1000] * 5
+    bad = judge(VC, trace(lengths, [False] * 5 + [True] * 5), {}, good(1, 3000), good(), good())
+    assert not bad[0].passed and bad[0].value == 5
+
+
+@pytest.mark.parametrize("height, passed", [(1.28, True), (1.255, False), (1.305, False), (1.262, True)])
+def test_height_range(height, passed):
+    checks = judge(VC, trace([2000] * 10, [False] * 10, height=height), {}, good(1, 3000), good(), good())
+    (row,) = [c for c in checks if c.name.startswith("mean base height")]
+    assert row.passed is passed and row.value == pytest.approx(height)
+
+
+def test_height_std_and_early_fall_and_termination_rate():
+    wobbly = judge(VC, trace([2000] * 10, [False] * 10, wobble=0.1), {}, good(1, 3000), good(), good())
+    (std,) = [c for c in wobbly if c.name.startswith("base height std")]
+    assert not std.passed and std.value == pytest.approx(0.1)
+    # one fall at step 499 fails "no fall before 500" but keeps the termination rate at 10% (< 20%)
+    early = judge(VC, trace([499] + [2000] * 9, [True] + [False] * 9), {}, good(1, 3000), good(), good())
+    (first,) = [c for c in early if c.name.startswith("first fall")]
+    (rate,) = [c for c in early if c.name.startswith("early termination")]
+    assert not first.passed and first.value == 499
+    assert rate.passed and rate.value == pytest.approx(0.1)
+    # two falls at step 600 and 800: 20% is not below 20%
+    two = judge(VC, trace([600, 800] + [2000] * 8, [True, True] + [False] * 8), {}, good(1, 3000), good(), good())
+    (rate,) = [c for c in two if c.name.startswith("early termination")]
+    (first,) = [c for c in two if c.name.startswith("first fall")]
+    assert not rate.passed and first.passed
+
+
+def test_seeds_long_push_randomization_use_survival():
+    falls = trace([2000] * 7 + [100] * 3, [False] * 7 + [True] * 3)  # 70% survive < 80%
+    checks = judge(VC, good(), {1: good(4), 7: falls}, trace([2999], [True], max_steps=3000), falls, good())
+    by = {(c.scenario, c.name): c for c in checks}
+    assert by[("seeds", "survival, seed 1")].passed
+    assert not by[("seeds", "survival, seed 7")].passed
+    (long,) = [c for c in checks if c.scenario == "long"]
+    assert not long.passed and long.value == 2999
+    (push,) = [c for c in checks if c.scenario == "pushes"]
+    (rand,) = [c for c in checks if c.scenario == "randomization"]
+    assert not push.passed and push.value == pytest.approx(0.7) and rand.passed
+
+
+def test_forward_velocity_check_only_when_configured():
+    from dataclasses import replace
+
+    assert not [c for c in judge(VC, good(), {}, good(1, 3000), good(), good()) if "velocity" in c.name]
+    vc = replace(VC, min_forward_velocity=0.5)
+    slow = judge(vc, trace([2000] * 10, [False] * 10, vx=0.4), {}, good(1, 3000), good(), good())
+    (v,) = [c for c in slow if "velocity" in c.name]
+    assert not v.passed and v.value == pytest.approx(0.4)
+
+
+def test_validate_cli_on_shipped_policy(tmp_path, capsys):
+    out = tmp_path / "validate.json"
+    sets = ["task.validation.episodes=3", "task.validation.max_steps=150", "task.validation.min_length=100",
+            "task.validation.min_lasting_episodes=3", "task.validation.no_fall_before=100",
+            "task.validation.seeds=[1,2]", "task.validation.seed_episodes=2", "task.validation.long_steps=200"]
+    args = ["validate", "pretrained:go2-walk", "--json", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    code = main(args)
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert code == (0 if result["passed"] else 1)
+    assert result["passed"], printed  # the shipped walking policy passes its own (shortened) suite
+    assert "validation PASSED" in printed
+    assert {c["scenario"] for c in result["checks"]} == {"nominal", "seeds", "long", "pushes", "randomization"}
+    assert result["nominal_metrics"]["mean_forward_velocity"] > 0.5
