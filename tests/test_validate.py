@@ -118,3 +118,7 @@ def test_validate_cli_on_shipped_policy(tmp_path, capsys):
     assert "validation PASSED" in printed
     assert {c["scenario"] for c in result["checks"]} == {"nominal", "seeds", "long", "pushes", "randomization"}
     assert result["nominal_metrics"]["mean_forward_velocity"] > 0.5
+    # go2-walk's own thresholds apply: they come from the task definition, not the shipped config.yaml
+    names = [c["name"] for c in result["checks"]]
+    assert "mean forward velocity (m/s)" in names and "mean base height (m)" in names
+    assert any("30 N pushes" in n for n in names)

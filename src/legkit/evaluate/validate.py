@@ -14,6 +14,7 @@ import numpy as np
 from legkit.evaluate.metrics import compute_metrics
 from legkit.evaluate.rollout import Pushes, Trace, load_run_config, rollout
 from legkit.tasks.config import ValidationConfig
+from legkit.train.config import build_config
 from legkit.train.runs import Policy
 
 
@@ -75,7 +76,9 @@ def judge(vc: ValidationConfig, nominal: Trace, seeds: dict[int, Trace], long: T
 def validate(policy: Policy, sets: list[str] | None = None, seed: int = 777) -> dict:
     """Run the task's validation suite on `policy`; returns the checks and the nominal metrics."""
     cfg = load_run_config(policy, sets)
-    vc = cfg.task.validation
+    # The suite belongs to the task, not to the run: take it from the task's current definition (plus
+    # any task.validation --set), so that runs saved before a threshold changed are judged the same way.
+    vc = build_config(cfg.task_name, sets=[s for s in sets or [] if s.startswith("task.validation.")]).task.validation
     nominal = rollout(policy, vc.episodes, cfg, seed=seed, max_steps=vc.max_steps)
     seeds = {s: rollout(policy, vc.seed_episodes, cfg, seed=s, max_steps=vc.max_steps) for s in vc.seeds}
     long = rollout(policy, 1, cfg, seed=seed + 1, max_steps=vc.long_steps)
