@@ -42,3 +42,15 @@ def test_unknown_pretrained_lists_available(capsys):
 def test_pretrained_cannot_be_resumed(spec, capsys):
     assert main(["train", "--resume", spec]) == 2
     assert "cannot be resumed" in capsys.readouterr().err
+
+
+def test_humanoid_stand_is_shipped_and_stands(tmp_path):
+    folder = resolve_run("pretrained:humanoid-stand")
+    for name in ("model.zip", "vecnormalize.pkl", "config.yaml", "meta.json", "eval.json", "validate.json"):
+        assert (folder / name).is_file(), name
+    out = tmp_path / "eval.json"
+    assert main(["eval", "pretrained:humanoid-stand", "--episodes", "3", "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    # evaluated at the curriculum's final 1.28 m target: no falls in 15 s, torso within 2 cm of it
+    assert metrics["survival_rate"] == 1.0
+    assert 1.26 <= metrics["mean_base_height"] <= 1.30

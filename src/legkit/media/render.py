@@ -113,6 +113,19 @@ class CameraConfig:
     """Time constant of the follow camera (s): larger is smoother and lags more."""
 
 
+def robot_extent(model: mujoco.MjModel) -> float:
+    """The robot's size for framing (m): the largest side of its geoms' bounding box at qpos0.
+
+    Unlike model.stat.extent, it leaves out geoms fixed to the world: gymnasium's humanoid bounds its
+    ground at 20 m, which would put the camera tens of metres away.
+    """
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    robot = model.geom_bodyid != 0
+    pos, r = data.geom_xpos[robot], model.geom_rbound[robot][:, None]
+    return float(np.max((pos + r).max(axis=0) - (pos - r).min(axis=0)))
+
+
 CAMERA_MODES = ("follow", "fixed")
 FIXED_SIDE = CameraConfig(mode="fixed", azimuth=90.0, elevation=-24.0)
 """A still camera at the robot's right, square to its initial heading: forward is left to right."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from legkit import LegkitError
 from legkit.envs.core import LeggedBatch
-from legkit.media.render import Camera, CameraConfig, Renderer
+from legkit.media.render import Camera, CameraConfig, Renderer, robot_extent
 from legkit.tasks.config import TaskConfig
 
 Actor = Callable[[np.ndarray], np.ndarray]
@@ -105,7 +105,7 @@ class Runner:
         self.steps = 0
         """Control steps taken since the start of the video."""
         self.episodes = 1
-        self.camera = Camera(camera, self.batch.model.stat.extent)
+        self.camera = Camera(camera, robot_extent(self.batch.model))
         self._vel = deque(maxlen=max(1, int(round(0.5 / self.dt))))  # 0.5 s of forward speeds
         self._obs = self.batch.observe()
         self._restart_camera()
