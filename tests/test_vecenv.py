@@ -261,3 +261,54 @@ def test_gymnasium_env_passes_checker():
         assert isinstance(reward, float) and isinstance(terminated, bool) and isinstance(truncated, bool)
     finally:
         env.close()
+
+
+def test_pushes_follow_their_schedule_and_move_the_base():
+    """Training-time pushes: a world-frame force on the base for `duration` steps every `interval` steps."""
+    from dataclasses import replace
+
+    from legkit.envs.core import LeggedBatch
+    from legkit.tasks import get_task
+    from legkit.tasks.config import PushConfig
+
+    task = get_task("go2-walk")
+    pushed = LeggedBatch(replace(task, pushes=PushConfig(force=300.0, interval_s=0.2, duration_s=0.04)), 4, seed=3,
+                         nthread=0)
+    calm = LeggedBatch(task, 4, seed=3, nthread=0)
+    try:
+        every, length = 10, 2  # 0.2 s and 0.04 s at 50 Hz
+        zero = np.zeros((4, 12))
+        start_xy = pushed.state.base_pos[:, :2].copy()
+        for _ in range(30):
+            step = pushed.state.episode_step.copy()
+            pushed.step(zero)
+            calm.step(zero)
+            active = (step + pushed._push_phase) % every < length
+            force = np.linalg.norm(pushed.sim.qfrc_applied[:, :3], axis=1)
+            np.testing.assert_allclose(force, np.where(active, 300.0, 0.0), atol=1e-9)
+            assert np.all(pushed.sim.qfrc_applied[:, 2] == 0.0)  # horizontal pushes only
+        assert calm.sim.qfrc_applied is None
+        drift_pushed = np.linalg.norm(pushed.state.base_pos[:, :2] - start_xy, axis=1)
+        drift_calm = np.linalg.norm(calm.state.base_pos[:, :2] - start_xy, axis=1)
+        # random directions can partly cancel for one robot; every robot still moves more, and far more on average
+        assert np.all(drift_pushed > drift_calm) and drift_pushed.mean() > 2 * drift_calm.mean()
+    finally:
+        pushed.close()
+        calm.close()
+
+
+def test_push_magnitude_can_be_random():
+    from dataclasses import replace
+
+    from legkit.envs.core import LeggedBatch
+    from legkit.tasks import get_task
+    from legkit.tasks.config import PushConfig
+
+    cfg = PushConfig(force=100.0, interval_s=0.02, duration_s=0.02, random_magnitude=True)
+    batch = LeggedBatch(replace(get_task("go2-walk"), pushes=cfg), 64, seed=0, nthread=0)
+    try:
+        batch.step(np.zeros((64, 12)))  # every robot is pushed on every step (interval = duration = 1 step)
+        force = np.linalg.norm(batch.sim.qfrc_applied[:, :3], axis=1)
+        assert np.all((force >= 0.0) & (force <= 100.0)) and force.std() > 10.0
+    finally:
+        batch.close()

@@ -44,7 +44,8 @@ class LeggedBatch:
         self.robot = get_robot(task.robot)
         self.num_envs = num_envs
         self.model = build_model(self.robot, task.physics)
-        self.sim = BatchSim(self.model, num_envs, task.decimation, nthread, external_forces)
+        pushes = task.pushes.force > 0
+        self.sim = BatchSim(self.model, num_envs, task.decimation, nthread, external_forces or pushes)
         self.rng = np.random.default_rng(seed)
         self.dt = task.control_dt
         self.max_steps = task.max_episode_steps
@@ -93,6 +94,10 @@ class LeggedBatch:
         self.resample_every = (
             int(round(task.commands.resample_seconds / self.dt)) if task.commands.resample_seconds > 0 else 0
         )
+        self._push_every = max(1, int(round(task.pushes.interval_s / self.dt))) if pushes else 0
+        self._push_len = max(1, int(round(task.pushes.duration_s / self.dt)))
+        self._push_phase = np.zeros(num_envs, dtype=np.int64)
+        self._push_force = np.zeros((num_envs, 3))
         self.bad_action_count = 0
         """Robots reset because the policy gave a non-finite action."""
         self.bad_physics_count = 0
@@ -125,6 +130,9 @@ class LeggedBatch:
         self.sim.set_state(ids, qpos, qvel)
         self.sample_commands(ids)
         s = self.state
+        if self._push_every:
+            self._push_phase[ids] = self.rng.integers(0, self._push_every, k)
+            self._push_force[ids] = 0.0
         if self.curriculum is not None:
             self.curriculum.reset(s, ids, s.episode_step[ids], self.episode_height_sum[ids])
         s.action[ids] = 0.0
@@ -174,6 +182,8 @@ class LeggedBatch:
         self._ctrl += self._ctrl_offset
         np.clip(self._ctrl, self.ctrl_low, self.ctrl_high, out=self._ctrl)
 
+        if self._push_every:
+            self._apply_pushes()
         self.sim.step(self._ctrl)
         bad_physics = ~np.isfinite(self.sim.state).all(axis=1) | (np.abs(self.sim.qvel) > 1e3).any(axis=1)
         if bad_physics.any():
@@ -202,6 +212,19 @@ class LeggedBatch:
             if len(due):
                 self.sample_commands(due)
         return reward, s.terminated.copy(), truncated
+
+    def _apply_pushes(self) -> None:
+        """Start a push (random horizontal direction) on each robot whose phase comes round; hold it for its duration."""
+        p = self.task.pushes
+        since = (self.state.episode_step + self._push_phase) % self._push_every
+        start = np.flatnonzero(since == 0)
+        if len(start):
+            angle = self.rng.uniform(0.0, 2.0 * np.pi, len(start))
+            magnitude = self.rng.uniform(0.0, p.force, len(start)) if p.random_magnitude else p.force
+            self._push_force[start, 0] = magnitude * np.cos(angle)
+            self._push_force[start, 1] = magnitude * np.sin(angle)
+        # Free-joint translational dofs: a world-frame force on the base.
+        self.sim.qfrc_applied[:, :3] = self._push_force * (since < self._push_len)[:, None]
 
     def close(self) -> None:
         self.sim.close()

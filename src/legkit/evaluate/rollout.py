@@ -12,6 +12,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from legkit import LegkitError
 from legkit.config import apply_sets, from_dict, load_yaml, to_dict
 from legkit.envs.core import LeggedBatch
+from legkit.tasks.config import PushConfig
 from legkit.train.config import Config, validate
 from legkit.train.runs import Policy
 from legkit.train.trainer import load_model
@@ -59,17 +60,8 @@ def load_normalizer(policy: Policy) -> VecNormalize:
     return norm
 
 
-@dataclass(frozen=True)
-class Pushes:
-    """Horizontal pushes on the base: `force` N in a random direction for `duration_s`, every `interval_s`."""
-
-    force: float
-    interval_s: float
-    duration_s: float
-
-
 def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_steps: int | None = None,
-            deterministic: bool = True, pushes: Pushes | None = None,
+            deterministic: bool = True, pushes: PushConfig | None = None,
             randomize: tuple[float, float] | None = None) -> Trace:
     """Run `episodes` episodes of the policy in parallel; each robot stops counting at its first end.
 
@@ -78,9 +70,11 @@ def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_s
     task = cfg.task
     if max_steps is not None:
         task = replace(task, episode_seconds=max_steps * task.control_dt)
+    if pushes is not None:
+        task = replace(task, pushes=pushes)
     model = load_model(policy.model)
     norm = load_normalizer(policy)
-    batch = LeggedBatch(task, episodes, seed=seed, external_forces=pushes is not None)
+    batch = LeggedBatch(task, episodes, seed=seed)
     if randomize is not None:
         batch.sim.randomize(batch.rng, *randomize)
     if batch.curriculum is not None:  # evaluate at the final target
@@ -98,21 +92,8 @@ def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_s
     obs = batch.observe()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batches: extra torch threads only compete with the physics threads
-    push_every = push_len = 0
-    if pushes is not None:
-        push_every = max(1, int(round(pushes.interval_s / batch.dt)))
-        push_len = max(1, int(round(pushes.duration_s / batch.dt)))
-        phase = batch.rng.integers(0, push_every, n)
-        push_dir = np.zeros((n, 3))
     try:
-        for t in range(T):
-            if pushes is not None:
-                since = (t + phase) % push_every
-                starting = since == 0
-                angle = batch.rng.uniform(0, 2 * np.pi, n)
-                push_dir[starting] = np.column_stack([np.cos(angle), np.sin(angle), np.zeros(n)])[starting]
-                active = since < push_len
-                batch.sim.qfrc_applied[:, :3] = pushes.force * push_dir * active[:, None]
+        for _ in range(T):
             action, _ = model.predict(norm.normalize_obs(obs), deterministic=deterministic)
             _, term, trunc = batch.step(action)
             obs = batch.observe()
@@ -137,4 +118,4 @@ def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_s
                  terminated=terminated, length=length, dt=batch.dt, max_steps=T)
 
 
-__all__ = ["Pushes", "Trace", "load_normalizer", "load_run_config", "rollout", "to_dict"]
+__all__ = ["Trace", "load_normalizer", "load_run_config", "rollout", "to_dict"]

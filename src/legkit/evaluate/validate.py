@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from legkit.evaluate.metrics import compute_metrics
-from legkit.evaluate.rollout import Pushes, Trace, load_run_config, rollout
-from legkit.tasks.config import ValidationConfig
+from legkit.evaluate.rollout import Trace, load_run_config, rollout
+from legkit.tasks.config import PushConfig, ValidationConfig
 from legkit.train.config import build_config
 from legkit.train.runs import Policy
 
@@ -83,7 +83,7 @@ def validate(policy: Policy, sets: list[str] | None = None, seed: int = 777) -> 
     seeds = {s: rollout(policy, vc.seed_episodes, cfg, seed=s, max_steps=vc.max_steps) for s in vc.seeds}
     long = rollout(policy, 1, cfg, seed=seed + 1, max_steps=vc.long_steps)
     push = rollout(policy, vc.episodes, cfg, seed=seed + 2, max_steps=vc.max_steps,
-                   pushes=Pushes(vc.push_force, vc.push_interval_s, vc.push_duration_s))
+                   pushes=PushConfig(vc.push_force, vc.push_interval_s, vc.push_duration_s))
     randomized = rollout(policy, vc.episodes, cfg, seed=seed + 3, max_steps=vc.max_steps,
                          randomize=(vc.mass_range, vc.friction_range))
     checks = judge(vc, nominal, seeds, long, push, randomized)

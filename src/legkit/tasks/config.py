@@ -48,6 +48,20 @@ class ResetConfig:
 
 
 @dataclass(frozen=True)
+class PushConfig:
+    """Horizontal pushes on the base during episodes; `force` 0 turns them off."""
+
+    force: float = 0.0
+    """Push force (N), in a random horizontal direction."""
+    interval_s: float = 3.0
+    """Time between the starts of two pushes on one robot (s); each robot has its own random phase."""
+    duration_s: float = 0.1
+    """How long each push lasts (s)."""
+    random_magnitude: bool = False
+    """Draw each push's force from U(0, force) instead of using `force` itself (for training)."""
+
+
+@dataclass(frozen=True)
 class ValidationConfig:
     """`legkit validate`: scenarios and pass/fail thresholds (lengths in control steps)."""
 
@@ -112,6 +126,8 @@ class TaskConfig:
     reset: ResetConfig = field(default_factory=ResetConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     """Height curriculum (no stages: none)."""
+    pushes: PushConfig = field(default_factory=PushConfig)
+    """Random pushes on the base during episodes (off by default)."""
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     @property
