@@ -57,7 +57,7 @@ def _outcomes(cur: HeightCurriculum, s: BatchState, lengths, heights) -> None:
 
 
 def test_curriculum_advances_on_success_rate():
-    cur = HeightCurriculum(CurriculumConfig(STAGES, window=10, success_rate=0.6), 10)
+    cur = HeightCurriculum(CurriculumConfig(STAGES, window=10, success_rate=0.6))
     s = BatchState(10, 17, 0, 0, 0.015)
     # 5 of 10 succeed (long enough and within 0.1 m of 1.0): 50% < 60%, no advance.
     _outcomes(cur, s, [150] * 5 + [50] * 5, [1.02] * 10)
@@ -69,7 +69,7 @@ def test_curriculum_advances_on_success_rate():
 
 
 def test_curriculum_counts_height_and_length_and_stops_at_last_stage():
-    cur = HeightCurriculum(CurriculumConfig(STAGES, window=4, success_rate=0.5), 4)
+    cur = HeightCurriculum(CurriculumConfig(STAGES, window=4, success_rate=0.5))
     s = BatchState(4, 17, 0, 0, 0.015)
     _outcomes(cur, s, [150, 150, 150, 150], [1.2, 1.15, 0.85, 1.11])  # all off by more than 0.1 m
     assert cur.stage == 0
@@ -85,7 +85,7 @@ def test_curriculum_counts_height_and_length_and_stops_at_last_stage():
 
 
 def test_curriculum_ignores_episodes_started_at_an_older_target():
-    cur = HeightCurriculum(CurriculumConfig(STAGES, window=2, success_rate=0.5), 2)
+    cur = HeightCurriculum(CurriculumConfig(STAGES, window=2, success_rate=0.5))
     s = BatchState(2, 17, 0, 0, 0.015)
     cur.set_stage(1)
     ids = np.arange(2)

@@ -89,7 +89,7 @@ class LeggedBatch:
         self.episode_return = np.zeros(num_envs)
         self.episode_height_sum = np.zeros(num_envs)
         self.episode_action_sum = np.zeros(num_envs)
-        self.curriculum = HeightCurriculum(task.curriculum, num_envs) if task.curriculum.stages else None
+        self.curriculum = HeightCurriculum(task.curriculum) if task.curriculum.stages else None
         self.state.target_height[:] = self.robot.standing_height
         self.resample_every = (
             int(round(task.commands.resample_seconds / self.dt)) if task.commands.resample_seconds > 0 else 0

@@ -13,6 +13,7 @@ from legkit import LegkitError
 from legkit.config import apply_sets, from_dict, load_yaml, to_dict
 from legkit.envs.core import LeggedBatch
 from legkit.tasks.config import PushConfig
+from legkit.tasks.rewards import energy
 from legkit.train.config import Config, validate
 from legkit.train.runs import Policy
 from legkit.train.trainer import load_model
@@ -81,6 +82,7 @@ def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_s
         batch.curriculum.set_stage(batch.curriculum.last_stage)
         batch.reset()
     if model.observation_space.shape != (batch.obs_dim,):
+        batch.close()
         raise LegkitError(f"model observation size {model.observation_space.shape} does not match the task's "
                           f"({batch.obs_dim},); was the task config changed?")
     n, T = episodes, batch.max_steps
@@ -102,7 +104,7 @@ def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_s
             rec["command"].append(s.command.copy())
             rec["height"].append(s.base_pos[:, 2].copy())
             rec["action_abs"].append(np.abs(s.action).mean(axis=1))
-            rec["power"].append(np.sum(np.abs(s.joint_torque * s.joint_vel), axis=1))
+            rec["power"].append(energy(s))
             ended = alive_now & (term | trunc)
             terminated |= ended & term
             length[ended] = s.episode_step[ended]

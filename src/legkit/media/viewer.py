@@ -12,7 +12,6 @@ import platform
 import threading
 import time
 
-import mujoco
 
 from legkit import LegkitError
 from legkit.media.render import CameraConfig

@@ -28,7 +28,8 @@ class RobotSpec:
     home_pose: tuple[float, ...]
     """Joint positions (rad) of the nominal standing pose, in `joints` order."""
     kp: float
-    """Proportional gain of the position actuators (N*m/rad); informational, the MJCF holds it."""
+    """Proportional gain of the position actuators (N*m/rad), the largest where joints differ;
+    informational, the compiled model holds the real gains."""
     kd: float
     """Derivative gain of the position actuators (N*m*s/rad); informational, the MJCF holds it."""
     torque_limits: tuple[float, ...]

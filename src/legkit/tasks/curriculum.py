@@ -42,7 +42,7 @@ class CurriculumConfig:
 class HeightCurriculum:
     """Tracks episode outcomes and sets `s.target_height` for robots starting an episode."""
 
-    def __init__(self, cfg: CurriculumConfig, num_envs: int):  # noqa: ARG002 - one curriculum per batch
+    def __init__(self, cfg: CurriculumConfig):
         self.cfg = cfg
         self.stage = 0
         self.outcomes: deque[bool] = deque(maxlen=cfg.window)
