@@ -22,7 +22,7 @@ from legkit.train.config import Config
 
 SMOKE = ["train", "go2-walk", "--steps", "4096", "--envs", "16", "--set", "ppo.n_steps=64",
          "--set", "ppo.batch_size=256", "--set", "run.checkpoint_every=1024", "--set", "run.eval_episodes=2",
-         "--no-progress"]
+         "--set", "run.best_every=2048", "--set", "run.best_episodes=2", "--no-progress"]
 METRICS = ("mean_forward_velocity", "velocity_tracking_rms", "survival_rate", "mean_base_height", "base_height_std",
            "early_termination_rate", "mean_time_to_fall_s", "mean_action_magnitude", "energy_per_metre_J")
 LEGKIT = Path(sys.executable).with_name("legkit")  # the installed console script of this virtualenv
@@ -114,6 +114,43 @@ def test_smoke_run_writes_eval_json(smoke):
     assert m["survival_rate"] + m["early_termination_rate"] == pytest.approx(1.0)
     assert 0.0 < m["mean_base_height"] < 0.5 and m["base_height_std"] >= 0.0
     assert result["checkpoint"] == "final" and result["step"] == 4096
+
+
+def _scalars(run: Path, tag: str) -> dict[int, float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb" / "PPO_1"))
+    acc.Reload()
+    return {e.step: e.value for e in acc.Scalars(tag)}
+
+
+def test_best_model_is_the_best_periodic_evaluation(smoke, tmp_path):
+    """run.best_every=2048: evaluations at 2048 and 4096 steps; RUN/best holds the higher-scoring one."""
+    from stable_baselines3 import PPO
+
+    scores = _scalars(smoke, "eval/mean_return")
+    assert sorted(scores) == [2048, 4096]
+    best = json.loads((smoke / "best" / "meta.json").read_text())
+    top = max(scores, key=scores.get)
+    assert best["step"] == top and best["eval"]["mean_return"] == pytest.approx(scores[top], rel=1e-5)
+    assert best["eval"]["episodes"] == 2 and best["task"] == "go2-walk"
+    assert PPO.load(str(smoke / "best" / "model.zip"), device="cpu").num_timesteps == top
+    out = tmp_path / "best.json"
+    assert main(["eval", str(smoke), "--checkpoint", "best", "--episodes", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["checkpoint"] == "best" and result["step"] == top
+
+
+def test_resume_keeps_a_best_model_that_is_not_beaten(smoke, tmp_path):
+    run = copy_run(smoke, tmp_path / "run")
+    meta = run / "best" / "meta.json"
+    kept = json.loads(meta.read_text())
+    kept["eval"]["mean_return"] = 1e9  # an unbeatable score from the "earlier session"
+    meta.write_text(json.dumps(kept))
+    before = (run / "best" / "model.zip").read_bytes()
+    assert main(["train", "--resume", str(run), "--steps", "6144", "--no-progress"]) == 0
+    assert sorted(_scalars(run, "eval/mean_return")) == [2048, 4096, 6144]
+    assert (run / "best" / "model.zip").read_bytes() == before
 
 
 def test_model_loads_with_plain_sb3(smoke):
@@ -229,6 +266,12 @@ def _corrupt_checkpoint(smoke: Path, tmp: Path) -> Path:
     return run
 
 
+def _no_best(smoke: Path, tmp: Path) -> Path:
+    run = copy_run(smoke, tmp / "no-best")
+    shutil.rmtree(run / "best")  # as after training with run.best_every=0
+    return run
+
+
 BAD = {
     # name: (argv builder(smoke, runs root, tmp), fragments the error must contain)
     "unknown task": (lambda s, r, t: ["train", "go2-run", "--runs", str(r)], ["'go2-run'", "go2-walk"]),
@@ -259,7 +302,9 @@ BAD = {
                                   ["corrupt", "step_000004096", "model.zip"]),
     "eval zero episodes": (lambda s, r, t: ["eval", str(s), "--episodes", "0"], ["--episodes", "at least 1"]),
     "eval unknown checkpoint": (lambda s, r, t: ["eval", str(s), "--checkpoint", "999"],
-                                ["'999'", "latest", "1024", "4096"]),
+                                ["'999'", "latest", "best", "1024", "4096"]),
+    "eval no best model": (lambda s, r, t: ["eval", str(_no_best(s, t)), "--checkpoint", "best"],
+                           ["no best model", "run.best_every", "latest"]),
     "resume with task": (lambda s, r, t: ["train", "go2-walk", "--resume", str(s)], ["--resume"]),
 }
 

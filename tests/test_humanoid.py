@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import mujoco
@@ -53,6 +54,7 @@ def test_humanoid_reachable_height_fact():
 def _outcomes(cur: HeightCurriculum, s: BatchState, lengths, heights) -> None:
     ids = np.arange(len(lengths))
     s.target_height[ids] = cur.target
+    s.stage[ids] = cur.stage
     cur.reset(s, ids, np.asarray(lengths), np.asarray(heights) * np.asarray(lengths))
 
 
@@ -84,14 +86,63 @@ def test_curriculum_counts_height_and_length_and_stops_at_last_stage():
     assert cur.stage == 2
 
 
-def test_curriculum_ignores_episodes_started_at_an_older_target():
-    cur = HeightCurriculum(CurriculumConfig(STAGES, window=2, success_rate=0.5))
+def test_curriculum_ignores_episodes_started_in_an_older_stage():
+    """Stages may share a height (pushes grow at the final one): an episode counts for the stage it began in."""
+    stages = (StageConfig(1.2, 0.05, 100), StageConfig(1.2, 0.05, 100, push_force=50.0),
+              StageConfig(1.2, 0.05, 100, push_force=100.0))
+    cur = HeightCurriculum(CurriculumConfig(stages, window=2, success_rate=0.5))
     s = BatchState(2, 17, 0, 0, 0.015)
     cur.set_stage(1)
     ids = np.arange(2)
-    s.target_height[:] = 1.0  # episodes that began in stage 0
+    s.target_height[:], s.stage[:] = 1.2, 0  # perfect episodes, but begun in stage 0 at the same height
     cur.reset(s, ids, np.array([500, 500]), np.array([1.2, 1.2]) * 500)
     assert cur.stage == 1 and cur.success_rate() == 0.0
+    assert np.all(s.stage == 1) and cur.push_force == 50.0  # restarted robots are now in stage 1
+    cur.reset(s, ids, np.array([500, 500]), np.array([1.2, 1.2]) * 500)
+    assert cur.stage == 2 and cur.push_force == 100.0
+
+
+def test_curriculum_stage_pushes_start_at_their_stage():
+    """No pushes while the robot learns to stand; a push stage shoves each robot with up to its force."""
+    from legkit.envs.core import LeggedBatch
+
+    task = get_task("humanoid-stand")
+    push_stages = [i for i, st in enumerate(task.curriculum.stages) if st.push_force > 0]
+    assert push_stages and task.pushes.force == 0.0 and task.pushes.random_magnitude
+    n = 64
+    batch = LeggedBatch(replace(task, pushes=replace(task.pushes, interval_s=0.015, duration_s=0.015)), n, seed=1,
+                        nthread=0)  # interval = duration = one control step: every robot is pushed on every step
+    try:
+        zero = np.zeros((n, 17))
+        batch.step(zero)
+        assert np.all(batch.sim.qfrc_applied == 0.0)  # stage 0: standing up, no pushes
+        last = batch.curriculum.last_stage
+        batch.curriculum.set_stage(last)
+        batch.reset()
+        batch.step(zero)
+        force = np.linalg.norm(batch.sim.qfrc_applied[:, :3], axis=1)
+        top = task.curriculum.stages[last].push_force
+        assert np.all(force <= top) and force.max() > 0.8 * top and force.std() > 0.1 * top  # U(0, top) each push
+        assert np.all(batch.sim.qfrc_applied[:, 2:] == 0.0)  # horizontal, on the torso's free joint only
+    finally:
+        batch.close()
+
+
+def test_evaluation_never_applies_training_pushes():
+    """A policy trained with pushes is judged standing still unless a scenario pushes it."""
+    from legkit.evaluate.rollout import load_run_config, rollout
+    from legkit.tasks.config import PushConfig, undisturbed
+    from legkit.train.runs import find_policy, resolve_run
+
+    policy = find_policy(resolve_run("pretrained:humanoid-stand"))
+    cfg = load_run_config(policy)
+    strong = replace(cfg, task=replace(cfg.task, pushes=PushConfig(force=2000.0, interval_s=0.3, duration_s=0.1)))
+    task = undisturbed(strong.task)
+    assert task.pushes.force == 0.0 and all(st.push_force == 0.0 for st in task.curriculum.stages)
+    calm = rollout(policy, 4, strong, seed=7, max_steps=150)
+    assert not calm.terminated.any()
+    shoved = rollout(policy, 4, strong, seed=7, max_steps=150, pushes=strong.task.pushes)
+    assert shoved.terminated.all()  # the same 2000 N pushes, asked for by the scenario, floor it
 
 
 @pytest.mark.parametrize("sets, key", [
@@ -103,6 +154,9 @@ def test_curriculum_ignores_episodes_started_at_an_older_target():
     (["ppo.bogus=1"], "bogus"),
     (["task.curriculum.stages=[{target: 1.40, tolerance: 0.02, min_steps: 100}]"], "stages[0].target"),
     (["task.curriculum.success_rate=0"], "success_rate"),
+    (["task.curriculum.stages=[{target: 1.2, tolerance: 0.1, min_steps: 10, push_force: -5}]"], "stages[0].push_force"),
+    (["task.pushes.force=-1"], "task.pushes.force"),
+    (["run.best_every=-1"], "run.best_every"),
 ])
 def test_humanoid_config_rejections_name_the_key(sets, key):
     with pytest.raises(LegkitError) as err:

@@ -26,7 +26,7 @@ def trace(lengths, terminated, height=1.28, wobble=0.0, max_steps=2000, vx=0.0) 
     vel = np.zeros((T, n, 3))
     vel[..., 0] = vx
     return Trace(alive=alive, vel=vel, command=np.zeros((T, n, 3)), height=h, action_abs=np.full((T, n), 0.1),
-                 power=np.ones((T, n)), terminated=np.asarray(terminated, dtype=bool), length=lengths, dt=0.015,
+                 power=np.ones((T, n)), reward=np.ones((T, n)), terminated=np.asarray(terminated, dtype=bool), length=lengths, dt=0.015,
                  max_steps=max_steps)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -67,8 +68,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"run folder: {run}")
     from legkit.media.video import TrainingClips
 
-    meta = train(cfg, run, resume=resume, progress_bar=not args.no_progress, render_clip=TrainingClips.for_run(cfg))
+    from legkit.evaluate.best import BestModel
+
+    best = (BestModel(cfg, run, cfg.run.best_every, cfg.run.best_episodes),) if cfg.run.best_every else ()
+    meta = train(cfg, run, resume=resume, progress_bar=not args.no_progress, render_clip=TrainingClips.for_run(cfg),
+                 extra_callbacks=best)
     print(f"trained {meta['step']} steps in {meta['wall_time_s']:.0f} s")
+    if best and best[0].history:
+        kept = json.loads((run / "best" / "meta.json").read_text())
+        print(f"best model: step {kept['step']} (mean return {kept['eval']['mean_return']:.1f} over "
+              f"{kept['eval']['episodes']} evaluation episodes), in {run / 'best'}; use --checkpoint best")
     if cfg.run.eval_episodes:
         _evaluate_and_save(run, None, cfg.run.eval_episodes, [], run / "eval.json")
 
@@ -246,7 +255,7 @@ def _add_media_parsers(sub) -> None:
 
     v = sub.add_parser("video", help="render an MP4 of a policy offscreen (no display needed)")
     v.add_argument("run", help="run folder or pretrained:NAME")
-    v.add_argument("--checkpoint", help="step number or 'latest' (default: the final model)")
+    v.add_argument("--checkpoint", help="step number, 'latest' or 'best' (default: the final model)")
     v.add_argument("--out", help="MP4 file (default: RUN/videos/video-<checkpoint>.mp4, or ./NAME.mp4)")
     video_args(v, 10.0, 1280, 720)
     v.add_argument("--no-overlay", action="store_true", help="no time and velocity text")
@@ -280,7 +289,7 @@ def _add_media_parsers(sub) -> None:
 
     p = sub.add_parser("play", help="watch a policy in MuJoCo's interactive viewer (needs a display)")
     p.add_argument("run", help="run folder or pretrained:NAME")
-    p.add_argument("--checkpoint", help="step number or 'latest' (default: the final model)")
+    p.add_argument("--checkpoint", help="step number, 'latest' or 'best' (default: the final model)")
     p.add_argument("--seconds", type=float, help="close after this much simulated time (default: when closed)")
     p.add_argument("--seed", type=int, default=0, help="seed of the reset pose and command (default 0)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a task key, e.g. the command")
@@ -308,14 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a run or pretrained:NAME with deterministic rollouts")
     e.add_argument("run", help="run folder or pretrained:NAME")
     e.add_argument("--episodes", type=int, default=20)
-    e.add_argument("--checkpoint", help="step number or 'latest' (default: the final model)")
+    e.add_argument("--checkpoint", help="step number, 'latest' or 'best' (default: the final model)")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a task key for evaluation")
     e.add_argument("--json", help="write the result here (default: RUN/eval.json)")
     e.set_defaults(func=cmd_eval)
 
     v = sub.add_parser("validate", help="run the task's pass/fail validation suite on a run")
     v.add_argument("run", help="run folder or pretrained:NAME")
-    v.add_argument("--checkpoint", help="step number or 'latest' (default: the final model)")
+    v.add_argument("--checkpoint", help="step number, 'latest' or 'best' (default: the final model)")
     v.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a task key for validation")
     v.add_argument("--json", help="write the result here (default: RUN/validate.json)")
     v.set_defaults(func=cmd_validate)

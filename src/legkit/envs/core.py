@@ -44,7 +44,7 @@ class LeggedBatch:
         self.robot = get_robot(task.robot)
         self.num_envs = num_envs
         self.model = build_model(self.robot, task.physics)
-        pushes = task.pushes.force > 0
+        pushes = task.pushes.force > 0 or any(st.push_force > 0 for st in task.curriculum.stages)
         self.sim = BatchSim(self.model, num_envs, task.decimation, nthread, external_forces or pushes)
         self.rng = np.random.default_rng(seed)
         self.dt = task.control_dt
@@ -98,6 +98,8 @@ class LeggedBatch:
         self._push_len = max(1, int(round(task.pushes.duration_s / self.dt)))
         self._push_phase = np.zeros(num_envs, dtype=np.int64)
         self._push_force = np.zeros((num_envs, 3))
+        self._push_max = np.full(num_envs, task.pushes.force)
+        """Push force (N) of each robot's episode: the task's, or its curriculum stage's."""
         self.bad_action_count = 0
         """Robots reset because the policy gave a non-finite action."""
         self.bad_physics_count = 0
@@ -135,6 +137,7 @@ class LeggedBatch:
             self._push_force[ids] = 0.0
         if self.curriculum is not None:
             self.curriculum.reset(s, ids, s.episode_step[ids], self.episode_height_sum[ids])
+            self._push_max[ids] = self.curriculum.push_force or self.task.pushes.force
         s.action[ids] = 0.0
         s.last_action[ids] = 0.0
         s.episode_step[ids] = 0
@@ -220,7 +223,9 @@ class LeggedBatch:
         start = np.flatnonzero(since == 0)
         if len(start):
             angle = self.rng.uniform(0.0, 2.0 * np.pi, len(start))
-            magnitude = self.rng.uniform(0.0, p.force, len(start)) if p.random_magnitude else p.force
+            magnitude = self._push_max[start]
+            if p.random_magnitude:
+                magnitude = magnitude * self.rng.uniform(0.0, 1.0, len(start))
             self._push_force[start, 0] = magnitude * np.cos(angle)
             self._push_force[start, 1] = magnitude * np.sin(angle)
         # Free-joint translational dofs: a world-frame force on the base.

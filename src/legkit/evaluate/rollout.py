@@ -7,12 +7,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecNormalize
 
 from legkit import LegkitError
 from legkit.config import apply_sets, from_dict, load_yaml, to_dict
 from legkit.envs.core import LeggedBatch
-from legkit.tasks.config import PushConfig
+from legkit.tasks.config import PushConfig, undisturbed
 from legkit.tasks.rewards import energy
 from legkit.train.config import Config, validate
 from legkit.train.runs import Policy
@@ -34,6 +35,8 @@ class Trace:
     """Mean |action| over joints."""
     power: np.ndarray
     """Mechanical power sum |tau * qdot| (W)."""
+    reward: np.ndarray
+    """The task's reward (the training reward, before any normalization)."""
     terminated: np.ndarray
     """(episodes,) whether each episode ended in a fall."""
     length: np.ndarray
@@ -64,17 +67,23 @@ def load_normalizer(policy: Policy) -> VecNormalize:
 def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_steps: int | None = None,
             deterministic: bool = True, pushes: PushConfig | None = None,
             randomize: tuple[float, float] | None = None) -> Trace:
-    """Run `episodes` episodes of the policy in parallel; each robot stops counting at its first end.
+    """Run `episodes` episodes of a saved policy in parallel; each robot stops counting at its first end.
 
-    `randomize` = (mass_range, friction_range) gives every robot its own scaled model.
+    `randomize` = (mass_range, friction_range) gives every robot its own scaled model. `pushes` are the
+    scenario's pushes; the training's own pushes are never applied here.
     """
+    return rollout_model(load_model(policy.model), load_normalizer(policy), episodes, cfg, seed, max_steps,
+                         deterministic, pushes, randomize)
+
+
+def rollout_model(model: PPO, norm: VecNormalize, episodes: int, cfg: Config, seed: int = 12345,
+                  max_steps: int | None = None, deterministic: bool = True, pushes: PushConfig | None = None,
+                  randomize: tuple[float, float] | None = None) -> Trace:
+    """`rollout` of a policy in memory (e.g. during training); `norm` only normalizes, it is not updated."""
     task = cfg.task
     if max_steps is not None:
         task = replace(task, episode_seconds=max_steps * task.control_dt)
-    if pushes is not None:
-        task = replace(task, pushes=pushes)
-    model = load_model(policy.model)
-    norm = load_normalizer(policy)
+    task = undisturbed(task, pushes)  # the training's pushes are off unless the scenario pushes
     batch = LeggedBatch(task, episodes, seed=seed)
     if randomize is not None:
         batch.sim.randomize(batch.rng, *randomize)
@@ -87,7 +96,7 @@ def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_s
                           f"({batch.obs_dim},); was the task config changed?")
     n, T = episodes, batch.max_steps
     alive_now = np.ones(n, dtype=bool)
-    rec = {k: [] for k in ("alive", "vel", "command", "height", "action_abs", "power")}
+    rec = {k: [] for k in ("alive", "vel", "command", "height", "action_abs", "power", "reward")}
     terminated = np.zeros(n, dtype=bool)
     length = np.zeros(n, dtype=np.int64)
     s = batch.state
@@ -97,9 +106,10 @@ def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_s
     try:
         for _ in range(T):
             action, _ = model.predict(norm.normalize_obs(obs), deterministic=deterministic)
-            _, term, trunc = batch.step(action)
+            reward, term, trunc = batch.step(action)
             obs = batch.observe()
             rec["alive"].append(alive_now.copy())
+            rec["reward"].append(reward.copy())
             rec["vel"].append(np.column_stack([s.base_lin_vel[:, :2], s.base_ang_vel[:, 2]]))
             rec["command"].append(s.command.copy())
             rec["height"].append(s.base_pos[:, 2].copy())
@@ -117,7 +127,8 @@ def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_s
     length[alive_now] = T
     return Trace(alive=np.array(rec["alive"]), vel=np.array(rec["vel"]), command=np.array(rec["command"]),
                  height=np.array(rec["height"]), action_abs=np.array(rec["action_abs"]), power=np.array(rec["power"]),
+                 reward=np.array(rec["reward"]),
                  terminated=terminated, length=length, dt=batch.dt, max_steps=T)
 
 
-__all__ = ["Trace", "load_normalizer", "load_run_config", "rollout", "to_dict"]
+__all__ = ["Trace", "load_normalizer", "load_run_config", "rollout", "rollout_model", "to_dict"]

@@ -22,7 +22,7 @@ import numpy as np
 from legkit import LegkitError
 from legkit.envs.core import LeggedBatch
 from legkit.media.render import Camera, CameraConfig, Renderer, robot_extent
-from legkit.tasks.config import TaskConfig
+from legkit.tasks.config import TaskConfig, undisturbed
 
 Actor = Callable[[np.ndarray], np.ndarray]
 """Raw observations (n, obs_dim) -> actions (n, action_dim)."""
@@ -92,7 +92,7 @@ class Runner:
 
     def __init__(self, task: TaskConfig, actor: Actor, seed: int, camera: CameraConfig, label: str = "",
                  curriculum_stage: int | None = None, seconds: float = 0.0):
-        self.batch = LeggedBatch(task, 1, seed=seed, nthread=1)
+        self.batch = LeggedBatch(undisturbed(task), 1, seed=seed, nthread=1)
         self.seconds = seconds
         """Length of the video (s): with the command, how far the fixed camera expects the robot to walk."""
         curriculum = getattr(self.batch, "curriculum", None)

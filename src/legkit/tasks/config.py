@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from legkit.sim.scene import PhysicsConfig
 from legkit.tasks.curriculum import CurriculumConfig
@@ -139,3 +139,13 @@ class TaskConfig:
     def max_episode_steps(self) -> int:
         """Control steps per episode before truncation."""
         return int(round(self.episode_seconds / self.control_dt))
+
+
+def undisturbed(task: TaskConfig, pushes: PushConfig | None = None) -> TaskConfig:
+    """`task` without its training pushes (its own and its curriculum stages'), with `pushes` if given.
+
+    Evaluation, validation and videos set their own disturbances: a policy trained with pushes
+    is judged standing still unless a scenario pushes it.
+    """
+    stages = tuple(replace(st, push_force=0.0) for st in task.curriculum.stages)
+    return replace(task, pushes=pushes or PushConfig(), curriculum=replace(task.curriculum, stages=stages))

@@ -3,7 +3,11 @@
 HeightCurriculum raises the base-height target. An episode succeeds when it lasts at least
 the stage's `min_steps` and its mean base height is within `tolerance` of the target; the
 stage advances when the success rate over the last `window` finished episodes reaches
-`success_rate`. The stage applies to episodes that start after it changes.
+`success_rate`. The stage applies to episodes that start after it changes, and only episodes
+that started in the current stage count towards it.
+
+A stage can also push the robot (`push_force`): later stages at the same height then teach it
+to recover from growing shoves once it can stand, instead of from the first step.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ class StageConfig:
     """Largest |mean height - target| (m) of a successful episode."""
     min_steps: int
     """Fewest control steps of a successful episode."""
+    push_force: float = 0.0
+    """Largest push (N) during this stage's training episodes; 0 uses the task's own `pushes.force`.
+    Pushes keep the task's interval, duration and random-magnitude settings."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,7 @@ class CurriculumConfig:
 
 
 class HeightCurriculum:
-    """Tracks episode outcomes and sets `s.target_height` for robots starting an episode."""
+    """Tracks episode outcomes and sets `s.target_height` and `s.stage` for robots starting an episode."""
 
     def __init__(self, cfg: CurriculumConfig):
         self.cfg = cfg
@@ -60,10 +67,19 @@ class HeightCurriculum:
         self.stage = int(np.clip(stage, 0, self.last_stage))
         self.outcomes.clear()
 
-    def record(self, lengths: np.ndarray, mean_heights: np.ndarray, targets: np.ndarray) -> bool:
-        """Add finished episodes' outcomes; advance the stage when the window succeeds. Returns advanced."""
+    @property
+    def push_force(self) -> float:
+        return self.cfg.stages[self.stage].push_force
+
+    def record(self, lengths: np.ndarray, mean_heights: np.ndarray, stages: np.ndarray) -> bool:
+        """Add finished episodes' outcomes; advance the stage when the window succeeds. Returns advanced.
+
+        `stages` are the stages the episodes started in; those of an older stage are not counted.
+        """
         st = self.cfg.stages[self.stage]
-        ok = (lengths >= st.min_steps) & (np.abs(mean_heights - targets) <= st.tolerance) & (targets == st.target)
+        current = stages == self.stage
+        lengths, mean_heights = lengths[current], mean_heights[current]
+        ok = (lengths >= st.min_steps) & (np.abs(mean_heights - st.target) <= st.tolerance)
         self.outcomes.extend(bool(x) for x in ok)
         full = len(self.outcomes) == self.cfg.window
         if full and self.stage < self.last_stage and np.mean(self.outcomes) >= self.cfg.success_rate:
@@ -75,8 +91,9 @@ class HeightCurriculum:
         """Judge the episodes ending for `env_ids` (those with steps), then start them at the current target."""
         done = lengths > 0
         if done.any():
-            self.record(lengths[done], height_sums[done] / lengths[done], s.target_height[env_ids[done]])
+            self.record(lengths[done], height_sums[done] / lengths[done], s.stage[env_ids[done]])
         s.target_height[env_ids] = self.target
+        s.stage[env_ids] = self.stage
 
     def success_rate(self) -> float:
         return float(np.mean(self.outcomes)) if self.outcomes else 0.0

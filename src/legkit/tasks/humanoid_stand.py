@@ -3,13 +3,15 @@
 The target rises through a curriculum. Its final 1.28 m is the tallest steady stance of this
 model: standing straight puts the torso at about 1.29 m (its spawn height of 1.40 m has the
 feet 0.107 m in the air; see robots/humanoid.py), and robots.max_base_height rejects targets
-that no policy can reach.
+that no policy can reach. Three last stages keep that height and push the torso ever harder,
+so that the robot learns to recover only once it can stand.
 """
 
 from __future__ import annotations
 
 from legkit.sim.scene import PhysicsConfig
-from legkit.tasks.config import CommandConfig, ResetConfig, TaskConfig, TerminationConfig, ValidationConfig
+from legkit.tasks.config import (CommandConfig, PushConfig, ResetConfig, TaskConfig, TerminationConfig,
+                                 ValidationConfig)
 from legkit.tasks.curriculum import CurriculumConfig, StageConfig
 from legkit.tasks.terms import RewardTerm
 
@@ -28,12 +30,16 @@ def humanoid_stand() -> TaskConfig:
         rewards={
             "height_target": RewardTerm(2.0, {"sigma": 0.1}),
             "upright": RewardTerm(1.0),
+            "track_lin_vel": RewardTerm(1.0, {"sigma": 0.1}),  # the command is zero: stand still, do not drift
+            "track_ang_vel": RewardTerm(1.0, {"sigma": 0.25}),  # and do not turn
             "control_cost": RewardTerm(-0.01),
+            "action_rate": RewardTerm(-0.01),  # smooth joint targets, not bang-bang between the limits
             "termination": RewardTerm(-10.0),
             "sustained_bonus": RewardTerm(2.0, {"every": 100}),
         },
         reward_scale_by_dt=False,
         termination=TerminationConfig(min_base_height=0.8, base_contact_force=1e9, grace_steps=20),
+        pushes=PushConfig(force=0.0, interval_s=3.0, duration_s=0.1, random_magnitude=True),  # forces: stages
         reset=ResetConfig(joint_pos_noise=0.05, base_vel_noise=0.05, yaw_range=3.1416),
         curriculum=CurriculumConfig(
             stages=(
@@ -42,6 +48,10 @@ def humanoid_stand() -> TaskConfig:
                 StageConfig(target=1.24, tolerance=0.08, min_steps=450),
                 StageConfig(target=1.26, tolerance=0.05, min_steps=600),
                 StageConfig(target=1.28, tolerance=0.03, min_steps=600),
+                # Then the same stance under pushes of up to 50, 100 and 150 N (0.1 s every 3 s).
+                StageConfig(target=1.28, tolerance=0.05, min_steps=600, push_force=50.0),
+                StageConfig(target=1.28, tolerance=0.05, min_steps=600, push_force=100.0),
+                StageConfig(target=1.28, tolerance=0.05, min_steps=600, push_force=150.0),
             ),
             window=50,
             success_rate=0.6,

@@ -51,6 +51,8 @@ class BatchState:
         """Normal contact force on the parts whose contact ends an episode (N)."""
         self.target_height = np.zeros(n)
         """Base height target of the current episode (m), set by a height curriculum."""
+        self.stage = np.zeros(n, dtype=np.int64)
+        """Curriculum stage the current episode started in."""
         self.command = np.zeros((n, 3))
         """Commanded (vx, vy, yaw rate) in the body frame (m/s, m/s, rad/s)."""
         self.action = np.zeros((n, j))

@@ -59,6 +59,11 @@ class RunConfig:
     """Write a checkpoint every this many steps (0: only the final model)."""
     eval_episodes: int = 20
     """Episodes of the evaluation written to eval.json at the end of training."""
+    best_every: int = 1_000_000
+    """Evaluate the policy every this many steps and at the end, and keep the best (by mean return) in
+    RUN/best (0: never)."""
+    best_episodes: int = 10
+    """Episodes of each of those evaluations."""
     nthread: int = 0
     """Physics threads; 0 uses every core."""
     torch_threads: int = 0
@@ -123,9 +128,14 @@ def validate(cfg: Config) -> Config:
         (16 <= r.video_height <= 4096 and r.video_height % 2 == 0, "run.video_height", r.video_height,
          "an even number from 16 to 4096"),
         (r.eval_episodes >= 0, "run.eval_episodes", r.eval_episodes, ">= 0"),
+        (r.best_every >= 0, "run.best_every", r.best_every, ">= 0 (0: no best model)"),
+        (r.best_episodes >= 1, "run.best_episodes", r.best_episodes, ">= 1"),
         (cfg.task.decimation >= 1, "task.decimation", cfg.task.decimation, ">= 1"),
         (cfg.task.episode_seconds > 0, "task.episode_seconds", cfg.task.episode_seconds, "> 0"),
         (cfg.task.physics.timestep > 0, "task.physics.timestep", cfg.task.physics.timestep, "> 0"),
+        (cfg.task.pushes.force >= 0, "task.pushes.force", cfg.task.pushes.force, ">= 0 (N; 0: no pushes)"),
+        (cfg.task.pushes.interval_s > 0, "task.pushes.interval_s", cfg.task.pushes.interval_s, "> 0"),
+        (cfg.task.pushes.duration_s > 0, "task.pushes.duration_s", cfg.task.pushes.duration_s, "> 0"),
     ]
     for ok, key, value, valid in checks:
         if not ok:
@@ -138,6 +148,8 @@ def validate(cfg: Config) -> Config:
         if cur.window < 1:
             raise LegkitError(f"invalid task.curriculum.window = {cur.window}: must be >= 1")
         for i, st in enumerate(cur.stages):
+            if st.push_force < 0:
+                raise LegkitError(f"invalid task.curriculum.stages[{i}].push_force = {st.push_force}: must be >= 0 (N)")
             if robot.max_base_height and st.target > robot.max_base_height:
                 raise LegkitError(
                     f"invalid task.curriculum.stages[{i}].target = {st.target}: the {robot.name}'s base cannot be "

@@ -4,6 +4,7 @@
         config.yaml  meta.json  episodes.csv  eval.json
         model.zip  vecnormalize.pkl          final policy (plain PPO.load / VecNormalize.load)
         checkpoints/step_000500000/{model.zip, vecnormalize.pkl, meta.json}
+        best/{model.zip, vecnormalize.pkl, meta.json}   best by periodic evaluation (legkit.evaluate.best)
         tb/                                  TensorBoard
 """
 
@@ -23,7 +24,7 @@ import yaml
 
 from legkit import LegkitError
 
-MODEL, NORM, CONFIG, META = "model.zip", "vecnormalize.pkl", "config.yaml", "meta.json"
+MODEL, NORM, CONFIG, META, BEST = "model.zip", "vecnormalize.pkl", "config.yaml", "meta.json", "best"
 PRETRAINED_PREFIX = "pretrained:"
 
 
@@ -79,12 +80,19 @@ def checkpoints(run: Path) -> list[Path]:
 
 
 def find_policy(run: Path, checkpoint: str | None = None) -> Policy:
-    """The final model of `run`, or checkpoint `checkpoint` (a step number, a folder name, or 'latest')."""
+    """The final model of `run`, or checkpoint `checkpoint` (a step number, a folder name, 'latest' or 'best')."""
     config = run / CONFIG
     if checkpoint is None:
         if (run / MODEL).exists() and (run / NORM).exists():
             return Policy(run, run / MODEL, run / NORM, config, "final")
         checkpoint = "latest"
+    if checkpoint == BEST:
+        best = run / BEST
+        if not ((best / MODEL).exists() and (best / NORM).exists()):
+            raise LegkitError(f"run '{run}' has no best model: it is written by the periodic evaluation during "
+                              "training (run.best_every > 0); valid checkpoints: latest, a step number, or none "
+                              "for the final model")
+        return Policy(best, best / MODEL, best / NORM, config, BEST)
     ckpts = checkpoints(run)
     if not ckpts:
         missing = [n for n in (MODEL, NORM) if not (run / n).exists()]
@@ -100,11 +108,13 @@ def find_policy(run: Path, checkpoint: str | None = None) -> Policy:
             try:
                 wanted = f"step_{int(checkpoint):09d}"
             except ValueError:
-                raise LegkitError(f"checkpoint '{checkpoint}' is not a step number, step_ folder or 'latest'") from None
+                raise LegkitError(f"checkpoint '{checkpoint}' is not a step number, step_ folder, 'latest' or "
+                                  "'best'") from None
         matches = [c for c in ckpts if c.name == wanted]
         if not matches:
             valid = ", ".join(str(int(c.name.split("_")[1])) for c in ckpts)
-            raise LegkitError(f"run '{run}' has no checkpoint '{checkpoint}'; valid: latest, {valid}")
+            best = ", best" if (run / BEST / MODEL).exists() else ""
+            raise LegkitError(f"run '{run}' has no checkpoint '{checkpoint}'; valid: latest{best}, {valid}")
         c = matches[0]
     return Policy(c, c / MODEL, c / NORM, config, c.name)
 

@@ -1,0 +1,84 @@
+"""Keep the best policy of a training run by periodic evaluation (RUN/best).
+
+Every `run.best_every` steps, the policy being trained runs `run.best_episodes` deterministic
+episodes of the task at its final curriculum stage, without the training's pushes: the same
+evaluation as `legkit eval`. When their mean return beats the best so far, the policy is saved
+to RUN/best atomically, with its score in best/meta.json. `legkit eval RUN --checkpoint best`
+(and validate, video) use it. The final model stays at the top of the run folder.
+
+The callback lives here, not in train/, because it evaluates; the CLI hands it to `train`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
+from legkit.evaluate.metrics import compute_metrics
+from legkit.evaluate.rollout import rollout_model
+from legkit.train.config import Config
+from legkit.train.runs import BEST, META, save_policy
+
+SEED = 54321
+"""Seed of the best-model evaluations: fixed, so that scores of different steps compare."""
+
+
+class BestModel(BaseCallback):
+    """Evaluate every `every` steps and at the end; save the policy to `run/best` when its mean return is the best."""
+
+    def __init__(self, cfg: Config, run: Path, every: int, episodes: int):
+        super().__init__()
+        self.cfg, self.run, self.folder, self.every, self.episodes = cfg, run, run / BEST, every, episodes
+        self.best = -np.inf
+        self.history: list[tuple[int, float]] = []
+        """(step, mean return) of every evaluation of this session."""
+        self._next = 0
+
+    def _on_training_start(self) -> None:
+        self._next = (self.num_timesteps // self.every + 1) * self.every
+        saved = self.folder / META
+        if saved.exists():  # resuming: beat the best of the earlier session
+            self.best = float(json.loads(saved.read_text()).get("eval", {}).get("mean_return", -np.inf))
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            self._evaluate()
+            self._next = (self.num_timesteps // self.every + 1) * self.every
+        return True
+
+    def _on_training_end(self) -> None:
+        finished = self.num_timesteps >= self.cfg.run.total_steps  # not stopped early (e.g. by the NaN guard)
+        if finished and (not self.history or self.history[-1][0] != self.num_timesteps):
+            self._evaluate()
+
+    def _evaluate(self) -> None:
+        policy = self.model.policy
+        if not all(torch.isfinite(p).all() for p in policy.parameters()):
+            return  # the NaN guard reports and stops; a poisoned policy is never "best"
+        norm = self.model.get_vec_normalize_env()
+        was_training = policy.training
+        try:
+            trace = rollout_model(self.model, norm, self.episodes, self.cfg, seed=SEED)
+        finally:
+            policy.train(was_training)
+        m = compute_metrics(trace)
+        score = m["mean_return"]
+        step = self.num_timesteps
+        self.history.append((step, score))
+        self.logger.record("eval/mean_return", score)
+        self.logger.record("eval/survival_rate", m["survival_rate"])
+        self.logger.record("eval/mean_base_height", m["mean_base_height"])
+        if score > self.best:
+            self.best = score
+            run_meta = self.run / META  # task, seed, command... as written when training started
+            meta = json.loads(run_meta.read_text()) if run_meta.exists() else {}
+            meta.pop("finished", None)
+            save_policy(self.folder, self.model, norm, {**meta, "step": step, "eval": {
+                "mean_return": score, "episodes": self.episodes, "seed": SEED,
+                "survival_rate": m["survival_rate"], "mean_base_height": m["mean_base_height"],
+                "mean_forward_velocity": m["mean_forward_velocity"]}})
+        self.logger.record("eval/best_mean_return", self.best)
