@@ -208,3 +208,21 @@ def test_humanoid_smoke_run(tmp_path, monkeypatch):
     assert meta["curriculum_stage"] == 0
     ev = json.loads((run / "eval.json").read_text())["metrics"]
     assert 0.0 < ev["mean_base_height"] < 1.5
+
+
+def test_finished_episodes_report_the_stage_they_started_in():
+    from legkit.envs.vec_env import LegkitVecEnv
+
+    env = LegkitVecEnv(get_task("humanoid-stand"), 4, seed=0, nthread=0)
+    try:
+        env.reset()
+        env.batch.curriculum.set_stage(1)  # running episodes began in stage 0
+        for _ in range(400):
+            env.step(np.zeros((4, 17), dtype=np.float32))  # no policy: the humanoid falls
+            if env.completed:
+                break
+        done = env.drain_completed()
+        assert done and all(ep["stage"] == 0 for ep in done)
+        assert (env.batch.state.stage == 1).sum() == len(done)  # the restarted robots are in stage 1
+    finally:
+        env.close()

@@ -312,6 +312,26 @@ def test_curriculum_plot_from_tensorboard_scalars(tmp_path):
     assert plot_curriculum([RunData("plain", tmp_path, {}, {}, None, [], {}, None, None)], tmp_path / "x.png") is None
 
 
+def test_evaluation_plot_uses_the_periodic_evaluation_of_training(tmp_path):
+    """Without checkpoint evaluations, the eval/* scalars that training logged draw the evaluation curves."""
+    from PIL import Image
+
+    from legkit.media.plots import RunData, eval_points, plot_evaluation
+
+    steps = np.array([1000, 2000, 3000])
+    periodic = RunData("periodic", tmp_path, {}, {}, None, [], {"eval/survival_rate": (steps, np.array([0.2, 0.6, 1.0])),
+                                                                "eval/mean_return": (steps, np.array([5.0, 9.0, 12.0]))},
+                       None, None)
+    assert eval_points(periodic, "survival_rate") == [(1000, 0.2), (2000, 0.6), (3000, 1.0)]
+    assert eval_points(periodic, "mean_base_height") == []
+    checked = RunData("checked", tmp_path, {}, {}, None, [], dict(periodic.scalars), None, None,
+                      checkpoint_evals=[{"step": 1500, "metrics": {"survival_rate": 0.5}}])
+    assert eval_points(checked, "survival_rate") == [(1500, 0.5)]  # explicit checkpoint evaluations come first
+    path = plot_evaluation([periodic], tmp_path / "evaluation.png")
+    assert path is not None and np.asarray(Image.open(path)).std() > 10
+    assert plot_evaluation([RunData("plain", tmp_path, {}, {}, None, [], {}, None, None)], tmp_path / "x.png") is None
+
+
 # -- report ---------------------------------------------------------------------------------------
 
 def chromium(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:

@@ -149,11 +149,12 @@ class LeggedBatch:
         return self.rewards.reset(ids)
 
     def episode_stats(self, env_ids: np.ndarray) -> dict[str, np.ndarray]:
-        """Return, length, mean base height and mean |action| of the current episodes of `env_ids`."""
+        """Return, length, mean base height, mean |action| and curriculum stage of the current episodes of `env_ids`."""
         steps = np.maximum(self.state.episode_step[env_ids], 1)
         return {"return": self.episode_return[env_ids].copy(), "length": self.state.episode_step[env_ids].copy(),
                 "mean_height": self.episode_height_sum[env_ids] / steps,
-                "mean_action": self.episode_action_sum[env_ids] / steps}
+                "mean_action": self.episode_action_sum[env_ids] / steps,
+                "stage": self.state.stage[env_ids].copy()}
 
     # -- stepping ----------------------------------------------------------------------------
     def _update_state(self) -> None:

@@ -67,6 +67,7 @@ class LegkitVecEnv(VecEnv):
                     "return": float(returns[k]), "length": int(lengths[k]), "time": elapsed,
                     "terminated": bool(terminated[i]), "terms": {n: float(v[k]) for n, v in sums.items()},
                     "mean_height": float(stats["mean_height"][k]), "mean_action": float(stats["mean_action"][k]),
+                    "stage": int(stats["stage"][k]),
                 })
         return obs, reward.astype(np.float32), dones, infos
 

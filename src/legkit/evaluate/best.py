@@ -1,8 +1,9 @@
 """Keep the best policy of a training run by periodic evaluation (RUN/best).
 
-Every `run.best_every` steps, the policy being trained runs `run.best_episodes` deterministic
-episodes of the task at its final curriculum stage, without the training's pushes: the same
-evaluation as `legkit eval`. When their mean return beats the best so far, the policy is saved
+Every `run.best_every` steps (at the first update past each multiple), and once more for the
+final model, the policy being trained runs `run.best_episodes` deterministic episodes of the
+task at its final curriculum stage, without the training's pushes, from a fixed seed: the
+rollout of `legkit eval`. When their mean return beats the best so far, the policy is saved
 to RUN/best atomically, with its score in best/meta.json. `legkit eval RUN --checkpoint best`
 (and validate, video) use it. The final model stays at the top of the run folder.
 
@@ -23,6 +24,8 @@ from legkit.evaluate.rollout import rollout_model
 from legkit.train.config import Config
 from legkit.train.runs import BEST, META, save_policy
 
+LOGGED = ("mean_return", "survival_rate", "mean_base_height", "mean_forward_velocity", "velocity_tracking_rms")
+"""Metrics of each evaluation logged to TensorBoard as eval/<name> (`legkit plots` draws them)."""
 SEED = 54321
 """Seed of the best-model evaluations: fixed, so that scores of different steps compare."""
 
@@ -37,6 +40,8 @@ class BestModel(BaseCallback):
         self.history: list[tuple[int, float]] = []
         """(step, mean return) of every evaluation of this session."""
         self._next = 0
+        self._evaluated_updates = -1
+        """PPO's update count when the policy was last evaluated."""
 
     def _on_training_start(self) -> None:
         self._next = (self.num_timesteps // self.every + 1) * self.every
@@ -44,15 +49,18 @@ class BestModel(BaseCallback):
         if saved.exists():  # resuming: beat the best of the earlier session
             self.best = float(json.loads(saved.read_text()).get("eval", {}).get("mean_return", -np.inf))
 
-    def _on_step(self) -> bool:
+    def _on_rollout_start(self) -> None:
+        # Between an update and the next collection: the policy is exactly the one of this step count.
         if self.num_timesteps >= self._next:
             self._evaluate()
             self._next = (self.num_timesteps // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
         return True
 
     def _on_training_end(self) -> None:
         finished = self.num_timesteps >= self.cfg.run.total_steps  # not stopped early (e.g. by the NaN guard)
-        if finished and (not self.history or self.history[-1][0] != self.num_timesteps):
+        if finished and self.model._n_updates != self._evaluated_updates:  # the final model, if not yet seen
             self._evaluate()
 
     def _evaluate(self) -> None:
@@ -65,13 +73,13 @@ class BestModel(BaseCallback):
             trace = rollout_model(self.model, norm, self.episodes, self.cfg, seed=SEED)
         finally:
             policy.train(was_training)
+        self._evaluated_updates = self.model._n_updates
         m = compute_metrics(trace)
         score = m["mean_return"]
         step = self.num_timesteps
         self.history.append((step, score))
-        self.logger.record("eval/mean_return", score)
-        self.logger.record("eval/survival_rate", m["survival_rate"])
-        self.logger.record("eval/mean_base_height", m["mean_base_height"])
+        for key in LOGGED:
+            self.logger.record(f"eval/{key}", m[key])
         if score > self.best:
             self.best = score
             run_meta = self.run / META  # task, seed, command... as written when training started
@@ -82,3 +90,4 @@ class BestModel(BaseCallback):
                 "survival_rate": m["survival_rate"], "mean_base_height": m["mean_base_height"],
                 "mean_forward_velocity": m["mean_forward_velocity"]}})
         self.logger.record("eval/best_mean_return", self.best)
+        self.logger.dump(step)  # at this step, not at the end of the next update

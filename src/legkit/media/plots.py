@@ -3,7 +3,8 @@
     training.png     episode reward, episode length and fall rate over steps
     reward_terms.png every reward term's episode sum over steps
     curriculum.png   curriculum stage (and target, success rate) over steps, when the task has one
-    evaluation.png   evaluation metrics of every checkpoint over steps, and the final eval.json
+    evaluation.png   evaluation metrics over steps (of every checkpoint with --eval-episodes, else the
+                     periodic evaluation logged during training), and the final eval.json
 
 Sources, all in the run folder: episodes.csv (one row per episode), tb/ (TensorBoard scalars),
 eval.json, validate.json, and evaluations of the checkpoints that `evaluate_checkpoints` runs.
@@ -29,6 +30,7 @@ EVAL_METRICS = (
     ("velocity_tracking_rms", "velocity tracking RMS error (m/s)"),
     ("survival_rate", "survival rate"),
     ("mean_base_height", "base height (m)"),
+    ("mean_return", "mean episode return"),
 )
 
 
@@ -285,17 +287,29 @@ def plot_curriculum(runs: list[RunData], path: Path) -> Path | None:
     return _finish(fig, axes, runs, path, "Curriculum")
 
 
+def eval_points(run: RunData, key: str) -> list[tuple[float, float]]:
+    """(step, value) of metric `key` over training: the checkpoints evaluated by `evaluate_checkpoints`,
+    or else the periodic best-model evaluation that training logged to TensorBoard (`eval/<key>`)."""
+    if run.checkpoint_evals:
+        pts = [(e["step"], e["metrics"].get(key)) for e in run.checkpoint_evals]
+        return [(s, v) for s, v in pts if v is not None]
+    if f"eval/{key}" in run.scalars:
+        steps, values = run.scalars[f"eval/{key}"]
+        return list(zip(steps.tolist(), values.tolist()))
+    return []
+
+
 def plot_evaluation(runs: list[RunData], path: Path) -> Path | None:
-    """Evaluation metrics of each checkpoint over steps; the final eval.json as a star."""
-    if not any(r.checkpoint_evals or (r.eval and r.eval.get("step") is not None) for r in runs):
+    """Evaluation metrics over steps (checkpoints, or the periodic evaluation); the final eval.json as a star."""
+    if not any(r.checkpoint_evals or (r.eval and r.eval.get("step") is not None)
+               or any(t.startswith("eval/") for t in r.scalars) for r in runs):
         return None
-    fig, axes = _figure(1, len(EVAL_METRICS), width=13, row_height=3.2)
+    fig, axes = _figure(1, len(EVAL_METRICS), width=15, row_height=3.2)
     for k, (key, title) in enumerate(EVAL_METRICS):
         ax = axes[0, k]
         for i, run in enumerate(runs):
             c = COLORS[i % len(COLORS)]
-            pts = [(e["step"], e["metrics"].get(key)) for e in run.checkpoint_evals]
-            pts = [(s, v) for s, v in pts if v is not None]
+            pts = eval_points(run, key)
             if pts:
                 ax.plot(*zip(*pts), color=c, marker="o", linewidth=1.8, label=run.name)
             if run.eval and run.eval.get("step") is not None and run.eval.get("metrics", {}).get(key) is not None:
@@ -310,7 +324,8 @@ def plot_evaluation(runs: list[RunData], path: Path) -> Path | None:
             ax.set_ylim(-0.05, 1.05)
         ax.set_title(title + (" (dashed: command)" if key == "mean_forward_velocity" else ""), fontsize=10)
         _steps_axis(ax)
-    return _finish(fig, axes, runs, path, "Evaluation (deterministic; stars: final eval.json)")
+    return _finish(fig, axes, runs, path, "Evaluation (deterministic; lines: checkpoints or the periodic evaluation; "
+                   "stars: final eval.json)")
 
 
 def plot_runs(runs: list[RunData], folder: Path) -> dict[str, Path]:

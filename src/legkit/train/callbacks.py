@@ -56,11 +56,11 @@ class EpisodeLogger(BaseCallback):
     def _on_rollout_end(self) -> None:
         episodes = self.env.drain_completed()
         names = self.env.batch.rewards.names
-        stage = self.env.batch.curriculum.stage if self.env.batch.curriculum is not None else ""
-        for ep in episodes:
+        staged = self.env.batch.curriculum is not None
+        for ep in episodes:  # the stage each episode started in
             self._writer.writerow([self.num_timesteps, f"{ep['return']:.4f}", ep["length"], ep["time"],
                                    int(ep["terminated"]), f"{ep['mean_height']:.4f}", f"{ep['mean_action']:.4f}",
-                                   stage, *(f"{ep['terms'][n]:.4f}" for n in names)])
+                                   ep["stage"] if staged else "", *(f"{ep['terms'][n]:.4f}" for n in names)])
         self._file.flush()
         cur = self.env.batch.curriculum
         if cur is not None:
