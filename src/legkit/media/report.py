@@ -72,7 +72,7 @@ def summary_row(run: RunData) -> list[str]:
     return [run.name, _fmt(robot), _fmt(task), f"{step:,}" if isinstance(step, int) else "—",
             _duration(run.meta.get("wall_time_s")), _fmt(m.get("mean_forward_velocity")),
             _fmt(m.get("mean_command_velocity")), _fmt(m.get("velocity_tracking_rms"), 3),
-            _fmt(m.get("survival_rate")), _fmt(m.get("mean_base_height"), 3),
+            _fmt(m.get("survival_rate"), 3), _fmt(m.get("mean_base_height"), 3),
             _fmt(m.get("energy_per_metre_J"), 0), validation_summary(run)]
 
 
