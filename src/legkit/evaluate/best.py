@@ -68,11 +68,8 @@ class BestModel(BaseCallback):
         if not all(torch.isfinite(p).all() for p in policy.parameters()):
             return  # the NaN guard reports and stops; a poisoned policy is never "best"
         norm = self.model.get_vec_normalize_env()
-        was_training = policy.training
-        try:
-            trace = rollout_model(self.model, norm, self.episodes, self.cfg, seed=SEED)
-        finally:
-            policy.train(was_training)
+        # predict() puts the policy in eval mode; PPO's own train() switches it back for the update.
+        trace = rollout_model(self.model, norm, self.episodes, self.cfg, seed=SEED)
         self._evaluated_updates = self.model._n_updates
         m = compute_metrics(trace)
         score = m["mean_return"]
