@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
+from pathlib import Path
 
 import mujoco
 import pytest
@@ -57,3 +59,25 @@ def make_env():
     yield _make
     for env in envs:
         env.close()
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory) -> Path:
+    """One tiny go2-walk training run shared by the tests; tests that change a run work on a copy."""
+    from cli_helpers import SMOKE
+
+    from legkit.cli import main
+
+    runs = tmp_path_factory.mktemp("runs")
+    assert main([*SMOKE, "--runs", str(runs)]) == 0
+    (run,) = list(runs.iterdir())
+    return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_sb3_temp_folders():
+    """Nothing leaks into the system temp directory: SB3 makes an SB3-* folder per learn() without a logger."""
+    before = set(Path(tempfile.gettempdir()).glob("SB3-*"))
+    yield
+    leaked = set(Path(tempfile.gettempdir()).glob("SB3-*")) - before
+    assert not leaked, f"the tests left SB3 folders in the temp directory: {sorted(map(str, leaked))[:3]}"

@@ -3,63 +3,19 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from cli_helpers import LEGKIT, METRICS, copy_run, one_error_line, run_legkit, snapshot
 from legkit.cli import main
 from legkit.config import from_dict
 from legkit.train.config import Config
-
-SMOKE = ["train", "go2-walk", "--steps", "4096", "--envs", "16", "--set", "ppo.n_steps=64",
-         "--set", "ppo.batch_size=256", "--set", "run.checkpoint_every=1024", "--set", "run.eval_episodes=2",
-         "--set", "run.best_every=2048", "--set", "run.best_episodes=2", "--no-progress"]
-METRICS = ("mean_forward_velocity", "velocity_tracking_rms", "survival_rate", "mean_base_height", "base_height_std",
-           "early_termination_rate", "mean_time_to_fall_s", "mean_action_magnitude", "energy_per_metre_J")
-LEGKIT = Path(sys.executable).with_name("legkit")  # the installed console script of this virtualenv
-
-
-def run_legkit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """The installed entry point in a fresh process (one torch thread: the test machine is shared)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.run([str(LEGKIT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-def snapshot(*roots: Path) -> dict[str, tuple]:
-    """Every folder and file under `roots`: files by content hash, size and mtime."""
-    out = {}
-    for root in roots:
-        for p in sorted(root.rglob("*")):
-            if p.is_dir():
-                out[str(p)] = ("dir",)
-            else:
-                st = p.stat()
-                out[str(p)] = (hashlib.sha256(p.read_bytes()).hexdigest(), st.st_size, st.st_mtime_ns)
-    return out
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> Path:
-    """One tiny training run shared by this module's tests; tests that change a run work on a copy."""
-    runs = tmp_path_factory.mktemp("runs")
-    assert main([*SMOKE, "--runs", str(runs)]) == 0
-    (run,) = list(runs.iterdir())
-    return run
-
-
-def copy_run(run: Path, dest: Path) -> Path:
-    shutil.copytree(run, dest)
-    return dest
-
 
 # -- a training run and what it writes ------------------------------------------------------------
 
@@ -230,6 +186,11 @@ def test_list_in_process(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^\s+go2\s", out, re.M) and re.search(r"^\s+go2-walk\s", out, re.M)
+    from legkit.tasks import get_task
+
+    stages = len(get_task("humanoid-stand").curriculum.stages)
+    (line,) = [ln for ln in out.splitlines() if ln.strip().startswith("humanoid-stand")]
+    assert f"({stages} curriculum stages)" in line and stages == 8
 
 
 def test_list_via_entry_point(tmp_path):
@@ -272,6 +233,25 @@ def _no_best(smoke: Path, tmp: Path) -> Path:
     return run
 
 
+QUICK = ["--steps", "1024", "--envs", "8", "--set", "ppo.n_steps=64", "--set", "ppo.batch_size=256", "--set",
+         "run.eval_episodes=0", "--set", "run.best_every=0", "--no-progress"]
+"""Keeps a case short should it ever be accepted: it then trains a few steps and fails the test, not an hour."""
+
+
+def _a_file(tmp: Path) -> Path:
+    path = tmp / "a-file"
+    path.write_text("not a folder\n")
+    return path
+
+
+def _foreign_norm(smoke: Path, tmp: Path) -> Path:
+    from legkit.train.runs import pretrained_root
+
+    run = copy_run(smoke, tmp / "foreign-norm")
+    shutil.copy(pretrained_root() / "humanoid-stand" / "vecnormalize.pkl", run / "vecnormalize.pkl")
+    return run
+
+
 BAD = {
     # name: (argv builder(smoke, runs root, tmp), fragments the error must contain)
     "unknown task": (lambda s, r, t: ["train", "go2-run", "--runs", str(r)], ["'go2-run'", "go2-walk"]),
@@ -306,14 +286,45 @@ BAD = {
     "eval no best model": (lambda s, r, t: ["eval", str(_no_best(s, t)), "--checkpoint", "best"],
                            ["no best model", "run.best_every", "latest"]),
     "resume with task": (lambda s, r, t: ["train", "go2-walk", "--resume", str(s)], ["--resume"]),
+    # a run is what it says it is (resume, ranges, layouts, files)
+    "resume steps not above the run's": (lambda s, r, t: ["train", "--resume", str(s), "--steps", "100"],
+                                         ["run.total_steps = 100", "4096 steps", "N > 4096"]),
+    "resume finished run without steps": (lambda s, r, t: ["train", "--resume", str(s)],
+                                          ["nothing to train", "N > 4096"]),
+    "resume network shape": (lambda s, r, t: ["train", "--resume", str(s), "--steps", "8192",
+                                              "--set", "ppo.net_arch=[64,64]"], ["ppo.net_arch", "cannot change on resume"]),
+    "resume observations": (lambda s, r, t: ["train", "--resume", str(s), "--steps", "8192", "--set",
+                                             "task.observations=[base_ang_vel, base_lin_vel, projected_gravity, command, "
+                                             "joint_pos, joint_vel, last_action]"],
+                            ["task.observations", "cannot change on resume", "network's inputs"]),
+    "negative max_grad_norm": (lambda s, r, t: ["train", "go2-walk", "--set", "ppo.max_grad_norm=-1", "--runs", str(r), *QUICK],
+                               ["ppo.max_grad_norm = -1", "> 0"]),
+    "negative vf_coef": (lambda s, r, t: ["train", "go2-walk", "--set", "ppo.vf_coef=-5", "--runs", str(r), *QUICK],
+                         ["ppo.vf_coef", ">= 0"]),
+    "negative action_scale": (lambda s, r, t: ["train", "go2-walk", "--set", "task.action_scale=-3", "--runs", str(r), *QUICK],
+                              ["task.action_scale", "> 0"]),
+    "negative nthread": (lambda s, r, t: ["train", "go2-walk", "--set", "run.nthread=-1", "--runs", str(r), *QUICK],
+                         ["run.nthread", ">= 0"]),
+    "negative torch_threads": (lambda s, r, t: ["train", "go2-walk", "--set", "run.torch_threads=-1", "--runs", str(r), *QUICK],
+                               ["run.torch_threads", ">= 0"]),
+    "negative learning_rate_final": (lambda s, r, t: ["train", "go2-walk", "--set", "ppo.learning_rate_final=-1e-4",
+                                                      "--runs", str(r), *QUICK], ["ppo.learning_rate_final", ">= 0"]),
+    "negative target_kl": (lambda s, r, t: ["train", "go2-walk", "--set", "ppo.target_kl=-0.1", "--runs", str(r), *QUICK],
+                           ["ppo.target_kl", "> 0"]),
+    "zero-step episodes": (lambda s, r, t: ["train", "go2-walk", "--set", "task.episode_seconds=0.001",
+                                            "--runs", str(r), *QUICK], ["task.episode_seconds = 0.001", "control period"]),
+    "stage missing keys": (lambda s, r, t: ["train", "humanoid-stand", "--set", "task.curriculum.stages=[{target: 1.0}]",
+                                            "--runs", str(r), *QUICK], ["stages[0]", "missing required keys", "tolerance"]),
+    "reward parameter type": (lambda s, r, t: ["train", "go2-walk", "--set",
+                                               "task.rewards.track_lin_vel.params.sigma=abc", "--runs", str(r), *QUICK],
+                              ["track_lin_vel.params.sigma", "must be a number", "abc"]),
+    "eval json into a missing folder": (lambda s, r, t: ["eval", str(s), "--json", str(t / "nope" / "e.json")],
+                                        ["--json", "does not exist"]),
+    "unwritable runs": (lambda s, r, t: ["train", "go2-walk", "--steps", "1024", "--runs", str(_a_file(t) / "sub")],
+                        ["cannot create a run folder", "--runs"]),
+    "eval another run's normalizer": (lambda s, r, t: ["eval", str(_foreign_norm(s, t)), "--episodes", "1"],
+                                      ["vecnormalize.pkl", "another run"]),
 }
-
-
-def one_error_line(err: str) -> str:
-    lines = err.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
-    assert lines[0].startswith("legkit: error: "), lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize("case", list(BAD))

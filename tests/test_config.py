@@ -198,3 +198,141 @@ def test_round_trip_to_dict_from_dict():
 def test_round_trip_of_defaults():
     cfg = Config(task=TaskConfig(), ppo=PPOConfig(), run=RunConfig())
     assert from_dict(Config, to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("item,key,valid", [
+    ("ppo.max_grad_norm=-1", "ppo.max_grad_norm", "> 0"),
+    ("ppo.max_grad_norm=0", "ppo.max_grad_norm", "> 0"),
+    ("ppo.vf_coef=-5", "ppo.vf_coef", ">= 0"),
+    ("ppo.learning_rate_final=-1e-5", "ppo.learning_rate_final", ">= 0"),
+    ("ppo.target_kl=0", "ppo.target_kl", "> 0"),
+    ("ppo.target_kl=-0.01", "ppo.target_kl", "> 0"),
+    ("task.action_scale=-3", "task.action_scale", "> 0"),
+    ("task.action_scale=0", "task.action_scale", "> 0"),
+    ("run.nthread=-1", "run.nthread", ">= 0"),
+    ("run.torch_threads=-1", "run.torch_threads", ">= 0"),
+    ("task.termination.grace_steps=-1", "task.termination.grace_steps", ">= 0"),
+    ("task.termination.base_contact_force=-1", "task.termination.base_contact_force", ">= 0"),
+    ("task.reset.joint_pos_noise=-0.1", "task.reset.joint_pos_noise", ">= 0"),
+    ("task.reset.base_vel_noise=-0.1", "task.reset.base_vel_noise", ">= 0"),
+    ("task.reset.yaw_range=-1", "task.reset.yaw_range", ">= 0"),
+    ("task.commands.lin_vel_x=[1.0, 0.5]", "task.commands.lin_vel_x", "lo <= hi"),
+    ("task.commands.lin_vel_y=[0.2, -0.2]", "task.commands.lin_vel_y", "lo <= hi"),
+    ("task.commands.ang_vel_yaw=[0.5, -0.5]", "task.commands.ang_vel_yaw", "lo <= hi"),
+    ("task.commands.resample_seconds=-1", "task.commands.resample_seconds", ">= 0"),
+    ("task.validation.episodes=0", "task.validation.episodes", ">= 1"),
+    ("task.validation.max_steps=0", "task.validation.max_steps", ">= 1"),
+    ("task.validation.seed_episodes=0", "task.validation.seed_episodes", ">= 1"),
+    ("task.validation.long_steps=0", "task.validation.long_steps", ">= 1"),
+    ("task.validation.min_lasting_episodes=11", "task.validation.min_lasting_episodes", "task.validation.episodes"),
+    ("task.validation.height_range=[0.3, 0.2]", "task.validation.height_range", "lo <= hi"),
+    ("task.validation.push_interval_s=0", "task.validation.push_interval_s", "> 0"),
+    ("task.validation.mass_range=1", "task.validation.mass_range", "[0, 1)"),
+    ("task.validation.friction_range=-0.1", "task.validation.friction_range", "[0, 1)"),
+    ("task.validation.min_survival=1.5", "task.validation.min_survival", "[0, 1]"),
+])
+def test_signed_fields_name_key_and_valid_range(item, key, valid):
+    msg = error([item])
+    assert msg.startswith(f"invalid {key} ="), msg
+    assert f"must be {valid}" in msg or (valid in msg and "must be" in msg), msg
+    assert "\n" not in msg
+
+
+def test_episode_shorter_than_one_control_period():
+    msg = error(["task.episode_seconds=0.001"])
+    assert msg.startswith("invalid task.episode_seconds = 0.001:"), msg
+    assert "0.02 s" in msg and "physics.timestep 0.005" in msg and "decimation 4" in msg, msg
+    msg = error(["task.decimation=10", "task.episode_seconds=0.04"])
+    assert "0.05 s" in msg and "decimation 10" in msg, msg
+
+
+@pytest.mark.parametrize("stage,key", [
+    ("{target: 1.2, tolerance: -0.1, min_steps: 10}", "task.curriculum.stages[0].tolerance"),
+    ("{target: 1.2, tolerance: 0.1, min_steps: -1}", "task.curriculum.stages[0].min_steps"),
+])
+def test_curriculum_stage_ranges(stage, key):
+    msg = error([f"task.curriculum.stages=[{stage}]"], task="humanoid-stand")
+    assert msg.startswith(f"invalid {key} ="), msg
+    assert "must be >= 0" in msg
+
+
+@pytest.mark.parametrize("item,path,missing", [
+    ("task.curriculum.stages=[{target: 1.0}]", "task.curriculum.stages[0]", "tolerance, min_steps"),
+    ("task.curriculum.stages=[{target: 1.0, tolerance: 0.1, min_steps: 5}, {tolerance: 0.1}]",
+     "task.curriculum.stages[1]", "target, min_steps"),
+    ("task.rewards.upright.params={}", "task.rewards.upright", "weight"),
+])
+def test_missing_required_keys_name_path_and_keys(item, path, missing):
+    msg = error([item])
+    assert f"'{path}'" in msg and "missing required keys" in msg and missing in msg, msg
+    # a list item that is not a mapping is a clean error too
+    msg = error(["task.curriculum.stages=[1]"])
+    assert "'task.curriculum.stages[0]'" in msg and "mapping" in msg
+
+
+@pytest.mark.parametrize("item,key,valid", [
+    ("task.rewards.track_lin_vel.params.sigma=abc", "task.rewards.track_lin_vel.params.sigma", "a number"),
+    ("task.rewards.track_lin_vel.params.sigma=[1]", "task.rewards.track_lin_vel.params.sigma", "a number"),
+    ("task.rewards.base_height.params.target=true", "task.rewards.base_height.params.target", "a number"),
+    ("task.rewards.sustained_bonus.params.every=2.5", "task.rewards.sustained_bonus.params.every", "an integer"),
+])
+def test_reward_param_wrong_type_names_term_and_param(item, key, valid):
+    msg = error([item], task="humanoid-stand" if "sustained_bonus" in item else "go2-walk")
+    assert f"'{key}'" in msg and f"must be {valid}" in msg, msg
+
+
+@pytest.mark.parametrize("item,key,valid", [
+    ("task.rewards.track_lin_vel.params.sigma=0", "task.rewards.track_lin_vel.params.sigma", "> 0"),
+    ("task.rewards.track_ang_vel.params.sigma=-0.25", "task.rewards.track_ang_vel.params.sigma", "> 0"),
+    ("task.rewards.height_target.params.sigma=0", "task.rewards.height_target.params.sigma", "> 0"),
+    ("task.rewards.sustained_bonus.params.every=0", "task.rewards.sustained_bonus.params.every", ">= 1"),
+    ("task.rewards.feet_air_time.params.contact_force=-1", "task.rewards.feet_air_time.params.contact_force",
+     ">= 0"),
+    ("task.rewards.undesired_contacts.params.threshold=-1", "task.rewards.undesired_contacts.params.threshold",
+     ">= 0"),
+    ("task.rewards.base_height.params.target=.nan", "task.rewards.base_height.params.target", "finite"),
+    ("task.rewards.torques.weight=.nan", "task.rewards.torques.weight", "finite"),
+    ("task.rewards.torques.weight=-.inf", "task.rewards.torques.weight", "finite"),
+])
+def test_reward_param_out_of_range_names_key(item, key, valid):
+    humanoid = any(t in item for t in ("sustained_bonus", "height_target"))  # terms of humanoid-stand only
+    msg = error([item], task="humanoid-stand" if humanoid else "go2-walk")
+    assert msg.startswith(f"invalid {key} ="), msg
+    assert "must be" in msg and valid in msg, msg
+
+
+def test_reward_params_are_coerced_and_round_trip():
+    cfg = build_config("go2-walk", sets=["task.rewards.track_lin_vel.params.sigma=1e-3",
+                                         "task.rewards.track_ang_vel.params.sigma=1",
+                                         "task.rewards.torques.weight=-1"])
+    sigma = cfg.task.rewards["track_lin_vel"].params["sigma"]
+    assert sigma == pytest.approx(1e-3) and isinstance(sigma, float)  # a string from YAML, now a number
+    assert cfg.task.rewards["track_ang_vel"].params["sigma"] == 1.0
+    assert isinstance(cfg.task.rewards["track_ang_vel"].params["sigma"], float)
+    assert isinstance(cfg.task.rewards["torques"].weight, float)
+    tree = to_dict(cfg)
+    assert from_dict(Config, yaml.safe_load(yaml.safe_dump(tree, sort_keys=False))) == cfg
+    every = build_config("humanoid-stand").task.rewards["sustained_bonus"].params["every"]
+    assert every == 100 and isinstance(every, int)
+
+
+def test_valid_boundaries_of_signed_fields_are_accepted():
+    cfg = build_config("go2-walk", sets=[
+        "ppo.vf_coef=0", "run.nthread=0", "run.torch_threads=0", "ppo.learning_rate_final=0", "ppo.target_kl=1e-9",
+        "ppo.max_grad_norm=1e-6", "task.action_scale=1e-3", "task.episode_seconds=0.02",
+        "task.termination.grace_steps=0", "task.termination.base_contact_force=0", "task.reset.joint_pos_noise=0",
+        "task.reset.base_vel_noise=0", "task.reset.yaw_range=0", "task.commands.lin_vel_x=[1, 1]",
+        "task.commands.resample_seconds=0", "task.validation.episodes=1", "task.validation.min_lasting_episodes=1",
+        "task.validation.max_steps=1", "task.validation.seed_episodes=1", "task.validation.long_steps=1",
+        "task.validation.mass_range=0", "task.validation.min_survival=1", "task.validation.height_range=[0.3, 0.3]",
+        "task.rewards.track_lin_vel.params.sigma=1e-6", "task.rewards.feet_air_time.params.contact_force=0",
+        "task.rewards.feet_air_time.params.threshold=-0.1", "task.rewards.base_height.params.target=-1",
+    ])
+    assert cfg.task.max_episode_steps == 1
+    assert (cfg.ppo.vf_coef, cfg.run.nthread, cfg.run.torch_threads, cfg.ppo.learning_rate_final) == (0, 0, 0, 0)
+    cfg = build_config("humanoid-stand", sets=[
+        "task.rewards.sustained_bonus.params.every=1", "task.decimation=10", "task.episode_seconds=0.05",
+        "task.curriculum.stages=[{target: 1.2, tolerance: 0, min_steps: 0}]",
+    ])
+    assert cfg.task.max_episode_steps == 1 and cfg.task.curriculum.stages[0].min_steps == 0
+    assert cfg.ppo.learning_rate_final is None and cfg.ppo.target_kl is None  # unset is valid

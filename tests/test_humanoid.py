@@ -128,21 +128,32 @@ def test_curriculum_stage_pushes_start_at_their_stage():
         batch.close()
 
 
-def test_evaluation_never_applies_training_pushes():
-    """A policy trained with pushes is judged standing still unless a scenario pushes it."""
-    from legkit.evaluate.rollout import load_run_config, rollout
-    from legkit.tasks.config import PushConfig, undisturbed
-    from legkit.train.runs import find_policy, resolve_run
+def test_evaluation_never_applies_training_pushes(tmp_path):
+    """A policy trained with pushes is judged standing still unless a scenario (or a --set) pushes it."""
+    import shutil
 
-    policy = find_policy(resolve_run("pretrained:humanoid-stand"))
+    import yaml
+
+    from legkit.evaluate.rollout import load_run_config, rollout
+    from legkit.tasks.config import undisturbed
+    from legkit.train.runs import find_policy, pretrained_root
+
+    run = tmp_path / "pushed-run"
+    shutil.copytree(pretrained_root() / "humanoid-stand", run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["task"]["pushes"].update(force=2000.0, interval_s=0.3, duration_s=0.1)  # trained under 2000 N pushes
+    (run / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    policy = find_policy(run)
     cfg = load_run_config(policy)
-    strong = replace(cfg, task=replace(cfg.task, pushes=PushConfig(force=2000.0, interval_s=0.3, duration_s=0.1)))
-    task = undisturbed(strong.task)
-    assert task.pushes.force == 0.0 and all(st.push_force == 0.0 for st in task.curriculum.stages)
-    calm = rollout(policy, 4, strong, seed=7, max_steps=150)
+    assert cfg.task.pushes.force == 0.0 and all(st.push_force == 0.0 for st in cfg.task.curriculum.stages)
+    assert undisturbed(cfg.task) == cfg.task
+    calm = rollout(policy, 4, cfg, seed=7, max_steps=150)
     assert not calm.terminated.any()
-    shoved = rollout(policy, 4, strong, seed=7, max_steps=150, pushes=strong.task.pushes)
-    assert shoved.terminated.all()  # the same 2000 N pushes, asked for by the scenario, floor it
+    asked = ["task.pushes.force=2000", "task.pushes.interval_s=0.3", "task.pushes.duration_s=0.1"]
+    shoved = rollout(policy, 4, load_run_config(policy, asked), seed=7, max_steps=150)
+    assert shoved.terminated.all()  # the same 2000 N pushes, asked for on the command line, floor it
+    scenario = rollout(policy, 4, cfg, seed=7, max_steps=150, pushes=load_run_config(policy, asked).task.pushes)
+    assert scenario.terminated.all()  # and so do they as a validation scenario's
 
 
 @pytest.mark.parametrize("sets, key", [

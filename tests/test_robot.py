@@ -1,4 +1,4 @@
-"""The Go2 model against shared/robots/FACTS.md: mass, standing height, joint ranges, torque limits, names."""
+"""The Go2 model against its published specifications (listed in legkit/robots/go2.py): mass, standing height, joint ranges, torque limits, names."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 LEGS = ("FL", "FR", "RL", "RR")
 
-# FACTS.md, written out here (not read from the model) so that a wrong MJCF fails.
+# The published numbers, written out here (not read from the model) so that a wrong MJCF fails.
 ABDUCTION_RANGE = (-1.047, 1.047)
 FRONT_THIGH_RANGE = (-1.571, 3.491)
 REAR_THIGH_RANGE = (-0.524, 4.538)

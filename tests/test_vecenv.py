@@ -283,7 +283,7 @@ def test_pushes_follow_their_schedule_and_move_the_base():
             step = pushed.state.episode_step.copy()
             pushed.step(zero)
             calm.step(zero)
-            active = (step + pushed._push_phase) % every < length
+            active = (step + pushed.events["pushes"].phase) % every < length
             force = np.linalg.norm(pushed.sim.qfrc_applied[:, :3], axis=1)
             np.testing.assert_allclose(force, np.where(active, 300.0, 0.0), atol=1e-9)
             assert np.all(pushed.sim.qfrc_applied[:, 2] == 0.0)  # horizontal pushes only

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,17 @@ from legkit import LegkitError, __version__
 
 class _Failed(Exception):
     """A check ran and failed: exit code 1 (bad input is 2)."""
+
+
+def count(text: str) -> int:
+    """A whole number as people type it: 3000000, 3_000_000, 3e6 or 1.5e6 (argparse type)."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number (e.g. 3000000, 3e6)") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of steps")
+    return int(value)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
 def cmd_list(args: argparse.Namespace) -> None:
     from legkit.robots import ROBOTS
-    from legkit.tasks import TASKS
+    from legkit.tasks import TASKS, get_task
     from legkit.train.runs import pretrained_names
 
     print("robots:")
@@ -31,15 +43,21 @@ def cmd_list(args: argparse.Namespace) -> None:
         print(f"  {name:<16} {spec.description}")
     print("tasks:")
     for name, (_, desc) in TASKS.items():
-        print(f"  {name:<16} {desc}")
+        stages = len(get_task(name).curriculum.stages)  # counted from the task, so that it cannot go stale
+        print(f"  {name:<16} {desc}{f' ({stages} curriculum stages)' if stages else ''}")
     print("pretrained policies:")
     for name in pretrained_names() or ["(none)"]:
         print(f"  pretrained:{name}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    import copy
+
     from legkit.config import load_yaml
+    from legkit.evaluate.best import BestModel
+    from legkit.media.video import TrainingClips
     from legkit.train.config import build_config
+    from legkit.train.resume import plan_resume
     from legkit.train.runs import CONFIG, new_run_dir, resolve_run
     from legkit.train.trainer import train
 
@@ -50,29 +68,39 @@ def cmd_train(args: argparse.Namespace) -> None:
         sets.append(f"run.num_envs={args.envs}")
     if args.seed is not None:
         sets.append(f"run.seed={args.seed}")
+    # Everything is checked before a run folder is made or a saved file is touched.
+    plan = None
     if args.resume:
         if args.task or args.config or args.name:
             raise LegkitError("--resume continues a run with its saved config; give only --steps or --set with it")
-        run = resolve_run(args.resume)
         if args.resume.startswith("pretrained:"):
             raise LegkitError("a pretrained policy cannot be resumed; train a new run with legkit train TASK")
-        saved = load_yaml(str(run / CONFIG))
-        cfg = build_config(saved.get("task_name", ""), sets=sets, base=saved)
-        resume = True  # train() rewrites config.yaml once the checkpoint has loaded
+        run = resolve_run(args.resume)
+        saved_tree = load_yaml(str(run / CONFIG))
+        task_name = saved_tree.get("task_name", "")
+        saved = build_config(task_name, base=copy.deepcopy(saved_tree))
+        cfg = build_config(task_name, sets=sets, base=copy.deepcopy(saved_tree))
+        plan = plan_resume(run, saved, cfg)  # train() rewrites config.yaml once the checkpoint has loaded
     else:
         if not args.task:
             raise LegkitError("name a task to train (see 'legkit list'), or --resume RUN")
         cfg = build_config(args.task, args.config, sets)
+    clips = TrainingClips.for_run(cfg)
+    if cfg.run.video_every and cfg.run.video_every <= cfg.run.total_steps:
+        clips.check()  # no OpenGL: say so now, not after the first million steps
+    if plan is None:
         run = new_run_dir(args.name or args.task, Path(args.runs))
-        resume = False
     print(f"run folder: {run}")
-    from legkit.media.video import TrainingClips
-
-    from legkit.evaluate.best import BestModel
-
     best = (BestModel(cfg, run, cfg.run.best_every, cfg.run.best_episodes),) if cfg.run.best_every else ()
-    meta = train(cfg, run, resume=resume, progress_bar=not args.no_progress, render_clip=TrainingClips.for_run(cfg),
-                 extra_callbacks=best)
+    try:
+        meta = train(cfg, run, resume=plan, progress_bar=not args.no_progress, render_clip=clips,
+                     extra_callbacks=best)
+    except BaseException:
+        if plan is None and not (run / "tb").exists():  # failed before training began: leave no folder behind
+            import shutil
+
+            shutil.rmtree(run, ignore_errors=True)
+        raise
     print(f"trained {meta['step']} steps in {meta['wall_time_s']:.0f} s")
     if best and best[0].history:
         kept = json.loads((run / "best" / "meta.json").read_text())
@@ -96,14 +124,56 @@ def _evaluate_and_save(run: Path, checkpoint: str | None, episodes: int, sets: l
     return result
 
 
+def _writable_file(arg: str, flag: str) -> Path:
+    """`arg` as an output file whose folder exists, checked before any work is done."""
+    out = Path(arg)
+    if out.is_dir():
+        raise LegkitError(f"{flag} '{arg}' is a folder; give a file name such as {Path(arg) / 'result.json'}")
+    folder = out.parent
+    if not folder.is_dir():
+        raise LegkitError(f"{flag} '{arg}': the folder '{folder}' does not exist; create it or write elsewhere")
+    if not os.access(folder, os.W_OK):
+        raise LegkitError(f"{flag} '{arg}': the folder '{folder}' is not writable")
+    return out
+
+
+def eval_json_name(label: str, sets: list[str]) -> str:
+    """RUN/eval-<checkpoint>[-set-<hash>].json: beside the training's own eval.json, never over it."""
+    if not sets:
+        return f"eval-{label}.json"
+    import hashlib
+
+    digest = hashlib.sha1("\n".join(sets).encode()).hexdigest()[:8]
+    return f"eval-{label}-set-{digest}.json"
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
-    from legkit.train.runs import resolve_run
+    from legkit.train.runs import find_policy, resolve_run, write_json
 
     run = resolve_run(args.run)
     if args.episodes < 1:
         raise LegkitError(f"--episodes must be at least 1, got {args.episodes}")
-    out = Path(args.json) if args.json else (None if args.run.startswith("pretrained:") else run / "eval.json")
-    _evaluate_and_save(run, args.checkpoint, args.episodes, list(args.set or []), out)
+    sets = list(args.set or [])
+    if args.json:
+        out = _writable_file(args.json, "--json")
+    elif args.run.startswith("pretrained:"):
+        out = None
+    else:  # the training's eval.json stays the run's own evaluation
+        label = find_policy(run, args.checkpoint).label
+        out = run / eval_json_name(f"{label}-sweep" if args.sweep else label, sets)
+    if not args.sweep:
+        _evaluate_and_save(run, args.checkpoint, args.episodes, sets, out)
+        return
+    from legkit.evaluate.sweep import SWEEP, format_sweep, sweep
+
+    policy = find_policy(run, args.checkpoint)
+    print(f"command sweep of {policy.folder} ({policy.label}, {len(SWEEP)} commands x {args.episodes} episodes, "
+          "deterministic)")
+    result = sweep(policy, args.episodes, sets)
+    print(format_sweep(result))
+    if out is not None:
+        write_json(out, result)
+        print(f"wrote {out}")
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
@@ -112,10 +182,12 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
     run = resolve_run(args.run)
     policy = find_policy(run, args.checkpoint)
+    out = _writable_file(args.json, "--json") if args.json else None
     result = validate(policy, list(args.set or []))
     print(f"validation of {policy.folder} ({policy.label})")
     print(format_checks(result))
-    out = Path(args.json) if args.json else (None if args.run.startswith("pretrained:") else run / "validate.json")
+    if out is None and not args.run.startswith("pretrained:"):
+        out = run / "validate.json"
     if out is not None:
         write_json(out, result)
         print(f"wrote {out}")
@@ -134,6 +206,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
         raise LegkitError(f"--envs must be positive integers, got '{args.envs}'")
     if args.seconds <= 0:
         raise LegkitError(f"--seconds must be positive, got {args.seconds}")
+    if args.json:
+        _writable_file(args.json, "--json")
     result = run_bench(args.task, envs, args.seconds, hand_envs=args.hand_envs, include_ppo=not args.no_ppo)
     print(format_bench(result))
     if args.json:
@@ -299,11 +373,12 @@ def _add_media_parsers(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="legkit", description="Train simulated legged robots with RL on MuJoCo, fast on a CPU.")
     p.add_argument("--version", action="version", version=f"legkit {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (anywhere on the line; or set LEGKIT_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a policy (or --resume a run)")
     t.add_argument("task", nargs="?", help="task name, e.g. go2-walk (see legkit list)")
-    t.add_argument("--steps", type=int, help="total environment steps")
+    t.add_argument("--steps", type=count, help="total environment steps (3000000, 3e6 or 3_000_000)")
     t.add_argument("--envs", type=int, help="robots simulated together")
     t.add_argument("--seed", type=int)
     t.add_argument("--config", help="YAML file overriding the task's defaults")
@@ -316,10 +391,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a run or pretrained:NAME with deterministic rollouts")
     e.add_argument("run", help="run folder or pretrained:NAME")
-    e.add_argument("--episodes", type=int, default=20)
+    e.add_argument("--episodes", type=int, default=20,
+                   help="episodes (default 20); with --sweep, episodes per command: a sweep is usually "
+                        "run with --episodes 10")
     e.add_argument("--checkpoint", help="step number, 'latest' or 'best' (default: the final model)")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a task key for evaluation")
-    e.add_argument("--json", help="write the result here (default: RUN/eval.json)")
+    e.add_argument("--sweep", action="store_true",
+                   help="evaluate under each of a fixed list of commands (stand; forward 0.2, 0.5, 1.0, 1.5, 2.0; "
+                        "backward 0.5; sideways +-0.5; yaw +-1.0; forward 1.0 with yaw 0.5), each held for "
+                        "whole episodes: one table row and one JSON record per command")
+    e.add_argument("--json", help="write the result here (default: RUN/eval-<checkpoint>.json, "
+                                  "RUN/eval-<checkpoint>-sweep.json with --sweep; none for pretrained:NAME)")
     e.set_defaults(func=cmd_eval)
 
     v = sub.add_parser("validate", help="run the task's pass/fail validation suite on a run")
@@ -359,12 +441,22 @@ def _check_mujoco_gl() -> None:
                           f"{', '.join(valid.get(platform.system(), ('glfw',)))}, or unset it")
 
 
+INTERNAL_ERROR = 3
+"""Exit code of an unexpected exception (a bug, or a failure legkit does not know how to explain)."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("LEGKIT_DEBUG", "").strip() not in ("", "0")
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])  # --debug goes anywhere on the line
     try:
         _check_mujoco_gl()
         args.func(args)
     except LegkitError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
         print(f"legkit: error: {exc}", file=sys.stderr)
         return 2
     except _Failed:
@@ -372,7 +464,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("legkit: interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, a distinct code
+        if debug:
+            raise
+        where = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"legkit: internal error: {where} (run again with --debug or LEGKIT_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return INTERNAL_ERROR
+    finally:
+        _report_mujoco_warnings()
     return 0
+
+
+def _report_mujoco_warnings() -> None:
+    """One line on stdout for MuJoCo warnings given outside a training run (those go to RUN/mujoco.log)."""
+    if "legkit.sim" not in sys.modules:
+        return
+    from legkit.sim.log import take_unreported
+
+    warned = take_unreported()
+    if warned:
+        print(f"mujoco: {len(warned)} physics warning(s), the first: {warned[0]}")
 
 
 if __name__ == "__main__":

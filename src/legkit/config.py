@@ -43,13 +43,21 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
             f"unknown config key '{where}{unknown[0]}'; valid keys{' under ' + path if path else ''}: "
             f"{', '.join(fields)}"
         )
+    missing = [n for n, f in fields.items() if n not in data and f.init
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise LegkitError(f"config '{path or '<root>'}' is missing required keys: {', '.join(missing)}")
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, f"{path}.{name}" if path else name)
+        kwargs[name] = coerce(hints[name], value, f"{path}.{name}" if path else name)
     return cls(**kwargs)
 
 
-def _coerce(hint: Any, value: Any, path: str) -> Any:
+def coerce(hint: Any, value: Any, path: str) -> Any:
+    """Check `value` against type `hint` and convert it (ints and 1e-3 strings to float, lists to tuples).
+
+    Raises a LegkitError naming `path` (the dotted config key) and the expected type.
+    """
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
@@ -57,21 +65,21 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
         if value is None and type(None) in args:
             return None
-        return _coerce(next(a for a in args if a is not type(None)), value, path)
+        return coerce(next(a for a in args if a is not type(None)), value, path)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise LegkitError(f"config '{path}' must be a list, got {value!r}")
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise LegkitError(f"config '{path}' must have {len(args)} entries, got {len(value)}")
-            return tuple(_coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+            return tuple(coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
         item = args[0] if args else Any
-        seq = [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        seq = [coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(seq) if origin is tuple else seq
     if origin is dict:
         if not isinstance(value, dict):
             raise LegkitError(f"config '{path}' must be a mapping, got {value!r}")
-        return {k: _coerce(args[1], v, f"{path}.{k}") for k, v in value.items()} if args else dict(value)
+        return {k: coerce(args[1], v, f"{path}.{k}") for k, v in value.items()} if args else dict(value)
     if hint is float:
         if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
             value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string

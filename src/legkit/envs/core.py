@@ -15,6 +15,7 @@ from legkit.sim.batch import BatchSim
 from legkit.sim.scene import build_model
 from legkit.tasks.config import TaskConfig
 from legkit.tasks.curriculum import HeightCurriculum
+from legkit.tasks.events import Pushes, build_events
 from legkit.tasks.observations import OBSERVATIONS, compute_observation, observation_layout
 from legkit.tasks.state import BatchState
 from legkit.tasks.terms import RewardManager
@@ -44,7 +45,7 @@ class LeggedBatch:
         self.robot = get_robot(task.robot)
         self.num_envs = num_envs
         self.model = build_model(self.robot, task.physics)
-        pushes = task.pushes.force > 0 or any(st.push_force > 0 for st in task.curriculum.stages)
+        pushes = Pushes.wanted(self)
         self.sim = BatchSim(self.model, num_envs, task.decimation, nthread, external_forces or pushes)
         self.rng = np.random.default_rng(seed)
         self.dt = task.control_dt
@@ -89,17 +90,19 @@ class LeggedBatch:
         self.episode_return = np.zeros(num_envs)
         self.episode_height_sum = np.zeros(num_envs)
         self.episode_action_sum = np.zeros(num_envs)
+        self.time_limit = np.full(num_envs, self.max_steps, dtype=np.int64)
+        """Control steps at which each robot's current episode is truncated: `max_steps`, except for the
+        shortened first episodes of `spread_episode_starts`."""
         self.curriculum = HeightCurriculum(task.curriculum) if task.curriculum.stages else None
         self.state.target_height[:] = self.robot.standing_height
         self.resample_every = (
             int(round(task.commands.resample_seconds / self.dt)) if task.commands.resample_seconds > 0 else 0
         )
-        self._push_every = max(1, int(round(task.pushes.interval_s / self.dt))) if pushes else 0
-        self._push_len = max(1, int(round(task.pushes.duration_s / self.dt)))
-        self._push_phase = np.zeros(num_envs, dtype=np.int64)
-        self._push_force = np.zeros((num_envs, 3))
-        self._push_max = np.full(num_envs, task.pushes.force)
-        """Push force (N) of each robot's episode: the task's, or its curriculum stage's."""
+        self.events = build_events(self)
+        """Event terms (tasks/events.py) by name: pushes, physics randomization, latency."""
+        self._noise = [(start, size, task.observation_noise[name]) for name, start, size in self.obs_layout
+                       if task.observation_noise.get(name, 0.0) > 0]
+        """(start, size, half-width) of every observation block that gets uniform noise."""
         self.bad_action_count = 0
         """Robots reset because the policy gave a non-finite action."""
         self.bad_physics_count = 0
@@ -114,8 +117,14 @@ class LeggedBatch:
         for col, (lo, hi) in enumerate((c.lin_vel_x, c.lin_vel_y, c.ang_vel_yaw)):
             self.state.command[env_ids, col] = self.rng.uniform(lo, hi, k)
 
-    def reset(self, env_ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Reset `env_ids` (all if None) to the home pose with noise; returns their finished reward sums."""
+    def reset(self, env_ids: np.ndarray | None = None, record: bool = True) -> dict[str, np.ndarray]:
+        """Reset `env_ids` (all if None) to the home pose with noise; returns their finished reward sums.
+
+        `record` says that the episodes of `env_ids` really ended (a fall or the time limit), so that
+        the curriculum judges them; a reset the caller forces in mid-episode (`record=False`, e.g. the
+        one PPO.learn starts with) is not an outcome. Shortened first episodes that reach their
+        shortened limit are not outcomes either.
+        """
         ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
         k = len(ids)
         rc = self.task.reset
@@ -132,21 +141,28 @@ class LeggedBatch:
         self.sim.set_state(ids, qpos, qvel)
         self.sample_commands(ids)
         s = self.state
-        if self._push_every:
-            self._push_phase[ids] = self.rng.integers(0, self._push_every, k)
-            self._push_force[ids] = 0.0
         if self.curriculum is not None:
-            self.curriculum.reset(s, ids, s.episode_step[ids], self.episode_height_sum[ids])
-            self._push_max[ids] = self.curriculum.push_force or self.task.pushes.force
+            lengths = s.episode_step[ids]
+            judged = (lengths > 0) & (s.terminated[ids] | (self.time_limit[ids] >= self.max_steps)) & record
+            self.curriculum.reset(s, ids, lengths, self.episode_height_sum[ids], judged)
+        for event in self.events.values():
+            event.reset(ids)
         s.action[ids] = 0.0
         s.last_action[ids] = 0.0
         s.episode_step[ids] = 0
         s.terminated[ids] = False
+        self.time_limit[ids] = self.max_steps
         self.episode_return[ids] = 0.0
         self.episode_height_sum[ids] = 0.0
         self.episode_action_sum[ids] = 0.0
         self._update_state()
         return self.rewards.reset(ids)
+
+    def spread_episode_starts(self) -> None:
+        """Give every robot's current episode a random time limit in [1, max_steps] (rsl_rl's
+        `init_at_random_ep_len`), so that a batch reset together does not time out in lock step.
+        Later episodes have the full limit."""
+        self.time_limit[:] = self.rng.integers(1, self.max_steps + 1, self.num_envs)
 
     def episode_stats(self, env_ids: np.ndarray) -> dict[str, np.ndarray]:
         """Return, length, mean base height, mean |action| and curriculum stage of the current episodes of `env_ids`."""
@@ -167,8 +183,12 @@ class LeggedBatch:
             np.sum(sd[:, self.base_sensors], axis=1, out=s.base_contact_force)
 
     def observe(self) -> np.ndarray:
-        """Current observations, (num_envs, obs_dim) float32 (a buffer reused between calls)."""
-        return compute_observation(self.task.observations, self.state, self._obs)
+        """Current observations, (num_envs, obs_dim) float32 (a buffer reused between calls), with the
+        configured noise."""
+        obs = compute_observation(self.task.observations, self.state, self._obs)
+        for start, size, width in self._noise:
+            obs[:, start:start + size] += self.rng.uniform(-width, width, (self.num_envs, size))
+        return obs
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Apply `actions` (num_envs, action_dim) for one control step.
@@ -186,8 +206,8 @@ class LeggedBatch:
         self._ctrl += self._ctrl_offset
         np.clip(self._ctrl, self.ctrl_low, self.ctrl_high, out=self._ctrl)
 
-        if self._push_every:
-            self._apply_pushes()
+        for event in self.events.values():
+            event.step()
         self.sim.step(self._ctrl)
         bad_physics = ~np.isfinite(self.sim.state).all(axis=1) | (np.abs(self.sim.qvel) > 1e3).any(axis=1)
         if bad_physics.any():
@@ -202,7 +222,7 @@ class LeggedBatch:
         fell &= s.episode_step > t.grace_steps
         broken = bad_action | bad_physics
         np.logical_or(fell, broken, out=s.terminated)
-        truncated = (s.episode_step >= self.max_steps) & ~s.terminated
+        truncated = (s.episode_step >= self.time_limit) & ~s.terminated
 
         reward = self.rewards.compute(s)
         reward[broken] = 0.0
@@ -216,21 +236,6 @@ class LeggedBatch:
             if len(due):
                 self.sample_commands(due)
         return reward, s.terminated.copy(), truncated
-
-    def _apply_pushes(self) -> None:
-        """Start a push (random horizontal direction) on each robot whose phase comes round; hold it for its duration."""
-        p = self.task.pushes
-        since = (self.state.episode_step + self._push_phase) % self._push_every
-        start = np.flatnonzero(since == 0)
-        if len(start):
-            angle = self.rng.uniform(0.0, 2.0 * np.pi, len(start))
-            magnitude = self._push_max[start]
-            if p.random_magnitude:
-                magnitude = magnitude * self.rng.uniform(0.0, 1.0, len(start))
-            self._push_force[start, 0] = magnitude * np.cos(angle)
-            self._push_force[start, 1] = magnitude * np.sin(angle)
-        # Free-joint translational dofs: a world-frame force on the base.
-        self.sim.qfrc_applied[:, :3] = self._push_force * (since < self._push_len)[:, None]
 
     def close(self) -> None:
         self.sim.close()

@@ -18,13 +18,17 @@ class LegkitGymEnv(gym.Env):
         self.task_name = task
         self.task = get_task(task)
         self.batch = LeggedBatch(self.task, num_envs=1, seed=0, nthread=0)
+        self._seeded = False
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.batch.obs_dim,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.batch.action_dim,), np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        if seed is not None:
-            self.batch.rng = np.random.default_rng(seed)
+        if seed is not None or not self._seeded:
+            # gymnasium's own generator: seeded when asked, from fresh entropy otherwise, so that envs made
+            # without a seed do not all run the same episodes.
+            self.batch.rng = np.random.default_rng(self.np_random.integers(2**63))
+            self._seeded = True
         self.batch.reset()
         return self.batch.observe()[0].copy(), {}
 

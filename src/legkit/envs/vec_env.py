@@ -34,12 +34,15 @@ class LegkitVecEnv(VecEnv):
         self._t0 = time.time()
         self.completed: list[dict[str, Any]] = []
         """Finished episodes since the last drain: return, length, termination and per-term sums."""
-        if randomize_episode_start:
-            # Spread the first time-outs so that the batch does not reset in lock step.
-            self.batch.state.episode_step[:] = self.batch.rng.integers(0, self.batch.max_steps, num_envs)
+        self.randomize_episode_start = randomize_episode_start
+        """Whether `reset` spreads the first episodes' time limits (see LeggedBatch.spread_episode_starts)."""
 
     def reset(self) -> np.ndarray:
-        self.batch.reset()
+        """Start every robot anew (PPO.learn calls this first). The episodes this cuts short are not
+        outcomes: they do not reach the curriculum, episodes.csv or the logged statistics."""
+        self.batch.reset(record=False)
+        if self.randomize_episode_start:
+            self.batch.spread_episode_starts()
         return self.batch.observe().copy()
 
     def step_async(self, actions: np.ndarray) -> None:

@@ -13,6 +13,7 @@ The callback lives here, not in train/, because it evaluates; the CLI hands it t
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from legkit.evaluate.metrics import compute_metrics
 from legkit.evaluate.rollout import rollout_model
+from legkit.tasks.config import undisturbed
 from legkit.train.config import Config
 from legkit.train.runs import BEST, META, save_policy
 
@@ -36,6 +38,8 @@ class BestModel(BaseCallback):
     def __init__(self, cfg: Config, run: Path, every: int, episodes: int):
         super().__init__()
         self.cfg, self.run, self.folder, self.every, self.episodes = cfg, run, run / BEST, every, episodes
+        self.calm = replace(cfg, task=undisturbed(cfg.task))
+        """The task the policy is scored on: the training's, without its pushes."""
         self.best = -np.inf
         self.history: list[tuple[int, float]] = []
         """(step, mean return) of every evaluation of this session."""
@@ -69,7 +73,7 @@ class BestModel(BaseCallback):
             return  # the NaN guard reports and stops; a poisoned policy is never "best"
         norm = self.model.get_vec_normalize_env()
         # predict() puts the policy in eval mode; PPO's own train() switches it back for the update.
-        trace = rollout_model(self.model, norm, self.episodes, self.cfg, seed=SEED)
+        trace = rollout_model(self.model, norm, self.episodes, self.calm, seed=SEED)
         self._evaluated_updates = self.model._n_updates
         m = compute_metrics(trace)
         score = m["mean_return"]

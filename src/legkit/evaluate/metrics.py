@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from legkit.evaluate.gait import (cost_of_transport, debounce, duty_factor, foot_clearance, foot_contact,
+                                  foot_slip_speed, gait_symmetry, stride_frequency, substep_alive, swings)
 from legkit.evaluate.rollout import Trace
+
+CONTACT_THRESHOLD = 1.0
+"""Touch force (N) above which a foot counts as in contact."""
+MIN_SWING_S = 0.04
+"""Shorter breaks of contact (s) are bounces within a stance, not swings. On the Go2 at 1 m/s, breaks last
+either 5-25 ms (bounces at touchdown and liftoff) or 55-190 ms (swings)."""
 
 
 def compute_metrics(t: Trace) -> dict[str, float | int | None]:
@@ -33,6 +43,53 @@ def compute_metrics(t: Trace) -> dict[str, float | int | None]:
         "energy_per_metre_J": float(np.mean(energy[moved] / distance[moved])) if moved.any() else None,
         "mean_episode_length_s": float(np.mean(t.length) * t.dt),
         "episode_limit_s": float(t.max_steps * t.dt),
+        "cost_of_transport": _number(cost_of_transport(t.power, np.hypot(t.vel[..., 0], t.vel[..., 1]), a, t.mass))
+        if t.mass > 0 else None,
+        **(gait_metrics(t) if t.foot_force is not None else {}),
+    }
+
+
+def _number(x: float) -> float | None:
+    """A float for the JSON; None where the metric is not defined (NaN)."""
+    return None if math.isnan(x) else float(x)
+
+
+def _per_foot(t: Trace, values: np.ndarray) -> dict[str, float | None]:
+    return {name: _number(float(v)) for name, v in zip(t.feet, values)}
+
+
+def _mean(values: np.ndarray) -> float | None:
+    """Mean over the feet where defined; None where no foot has a value."""
+    ok = values[~np.isnan(values)]
+    return float(np.mean(ok)) if len(ok) else None
+
+
+def gait_metrics(t: Trace) -> dict:
+    """Gait metrics (evaluate/gait.py) from the trace's per-substep foot arrays, per foot and overall.
+
+    Contact is a touch force above CONTACT_THRESHOLD, with breaks shorter than MIN_SWING_S filled in.
+    Overall: duty factor and stride frequency are means over the feet; slip speed is over all the feet's
+    contact time, clearance over all their swings (a foot that hardly touches weighs little).
+    """
+    decimation = t.foot_force.shape[0] // t.alive.shape[0]
+    a = substep_alive(t.alive, decimation)
+    c = debounce(foot_contact(t.foot_force, CONTACT_THRESHOLD), a, round(MIN_SWING_S / t.substep_dt))
+    duty = duty_factor(c, a)
+    freq = stride_frequency(c, a, t.substep_dt)
+    slip = foot_slip_speed(t.foot_speed, c, a)
+    clearance = foot_clearance(t.foot_height, c, a)
+    _, peaks = swings(c, a, t.foot_height)
+    on = duty > 0  # slip over all contact time: per-foot means weighted by each foot's contact time
+    return {
+        "duty_factor": _mean(duty),
+        "stride_frequency_hz": _mean(freq),
+        "gait_symmetry": _number(gait_symmetry(duty, t.foot_pairs)),
+        "foot_slip_speed": float(np.average(slip[on], weights=duty[on])) if on.any() else None,
+        "foot_clearance": float(np.mean(peaks)) if len(peaks) else None,
+        "duty_factor_per_foot": _per_foot(t, duty),
+        "stride_frequency_per_foot": _per_foot(t, freq),
+        "foot_slip_speed_per_foot": _per_foot(t, slip),
+        "foot_clearance_per_foot": _per_foot(t, clearance),
     }
 
 
@@ -51,14 +108,28 @@ LABELS = {
     "energy_per_metre_J": ("energy per metre (J/m)", "{:.1f}"),
     "mean_episode_length_s": ("mean episode length (s)", "{:.2f}"),
     "episode_limit_s": ("episode limit (s)", "{:.1f}"),
+    "cost_of_transport": ("cost of transport", "{:.2f}"),
+    "duty_factor": ("duty factor (mean over feet)", "{:.2f}"),
+    "duty_factor_per_foot": ("duty factor per foot", "{:.2f}"),
+    "stride_frequency_hz": ("stride frequency (Hz)", "{:.2f}"),
+    "gait_symmetry": ("gait symmetry (1 = symmetric)", "{:.3f}"),
+    "foot_slip_speed": ("foot slip speed (m/s)", "{:.3f}"),
+    "foot_clearance": ("foot clearance (m)", "{:.3f}"),
 }
+OPTIONAL = {"cost_of_transport", "duty_factor", "duty_factor_per_foot", "stride_frequency_hz", "gait_symmetry",
+            "foot_slip_speed", "foot_clearance"}
+"""Rows printed only when the metrics have them (gait metrics need foot sensors)."""
 
 
 def format_table(metrics: dict) -> str:
-    """Two aligned columns: metric, value ('-' where not defined)."""
+    """Two aligned columns: metric, value ('-' where not defined); per-foot values as 'FOOT value' pairs."""
     width = max(len(label) for label, _ in LABELS.values())
+    show = lambda v, fmt: "-" if v is None else fmt.format(v)  # noqa: E731
     lines = []
     for key, (label, fmt) in LABELS.items():
+        if key in OPTIONAL and key not in metrics:
+            continue
         v = metrics.get(key)
-        lines.append(f"{label:<{width}}  {'-' if v is None else fmt.format(v)}")
+        text = "  ".join(f"{k} {show(x, fmt)}" for k, x in v.items()) if isinstance(v, dict) else show(v, fmt)
+        lines.append(f"{label:<{width}}  {text}")
     return "\n".join(lines)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, replace
 
+import mujoco
 import numpy as np
 import torch
 from stable_baselines3 import PPO
@@ -13,11 +13,13 @@ from stable_baselines3.common.vec_env import VecNormalize
 from legkit import LegkitError
 from legkit.config import apply_sets, from_dict, load_yaml, to_dict
 from legkit.envs.core import LeggedBatch
+from legkit.evaluate.gait import left_right_pairs
 from legkit.tasks.config import PushConfig, undisturbed
+from legkit.tasks.observations import layout_difference
 from legkit.tasks.rewards import energy
 from legkit.train.config import Config, validate
 from legkit.train.runs import Policy
-from legkit.train.trainer import load_model
+from legkit.train.trainer import load_model, read_normalization
 
 
 @dataclass
@@ -43,25 +45,99 @@ class Trace:
     """(episodes,) control steps of each episode."""
     dt: float
     max_steps: int
+    mass: float = 0.0
+    """Total mass of the robot (kg), the sum of the model's body masses (the nominal model's when randomized)."""
+    feet: tuple[str, ...] = ()
+    """Foot names, in the order of the last axis of the foot arrays."""
+    foot_force: np.ndarray | None = None
+    """Touch force of each foot (N) at every physics substep, (steps * decimation, episodes, feet); the foot
+    arrays are None for robots without foot position and velocity sensors."""
+    foot_height: np.ndarray | None = None
+    """Height (m) of each foot's lowest point above the ground plane z = 0: foot centre minus foot radius."""
+    foot_speed: np.ndarray | None = None
+    """Horizontal (world xy) speed of each foot (m/s)."""
+    foot_pairs: tuple[tuple[int, int], ...] = ()
+    """(left, right) foot indices of each leg pair, from the feet's positions in the model's reference pose."""
+    substep_dt: float = 0.0
+    """Time between two samples of the foot arrays (s): the physics timestep."""
+
+
+class FootSensors:
+    """Addresses in sensordata of the feet's touch, position and velocity sensors, and the foot radii."""
+
+    def __init__(self, batch: LeggedBatch):
+        m, r = batch.model, batch.robot
+        if len(r.foot_pos_sensors) != len(r.feet) or len(r.foot_vel_sensors) != len(r.feet) \
+                or len(batch.foot_sensors) != len(r.feet):
+            raise LegkitError(f"robot '{r.name}' must name one touch, framepos and framelinvel sensor per foot "
+                              f"({len(r.feet)} feet) for gait metrics")
+
+        def adr(name: str) -> int:
+            i = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SENSOR, name)
+            if i < 0:
+                raise LegkitError(f"the robot model has no sensor named '{name}'")
+            return int(m.sensor_adr[i])
+
+        self.touch = batch.foot_sensors
+        self.pos_z = np.array([adr(n) + 2 for n in r.foot_pos_sensors])
+        self.vel_x = np.array([adr(n) for n in r.foot_vel_sensors])
+        geoms = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, name) for name in r.feet]
+        if min(geoms) < 0 or any(m.geom_type[g] != mujoco.mjtGeom.mjGEOM_SPHERE for g in geoms):
+            raise LegkitError(f"gait metrics need sphere foot geoms; robot '{r.name}' feet are {r.feet}")
+        self.radius = m.geom_size[geoms, 0].copy()
+        data = mujoco.MjData(m)  # the reference pose: base at the origin, unrotated (x forward, y left)
+        mujoco.mj_forward(m, data)
+        self.pairs = left_right_pairs(data.geom_xpos[geoms, :2])
+
+    def read(self, sub: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(force, height, horizontal speed) of every foot from substep sensordata (envs, substeps, nsensordata),
+        each (substeps, envs, feet)."""
+        sub = np.swapaxes(sub, 0, 1)
+        speed = np.hypot(sub[..., self.vel_x], sub[..., self.vel_x + 1])
+        return sub[..., self.touch].copy(), sub[..., self.pos_z] - self.radius, speed
 
 
 def load_run_config(policy: Policy, sets: list[str] | None = None) -> Config:
-    """The run's saved config with `--set` overrides applied (e.g. task.commands.lin_vel_x=[1,1])."""
-    tree = apply_sets(load_yaml(str(policy.config)), list(sets or []))
+    """The run's saved config without its training disturbances, with `--set` overrides applied.
+
+    A policy trained with pushes is judged undisturbed; what a `--set` asks for (e.g.
+    task.pushes.force=100, or task.commands.lin_vel_x=[1,1]) applies on top of that.
+    """
+    saved = validate(from_dict(Config, load_yaml(str(policy.config))))
+    tree = apply_sets(to_dict(replace(saved, task=undisturbed(saved.task))), list(sets or []))
     return validate(from_dict(Config, tree))
 
 
-def load_normalizer(policy: Policy) -> VecNormalize:
-    """The saved VecNormalize statistics (frozen), read without an environment."""
-    try:
-        with open(policy.norm, "rb") as f:
-            norm = pickle.load(f)
-    except Exception as exc:
-        raise LegkitError(f"normalization file '{policy.norm}' is corrupt or unreadable ({type(exc).__name__})") from None
-    if not isinstance(norm, VecNormalize):
-        raise LegkitError(f"'{policy.norm}' does not hold VecNormalize statistics")
+def load_normalizer(policy: Policy, obs_dim: int | None = None) -> VecNormalize:
+    """The saved VecNormalize statistics (frozen), read without an environment; `obs_dim` is checked."""
+    norm = read_normalization(policy.norm, obs_dim)
     norm.training = False
     return norm
+
+
+def load_policy(policy: Policy) -> tuple[PPO, VecNormalize]:
+    """A saved policy's model and its normalization, checked to belong together."""
+    model = load_model(policy.model)
+    return model, load_normalizer(policy, model.observation_space.shape[0])
+
+
+def load_policy_for(policy: Policy, cfg: Config) -> tuple[PPO, VecNormalize]:
+    """`load_policy`, and a check that `cfg`'s task observes what the model was trained on (video, viewer)."""
+    model, norm = load_policy(policy)
+    batch = LeggedBatch(cfg.task, 1, nthread=1)
+    check_observations(model, policy.obs_layout, batch)
+    batch.close()
+    return model, norm
+
+
+def check_observations(model: PPO, layout: list | None, batch: LeggedBatch) -> None:
+    """Raise (and close `batch`) when the task's observations are not what the model was trained on."""
+    diff = layout_difference(layout, batch.obs_layout) if layout else None
+    if diff is None and model.observation_space.shape != (batch.obs_dim,):
+        diff = f"the model takes {model.observation_space.shape[0]} values and the task gives {batch.obs_dim}"
+    if diff is not None:
+        batch.close()
+        raise LegkitError(f"the task's observations differ from the model's: {diff}; was task.observations changed?")
 
 
 def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_steps: int | None = None,
@@ -70,33 +146,38 @@ def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_s
     """Run `episodes` episodes of a saved policy in parallel; each robot stops counting at its first end.
 
     `randomize` = (mass_range, friction_range) gives every robot its own scaled model. `pushes` are the
-    scenario's pushes; the training's own pushes are never applied here.
+    scenario's pushes, in place of the task's. The task runs as `cfg` says: load_run_config has already
+    removed the training's own pushes.
     """
-    return rollout_model(load_model(policy.model), load_normalizer(policy), episodes, cfg, seed, max_steps,
-                         deterministic, pushes, randomize)
+    model, norm = load_policy(policy)
+    return rollout_model(model, norm, episodes, cfg, seed, max_steps, deterministic, pushes, randomize,
+                         layout=policy.obs_layout)
 
 
 def rollout_model(model: PPO, norm: VecNormalize, episodes: int, cfg: Config, seed: int = 12345,
                   max_steps: int | None = None, deterministic: bool = True, pushes: PushConfig | None = None,
-                  randomize: tuple[float, float] | None = None) -> Trace:
-    """`rollout` of a policy in memory (e.g. during training); `norm` only normalizes, it is not updated."""
+                  randomize: tuple[float, float] | None = None, layout: list | None = None) -> Trace:
+    """`rollout` of a policy in memory (e.g. during training); `norm` only normalizes, it is not updated.
+
+    `layout` is the observation layout the model was trained on, checked against the task's by term.
+    """
     task = cfg.task
     if max_steps is not None:
         task = replace(task, episode_seconds=max_steps * task.control_dt)
-    task = undisturbed(task, pushes)  # the training's pushes are off unless the scenario pushes
+    if pushes is not None:  # the scenario's pushes replace the task's
+        task = replace(task, pushes=pushes)
     batch = LeggedBatch(task, episodes, seed=seed)
     if randomize is not None:
         batch.sim.randomize(batch.rng, *randomize)
     if batch.curriculum is not None:  # evaluate at the final target
         batch.curriculum.set_stage(batch.curriculum.last_stage)
-        batch.reset()
-    if model.observation_space.shape != (batch.obs_dim,):
-        batch.close()
-        raise LegkitError(f"model observation size {model.observation_space.shape} does not match the task's "
-                          f"({batch.obs_dim},); was the task config changed?")
+        batch.reset(record=False)
+    check_observations(model, layout, batch)
+    feet = FootSensors(batch) if batch.robot.foot_pos_sensors else None
     n, T = episodes, batch.max_steps
     alive_now = np.ones(n, dtype=bool)
-    rec = {k: [] for k in ("alive", "vel", "command", "height", "action_abs", "power", "reward")}
+    rec = {k: [] for k in ("alive", "vel", "command", "height", "action_abs", "power", "reward",
+                           "foot_force", "foot_height", "foot_speed")}
     terminated = np.zeros(n, dtype=bool)
     length = np.zeros(n, dtype=np.int64)
     s = batch.state
@@ -115,6 +196,10 @@ def rollout_model(model: PPO, norm: VecNormalize, episodes: int, cfg: Config, se
             rec["height"].append(s.base_pos[:, 2].copy())
             rec["action_abs"].append(np.abs(s.action).mean(axis=1))
             rec["power"].append(energy(s))
+            if feet is not None:  # every substep: touchdowns between control steps count
+                for key, value in zip(("foot_force", "foot_height", "foot_speed"),
+                                      feet.read(batch.sim.substep_sensordata)):
+                    rec[key].append(value)
             ended = alive_now & (term | trunc)
             terminated |= ended & term
             length[ended] = s.episode_step[ended]
@@ -125,10 +210,15 @@ def rollout_model(model: PPO, norm: VecNormalize, episodes: int, cfg: Config, se
         torch.set_num_threads(threads)
         batch.close()
     length[alive_now] = T
+    foot = {k: np.concatenate(rec[k]) if feet is not None else None
+            for k in ("foot_force", "foot_height", "foot_speed")}
     return Trace(alive=np.array(rec["alive"]), vel=np.array(rec["vel"]), command=np.array(rec["command"]),
                  height=np.array(rec["height"]), action_abs=np.array(rec["action_abs"]), power=np.array(rec["power"]),
                  reward=np.array(rec["reward"]),
-                 terminated=terminated, length=length, dt=batch.dt, max_steps=T)
+                 terminated=terminated, length=length, dt=batch.dt, max_steps=T,
+                 mass=float(np.sum(batch.model.body_mass)), feet=tuple(batch.robot.feet) if feet else (),
+                 foot_pairs=feet.pairs if feet else (), substep_dt=float(batch.model.opt.timestep), **foot)
 
 
-__all__ = ["Trace", "load_normalizer", "load_run_config", "rollout", "rollout_model", "to_dict"]
+__all__ = ["Trace", "load_normalizer", "load_policy", "load_policy_for", "load_run_config", "rollout", "rollout_model",
+           "to_dict"]

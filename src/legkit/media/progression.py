@@ -16,12 +16,11 @@ from typing import Iterator
 import numpy as np
 
 from legkit import LegkitError
-from legkit.evaluate.rollout import load_normalizer, load_run_config
+from legkit.evaluate.rollout import load_policy_for, load_run_config
 from legkit.media.render import Renderer
 from legkit.media.video import (Runner, VideoSpec, check_spec, draw_text, one_torch_thread, policy_actor,
                                 write_mp4)
 from legkit.train.runs import Policy, checkpoints, find_policy
-from legkit.train.trainer import load_model
 
 MAX_PANELS = 12
 
@@ -108,7 +107,7 @@ def progression_frames(snaps: list[Snapshot], spec: VideoSpec, sets: list[str] |
     runners = []
     try:
         for snap in snaps:
-            actor = policy_actor(load_model(snap.policy.model), load_normalizer(snap.policy))
+            actor = policy_actor(*load_policy_for(snap.policy, cfg))
             runners.append(Runner(cfg.task, actor, seed, spec.camera, label=f"step {snap.step:,}",
                                   seconds=spec.seconds))
         with Renderer(runners[0].batch.model, pw, ph, spec.quality) as renderer, one_torch_thread():

@@ -92,13 +92,13 @@ class Runner:
 
     def __init__(self, task: TaskConfig, actor: Actor, seed: int, camera: CameraConfig, label: str = "",
                  curriculum_stage: int | None = None, seconds: float = 0.0):
-        self.batch = LeggedBatch(undisturbed(task), 1, seed=seed, nthread=1)
+        self.batch = LeggedBatch(task, 1, seed=seed, nthread=1)  # as given: callers strip training pushes
         self.seconds = seconds
         """Length of the video (s): with the command, how far the fixed camera expects the robot to walk."""
         curriculum = getattr(self.batch, "curriculum", None)
         if curriculum is not None:  # as in evaluation: the final stage unless told otherwise
             curriculum.set_stage(curriculum.last_stage if curriculum_stage is None else curriculum_stage)
-            self.batch.reset()
+            self.batch.reset(record=False)
         self.actor = actor
         self.label = label
         self.dt = self.batch.dt
@@ -121,7 +121,7 @@ class Runner:
         self.steps += 1
         self._vel.append(float(self.batch.state.base_lin_vel[0, 0]))
         if terminated[0] or truncated[0]:
-            self.batch.reset()
+            self.batch.reset(record=False)  # a video never moves the curriculum
             self.episodes += 1
             self._restart_camera()
         else:
@@ -249,15 +249,14 @@ def render_video(task: TaskConfig, actor: Actor, spec: VideoSpec, out: Path, see
 
 def video_of_policy(policy, spec: VideoSpec, out: Path, sets: list[str] | None = None, seed: int = 0) -> int:
     """`legkit video`: render a saved policy (a legkit.train.runs.Policy) on its own task to `out`."""
-    from legkit.evaluate.rollout import load_normalizer, load_run_config
-    from legkit.train.trainer import load_model
+    from legkit.evaluate.rollout import load_policy_for, load_run_config
 
     from legkit.media.render import gl_backend
 
     check_spec(spec)
     gl_backend()  # no OpenGL: say so before loading anything
     cfg = load_run_config(policy, sets)
-    actor = policy_actor(load_model(policy.model), load_normalizer(policy))
+    actor = policy_actor(*load_policy_for(policy, cfg))
     return render_video(cfg.task, actor, spec, out, seed)
 
 
@@ -307,6 +306,7 @@ class TrainingClips:
         # The training env's current curriculum stage, so that the clip shows what the policy practises now.
         curriculum = getattr(getattr(vecnorm.venv, "batch", None), "curriculum", None)
         stage = curriculum.stage if curriculum is not None else None
-        clip = frames(self.task, policy_actor(model, vecnorm), self.spec, self.seed, curriculum_stage=stage)
+        clip = frames(undisturbed(self.task), policy_actor(model, vecnorm), self.spec, self.seed,
+                      curriculum_stage=stage)
         write_mp4(path, tee(clip), self.spec.fps)
         return np.stack(preview)

@@ -37,11 +37,10 @@ def play(policy, sets: list[str] | None = None, seconds: float | None = None, se
         raise LegkitError(f"--seconds must be positive, got {seconds}")
     import mujoco.viewer
 
-    from legkit.evaluate.rollout import load_normalizer, load_run_config
-    from legkit.train.trainer import load_model
+    from legkit.evaluate.rollout import load_policy_for, load_run_config
 
     cfg = load_run_config(policy, sets)
-    runner = Runner(cfg.task, policy_actor(load_model(policy.model), load_normalizer(policy)), seed, CameraConfig())
+    runner = Runner(cfg.task, policy_actor(*load_policy_for(policy, cfg)), seed, CameraConfig())
     model = runner.batch.model
     data = mujoco.MjData(model)
     mujoco.mj_setState(model, data, runner.state, mujoco.mjtState.mjSTATE_FULLPHYSICS)

@@ -46,6 +46,11 @@ class RobotSpec:
     """Touch sensors whose contact is penalized (thighs, trunk)."""
     torque_sensors: tuple[str, ...] = ()
     """actuatorfrc sensors, in `joints` order."""
+    foot_pos_sensors: tuple[str, ...] = ()
+    """framepos sensors (world frame) at the centres of the foot geoms, in `feet` order; with
+    `foot_vel_sensors` they give the gait metrics of an evaluation (none: no gait metrics)."""
+    foot_vel_sensors: tuple[str, ...] = ()
+    """framelinvel sensors (world frame) at the centres of the foot geoms, in `feet` order."""
     has_floor: bool = False
     """Whether the MJCF already contains a ground plane."""
     init_height: float = 0.0

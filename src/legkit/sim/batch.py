@@ -4,16 +4,24 @@ The whole batch's physics state lives in one array `state` of shape (num_envs, n
 laid out as MuJoCo's mjSTATE_FULLPHYSICS. One `step` call advances every robot by
 `decimation` physics steps under a held control, through `mujoco.rollout`, which runs
 the robots on its own threads while Python waits.
+
+Per-robot physics: `set_model_pool` installs a `ModelPool` (sim/randomize.py) and
+`assign_models` gives robots its models. `mujoco.rollout` takes one model per robot and one
+MjData per thread; before each robot it sets the full physics state, zeroes the warm start and
+the unspecified inputs, so per-thread datas built from the base model serve every pool model
+(all copies have the base model's sizes).
 """
 
 from __future__ import annotations
 
-import copy
 import os
 
 import mujoco
 import numpy as np
 from mujoco import rollout
+
+from legkit import LegkitError
+from legkit.sim.randomize import ModelPool, PhysicsRandomization, ground_geoms
 
 _SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 # Components of mjSTATE_FULLPHYSICS in the order MuJoCo packs them (ascending bit order).
@@ -21,7 +29,7 @@ _COMPONENTS = [bit for bit in (1 << i for i in range(16)) if _SPEC & bit]
 
 
 class BatchSim:
-    """Physics of `num_envs` robots sharing one MjModel."""
+    """Physics of `num_envs` robots sharing one MjModel, or each stepping a model of an installed ModelPool."""
 
     def __init__(self, model: mujoco.MjModel, num_envs: int, decimation: int, nthread: int | None = None,
                  external_forces: bool = False):
@@ -33,6 +41,10 @@ class BatchSim:
         self._datas = [mujoco.MjData(model) for _ in range(max(1, self.nthread))]
         self._pool = rollout.Rollout(nthread=self.nthread)
         self._models = [model] * num_envs  # the native call takes one model per robot
+        self.model_pool: ModelPool | None = None
+        """The installed pool of per-robot models, or None: every robot steps `model`."""
+        self.model_index = np.full(num_envs, -1, dtype=np.int64)
+        """(num_envs,) pool index of each robot's model; -1 while no pool is installed (the base model)."""
         self._chunk = max(1, num_envs // (4 * max(1, self.nthread)))
 
         offsets, start = {}, 0
@@ -62,6 +74,12 @@ class BatchSim:
         self._out_state = np.zeros((num_envs, decimation, self.nstate))
         self._out_sensor = np.zeros((num_envs, decimation, model.nsensordata))
         self.sensordata = np.zeros((num_envs, model.nsensordata))
+        self.ctrl_delay = np.zeros(num_envs, dtype=np.int64)
+        """Actuation latency per robot, in physics steps (0 .. decimation): the first `ctrl_delay[i]` physics
+        steps of a `step` still apply robot i's previous controls."""
+        self._last_ctrl = np.zeros((num_envs, model.nu))
+        self._fresh = np.ones(num_envs, dtype=bool)
+        """Robots whose state was just set: no previous control to hold."""
 
     # Views into the batch state, shape (num_envs, n).
     @property
@@ -72,17 +90,37 @@ class BatchSim:
     def qvel(self) -> np.ndarray:
         return self.state[:, self._qvel_slice]
 
+    @property
+    def substep_sensordata(self) -> np.ndarray:
+        """Sensor data of every physics step of the last `step`, (num_envs, decimation, nsensordata), read-only.
+
+        Entry [:, k] holds the sensors MuJoCo computed in physics step k, of the state that step started
+        from (time t0 + k * timestep), so successive control steps cover every physics instant once;
+        `sensordata` is entry [:, -1]. A read-only view of a buffer that the next `step` overwrites: copy
+        what must outlive it. Zeroing `sensordata` (reset, a parked robot) does not touch it.
+        """
+        view = self._out_sensor.view()
+        view.flags.writeable = False
+        return view
+
     def set_state(self, env_ids: np.ndarray, qpos: np.ndarray, qvel: np.ndarray) -> None:
         """Overwrite the state of the robots `env_ids` with `qpos` (k, nq) and `qvel` (k, nv), time 0."""
         self.state[env_ids] = self.state0
+        self._fresh[env_ids] = True
         self.state[env_ids, self._qpos_slice] = qpos
         self.state[env_ids, self._qvel_slice] = qvel
         self.sensordata[env_ids] = 0.0
 
     def step(self, ctrl: np.ndarray) -> None:
-        """Advance every robot `decimation` physics steps holding `ctrl` (num_envs, nu)."""
+        """Advance every robot `decimation` physics steps holding `ctrl` (num_envs, nu), after its
+        `ctrl_delay` physics steps of the previous controls."""
         nu = self.model.nu
         self._ctrl[:, :, :nu] = ctrl[:, None, :]
+        if self.ctrl_delay.any():
+            held = (np.arange(self.decimation)[None, :] < self.ctrl_delay[:, None]) & ~self._fresh[:, None]
+            self._ctrl[:, :, :nu] = np.where(held[:, :, None], self._last_ctrl[:, None, :], self._ctrl[:, :, :nu])
+        np.copyto(self._last_ctrl, ctrl)
+        self._fresh[:] = False
         if self.qfrc_applied is not None:
             self._ctrl[:, :, nu:] = self.qfrc_applied[:, None, :]
         self._pool.rollout(
@@ -94,17 +132,47 @@ class BatchSim:
         np.copyto(self.state, self._out_state[:, -1])
         np.copyto(self.sensordata, self._out_sensor[:, -1])
 
+    def set_model_pool(self, pool: ModelPool, pool_indices: np.ndarray | None = None) -> None:
+        """Step robot i under `pool.models[pool_indices[i]]` (num_envs,); default i mod len(pool)."""
+        m, p = self.model, pool.models[0]
+        sizes = ("nq", "nv", "nu", "na", "nbody", "njnt", "ngeom", "nsensordata", "neq", "nmocap")
+        wrong = [n for n in sizes if getattr(p, n) != getattr(m, n)]
+        if wrong:
+            raise LegkitError(f"the model pool was built from another model: {', '.join(wrong)} differ; "
+                              "build it from this simulator's model")
+        self.model_pool = pool
+        idx = np.arange(self.num_envs) % len(pool) if pool_indices is None else pool_indices
+        self.assign_models(np.arange(self.num_envs), idx)
+
+    def assign_models(self, env_ids: np.ndarray, pool_indices: np.ndarray) -> None:
+        """Give robots `env_ids` (k,) the pool models `pool_indices` (k,), from their next step on."""
+        if self.model_pool is None:
+            raise LegkitError("assign_models needs a model pool; install one with set_model_pool first")
+        ids = np.asarray(env_ids, dtype=np.int64).reshape(-1)
+        idx = np.asarray(pool_indices, dtype=np.int64).reshape(-1)
+        if ids.shape != idx.shape:
+            raise LegkitError(f"assign_models got {ids.size} robots but {idx.size} pool indices")
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self.model_pool)):
+            raise LegkitError(f"pool indices must lie in 0 .. {len(self.model_pool) - 1}, "
+                              f"got {idx.min()} .. {idx.max()}")
+        self.model_index[ids] = idx
+        models = self.model_pool.models
+        for i, k in zip(ids.tolist(), idx.tolist()):  # k list entries at a reset, not the hot path
+            self._models[i] = models[k]
+
     def randomize(self, rng: np.random.Generator, mass_range: float, friction_range: float) -> None:
-        """Give every robot its own model: body masses x U(1 +- mass_range), friction x U(1 +- friction_range)."""
-        models = []
-        for _ in range(self.num_envs):
-            m = copy.deepcopy(self.model)
-            scale = rng.uniform(1 - mass_range, 1 + mass_range, m.nbody)
-            m.body_mass[:] *= scale
-            m.body_inertia[:] *= scale[:, None]  # same shape, scaled density
-            m.geom_friction[:, 0] *= rng.uniform(1 - friction_range, 1 + friction_range)
-            models.append(m)
-        self._models = models
+        """Give every robot its own model: each body's mass and inertia x U(1 +- mass_range), the ground
+        friction x U(1 +- friction_range) of nominal (the ground's friction is every foot contact's)."""
+        ground, friction = ground_geoms(self.model), None
+        if friction_range:
+            if not len(ground):
+                raise LegkitError("friction randomization needs a ground geom (a plane or hfield of the world body)")
+            f0 = float(self.model.geom_friction[ground[0], 0])
+            friction = (f0 * (1 - friction_range), f0 * (1 + friction_range))
+        spec = PhysicsRandomization(friction=friction, body_mass_scale=(1 - mass_range, 1 + mass_range))
+        free = np.flatnonzero(self.model.jnt_type == int(mujoco.mjtJoint.mjJNT_FREE))
+        base = int(self.model.jnt_bodyid[free[0]]) if len(free) else 1  # unused: no payload, no COM shift
+        self.set_model_pool(ModelPool(self.model, base, spec, rng=rng, size=self.num_envs))
 
     def close(self) -> None:
         if self._pool is not None:

@@ -21,7 +21,8 @@ class PhysicsConfig:
     ls_iterations: int = 8
     """Line-search iterations of the Newton/CG solver."""
     floor_friction: float = 0.8
-    """Sliding friction of the ground plane (when legkit adds the ground)."""
+    """Sliding friction of the ground plane (when legkit adds the ground). The ground outranks every
+    robot geom in contact priority, so this is the friction of every foot-ground contact."""
     integrator: str = "implicitfast"
     """One of implicitfast, euler, rk4, implicit."""
     solver: str = "newton"
@@ -31,6 +32,27 @@ class PhysicsConfig:
 INTEGRATORS = {"implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST, "euler": mujoco.mjtIntegrator.mjINT_EULER,
                "rk4": mujoco.mjtIntegrator.mjINT_RK4, "implicit": mujoco.mjtIntegrator.mjINT_IMPLICIT}
 SOLVERS = {"newton": mujoco.mjtSolver.mjSOL_NEWTON, "cg": mujoco.mjtSolver.mjSOL_CG, "pgs": mujoco.mjtSolver.mjSOL_PGS}
+
+
+GROUND_TYPES = (mujoco.mjtGeom.mjGEOM_PLANE, mujoco.mjtGeom.mjGEOM_HFIELD)
+"""Geom types that count as ground when they belong to the world body."""
+
+
+def _raise_ground_priority(spec: mujoco.MjSpec) -> None:
+    """Give the world's plane/hfield geoms a contact priority above every other geom.
+
+    MuJoCo combines two geoms' friction by taking the max when their priorities are equal, so a floor
+    less slippery than the feet would change nothing; with a higher priority the ground's friction
+    (and condim, solref, solimp) is the contact's.
+    """
+    ground = [g for g in spec.worldbody.geoms if g.type in GROUND_TYPES]
+    if not ground:
+        raise LegkitError("the robot's MJCF is said to bring its own floor (has_floor) but its world body has "
+                          "no plane or hfield geom; add one, or set has_floor=False so that legkit adds it")
+    others = [g.priority for g in spec.geoms if not (g.parent == spec.worldbody and g.type in GROUND_TYPES)]
+    top = max(others, default=0) + 1
+    for g in ground:
+        g.priority = max(g.priority, top)
 
 
 def build_model(robot: RobotSpec, physics: PhysicsConfig) -> mujoco.MjModel:
@@ -53,6 +75,7 @@ def build_model(robot: RobotSpec, physics: PhysicsConfig) -> mujoco.MjModel:
             contype=1, conaffinity=2, friction=[physics.floor_friction, 0.02, 0.01],
         )
         spec.worldbody.add_light(pos=[0, 0, 3], dir=[0, 0, -1], diffuse=[0.7, 0.7, 0.7], castshadow=False)
+    _raise_ground_priority(spec)
     model = spec.compile()
     model.opt.timestep = physics.timestep
     model.opt.iterations = physics.iterations

@@ -11,7 +11,7 @@ from legkit.tasks.humanoid_stand import humanoid_stand
 
 TASKS: dict[str, tuple[Callable[[], TaskConfig], str]] = {
     "go2-walk": (go2_walk, "Go2 walks forward at a commanded 0.5-1.0 m/s on flat ground"),
-    "humanoid-stand": (humanoid_stand, "humanoid stands still at a torso height raised by a 5-stage curriculum"),
+    "humanoid-stand": (humanoid_stand, "humanoid stands still at a torso height raised by a curriculum, then under pushes"),
 }
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from legkit.sim.randomize import PhysicsRandomization
 from legkit.sim.scene import PhysicsConfig
 from legkit.tasks.curriculum import CurriculumConfig
+from legkit.tasks.events import LatencyConfig, PushConfig
 from legkit.tasks.terms import RewardTerm
 
 
@@ -45,20 +47,6 @@ class ResetConfig:
     """Uniform noise on base linear and angular velocity (m/s, rad/s)."""
     yaw_range: float = 3.1416
     """Uniform initial heading in [-yaw_range, yaw_range] (rad)."""
-
-
-@dataclass(frozen=True)
-class PushConfig:
-    """Horizontal pushes on the base during episodes; `force` 0 turns them off."""
-
-    force: float = 0.0
-    """Push force (N), in a random horizontal direction."""
-    interval_s: float = 3.0
-    """Time between the starts of two pushes on one robot (s); each robot has its own random phase."""
-    duration_s: float = 0.1
-    """How long each push lasts (s)."""
-    random_magnitude: bool = False
-    """Draw each push's force from U(0, force) instead of using `force` itself (for training)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +116,16 @@ class TaskConfig:
     """Height curriculum (no stages: none)."""
     pushes: PushConfig = field(default_factory=PushConfig)
     """Random pushes on the base during episodes (off by default)."""
+    randomization: PhysicsRandomization = field(default_factory=PhysicsRandomization)
+    """Per-robot physics drawn at every reset from a pool of randomized models (off by default): e.g.
+    `task.randomization.friction=[0.3,1.2]`, `payload=[0,3]` (kg), `kp_scale=[0.85,1.15]`."""
+    randomization_pool: int = 64
+    """Models in that pool (memory and build time grow with it: about 0.8 MB and 1 ms per Go2 model)."""
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    """Actuation latency (off by default): `task.latency.range_s=[0,0.02]`."""
+    observation_noise: dict[str, float] = field(default_factory=dict)
+    """Uniform noise added to observation terms, term name -> half-width in the term's units (e.g.
+    `task.observation_noise.joint_vel=1.5`); none by default."""
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     @property
@@ -142,10 +140,12 @@ class TaskConfig:
 
 
 def undisturbed(task: TaskConfig, pushes: PushConfig | None = None) -> TaskConfig:
-    """`task` without its training pushes (its own and its curriculum stages'), with `pushes` if given.
+    """`task` without its training disturbances: pushes (its own and its curriculum stages'), physics
+    randomization, latency and observation noise; with `pushes` if given.
 
     Evaluation, validation and videos set their own disturbances: a policy trained with pushes
-    is judged standing still unless a scenario pushes it.
+    is judged undisturbed unless a scenario (or a `--set`) disturbs it.
     """
     stages = tuple(replace(st, push_force=0.0) for st in task.curriculum.stages)
-    return replace(task, pushes=pushes or PushConfig(), curriculum=replace(task.curriculum, stages=stages))
+    return replace(task, pushes=pushes or PushConfig(), curriculum=replace(task.curriculum, stages=stages),
+                   randomization=PhysicsRandomization(), latency=LatencyConfig(), observation_noise={})

@@ -87,9 +87,11 @@ class HeightCurriculum:
             return True
         return False
 
-    def reset(self, s: BatchState, env_ids: np.ndarray, lengths: np.ndarray, height_sums: np.ndarray) -> None:
-        """Judge the episodes ending for `env_ids` (those with steps), then start them at the current target."""
-        done = lengths > 0
+    def reset(self, s: BatchState, env_ids: np.ndarray, lengths: np.ndarray, height_sums: np.ndarray,
+              judged: np.ndarray | None = None) -> None:
+        """Judge the episodes ending for `env_ids` (those with steps, and where `judged` if given: the real
+        outcomes), then start them all at the current target."""
+        done = lengths > 0 if judged is None else judged & (lengths > 0)
         if done.any():
             self.record(lengths[done], height_sums[done] / lengths[done], s.stage[env_ids[done]])
         s.target_height[env_ids] = self.target

@@ -42,3 +42,22 @@ def compute_observation(terms: tuple[str, ...], s: BatchState, out: np.ndarray) 
         out[:, start:start + block.shape[1]] = block
         start += block.shape[1]
     return out
+
+
+def layout_difference(trained: list, current: list) -> str | None:
+    """Where observation layout `current` differs from `trained` ((name, start, size) lists), or None.
+
+    Compared by name, order and size, so that a reordered or resized term is caught even when the
+    total size is the same (a model fed another layout acts on garbage).
+    """
+    old = [(str(n), int(k)) for n, _, k in trained]
+    new = [(str(n), int(k)) for n, _, k in current]
+    if old == new:
+        return None
+    for i, (a, b) in enumerate(zip(old, new)):
+        if a != b:
+            return (f"term {i} is '{b[0]}' ({b[1]} values) in the task but '{a[0]}' ({a[1]} values) in the model; "
+                    f"the model was trained on {', '.join(n for n, _ in old)}")
+    longer, which = (old, "model") if len(old) > len(new) else (new, "task")
+    extra = ", ".join(n for n, _ in longer[min(len(old), len(new)):])
+    return f"the {which} has the extra terms {extra}; the model was trained on {', '.join(n for n, _ in old)}"

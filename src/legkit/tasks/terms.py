@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from legkit import LegkitError
+from legkit.config import coerce
 from legkit.tasks.rewards import REWARDS
 from legkit.tasks.state import BatchState
 
@@ -21,31 +23,72 @@ class RewardTerm:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+PARAM_RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
+    ("track_lin_vel", "sigma"): (lambda v: v > 0, "> 0 (it divides the squared error)"),
+    ("track_ang_vel", "sigma"): (lambda v: v > 0, "> 0 (it divides the squared error)"),
+    ("height_target", "sigma"): (lambda v: v > 0, "> 0 (it divides the height error)"),
+    ("sustained_bonus", "every"): (lambda v: v >= 1, ">= 1 (control steps between bonuses)"),
+    ("undesired_contacts", "threshold"): (lambda v: v >= 0, ">= 0 (N; contact forces are never negative)"),
+    ("feet_air_time", "contact_force"): (lambda v: v >= 0, ">= 0 (N; contact forces are never negative)"),
+}
+"""Ranges of reward parameters that a type cannot express, by (term, parameter)."""
+
+
 def term_params(fn: Callable) -> list[str]:
     """Keyword parameters a reward term accepts (everything after the state)."""
+    return list(_param_types(fn))
+
+
+def _param_types(fn: Callable) -> dict[str, Any]:
+    """Keyword parameter -> its type (the annotation, else the default's type; None if neither)."""
     target = fn.__call__ if isinstance(fn, type) else fn
-    names = list(inspect.signature(target).parameters)
-    return [n for n in names if n not in ("self", "s")]
+    types = {}
+    for name, p in inspect.signature(target, eval_str=True).parameters.items():
+        if name in ("self", "s"):
+            continue
+        if p.annotation is not inspect.Parameter.empty:
+            types[name] = p.annotation
+        else:
+            types[name] = None if p.default is inspect.Parameter.empty else type(p.default)
+    return types
 
 
-def check_reward_table(table: dict[str, RewardTerm]) -> None:
-    """Raise a LegkitError for an unknown term name or parameter."""
+def check_reward_table(table: dict[str, RewardTerm]) -> dict[str, RewardTerm]:
+    """Check term names, parameter names, types and ranges; return a copy with weights and params coerced.
+
+    Raises a LegkitError naming the `task.rewards...` key and what would be valid.
+    """
+    checked = {}
     for name, term in table.items():
         if name not in REWARDS:
             raise LegkitError(f"unknown reward term '{name}'; valid terms: {', '.join(REWARDS)}")
-        valid = term_params(REWARDS[name])
-        for p in term.params:
-            if p not in valid:
+        key = f"task.rewards.{name}"
+        weight = coerce(float, term.weight, f"{key}.weight")
+        if not math.isfinite(weight):
+            raise LegkitError(f"invalid {key}.weight = {weight}: must be a finite number")
+        types = _param_types(REWARDS[name])
+        params = {}
+        for p, value in term.params.items():
+            if p not in types:
                 raise LegkitError(
-                    f"unknown parameter '{p}' of reward term '{name}'; valid: {', '.join(valid) or 'none'}"
+                    f"unknown parameter '{p}' of reward term '{name}'; valid: {', '.join(types) or 'none'}"
                 )
+            value = coerce(types[p], value, f"{key}.params.{p}") if types[p] is not None else value
+            if isinstance(value, float) and not math.isfinite(value):
+                raise LegkitError(f"invalid {key}.params.{p} = {value}: must be a finite number")
+            ok, valid = PARAM_RANGES.get((name, p), (lambda v: True, ""))
+            if not ok(value):
+                raise LegkitError(f"invalid {key}.params.{p} = {value}: must be {valid}")
+            params[p] = value
+        checked[name] = RewardTerm(weight, params)
+    return checked
 
 
 class RewardManager:
     """Computes the weighted sum of reward terms for the batch; logs each term's episode sum."""
 
     def __init__(self, table: dict[str, RewardTerm], num_envs: int, num_feet: int, dt: float, scale_by_dt: bool):
-        check_reward_table(table)
+        table = check_reward_table(table)
         self.names = [n for n, t in table.items() if t.weight != 0.0]
         self._terms = []
         for name in self.names:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -101,15 +101,25 @@ def default_config_file(task_name: str) -> Path:
 
 
 def validate(cfg: Config) -> Config:
-    """Check ranges that a type cannot express; raise a LegkitError naming the key and the valid range."""
-    p, r = cfg.ppo, cfg.run
+    """Check ranges that a type cannot express; raise a LegkitError naming the key and the valid range.
+
+    Returns `cfg` with its reward table's weights and parameters coerced to their declared types.
+    """
+    p, r, t, v = cfg.ppo, cfg.run, cfg.task, cfg.task.validation
+    cur = t.curriculum
+    period = f"{t.control_dt:g} s = physics.timestep {t.physics.timestep:g} x decimation {t.decimation}"
     checks = [
         (p.ent_coef >= 0, "ppo.ent_coef", p.ent_coef, ">= 0"),
         (p.ent_coef_final is None or p.ent_coef_final >= 0, "ppo.ent_coef_final", p.ent_coef_final, ">= 0"),
         (0 < p.gamma <= 1, "ppo.gamma", p.gamma, "in (0, 1]"),
         (0 < p.gae_lambda <= 1, "ppo.gae_lambda", p.gae_lambda, "in (0, 1]"),
         (p.learning_rate > 0, "ppo.learning_rate", p.learning_rate, "> 0"),
+        (p.learning_rate_final is None or p.learning_rate_final >= 0, "ppo.learning_rate_final",
+         p.learning_rate_final, ">= 0 (or null: a constant learning rate)"),
         (p.clip_range > 0, "ppo.clip_range", p.clip_range, "> 0"),
+        (p.vf_coef >= 0, "ppo.vf_coef", p.vf_coef, ">= 0"),
+        (p.max_grad_norm > 0, "ppo.max_grad_norm", p.max_grad_norm, "> 0"),
+        (p.target_kl is None or p.target_kl > 0, "ppo.target_kl", p.target_kl, "> 0 (or null: no early stop)"),
         (p.n_steps >= 1, "ppo.n_steps", p.n_steps, ">= 1"),
         (p.n_epochs >= 1, "ppo.n_epochs", p.n_epochs, ">= 1"),
         (p.activation in ACTIVATIONS, "ppo.activation", p.activation, f"one of {', '.join(ACTIVATIONS)}"),
@@ -120,6 +130,8 @@ def validate(cfg: Config) -> Config:
         # after n_steps and num_envs, so that a bad one of those is named rather than batch_size
         (1 <= p.batch_size <= p.n_steps * r.num_envs, "ppo.batch_size", p.batch_size,
          f"between 1 and the rollout size n_steps * num_envs = {p.n_steps * r.num_envs}"),
+        (r.nthread >= 0, "run.nthread", r.nthread, ">= 0 (0: every core)"),
+        (r.torch_threads >= 0, "run.torch_threads", r.torch_threads, ">= 0 (0: every core)"),
         (r.checkpoint_every >= 0, "run.checkpoint_every", r.checkpoint_every, ">= 0"),
         (r.video_every >= 0, "run.video_every", r.video_every, ">= 0 (0: no clips)"),
         (r.video_seconds > 0, "run.video_seconds", r.video_seconds, "> 0"),
@@ -130,35 +142,75 @@ def validate(cfg: Config) -> Config:
         (r.eval_episodes >= 0, "run.eval_episodes", r.eval_episodes, ">= 0"),
         (r.best_every >= 0, "run.best_every", r.best_every, ">= 0 (0: no best model)"),
         (r.best_episodes >= 1, "run.best_episodes", r.best_episodes, ">= 1"),
-        (cfg.task.decimation >= 1, "task.decimation", cfg.task.decimation, ">= 1"),
-        (cfg.task.episode_seconds > 0, "task.episode_seconds", cfg.task.episode_seconds, "> 0"),
-        (cfg.task.physics.timestep > 0, "task.physics.timestep", cfg.task.physics.timestep, "> 0"),
-        (cfg.task.pushes.force >= 0, "task.pushes.force", cfg.task.pushes.force, ">= 0 (N; 0: no pushes)"),
-        (cfg.task.pushes.interval_s > 0, "task.pushes.interval_s", cfg.task.pushes.interval_s, "> 0"),
-        (cfg.task.pushes.duration_s > 0, "task.pushes.duration_s", cfg.task.pushes.duration_s, "> 0"),
+        (t.decimation >= 1, "task.decimation", t.decimation, ">= 1"),
+        (t.physics.timestep > 0, "task.physics.timestep", t.physics.timestep, "> 0"),
+        # at least one control step per episode (max_episode_steps >= 1); the slack absorbs float
+        # rounding, e.g. of 0.005 x 4 against 0.02
+        (t.episode_seconds >= t.control_dt * (1 - 1e-9), "task.episode_seconds", t.episode_seconds,
+         f"at least one control period ({period})"),
+        (t.action_scale > 0, "task.action_scale", t.action_scale, "> 0 (rad per unit action)"),
+        *[(lo <= hi, f"task.commands.{name}", [lo, hi], "[lo, hi] with lo <= hi")
+          for name, (lo, hi) in (("lin_vel_x", t.commands.lin_vel_x), ("lin_vel_y", t.commands.lin_vel_y),
+                                 ("ang_vel_yaw", t.commands.ang_vel_yaw))],
+        (t.commands.resample_seconds >= 0, "task.commands.resample_seconds", t.commands.resample_seconds,
+         ">= 0 (s; 0: one command per episode)"),
+        (t.termination.base_contact_force >= 0, "task.termination.base_contact_force",
+         t.termination.base_contact_force, ">= 0 (N)"),
+        (t.termination.grace_steps >= 0, "task.termination.grace_steps", t.termination.grace_steps, ">= 0"),
+        (t.reset.joint_pos_noise >= 0, "task.reset.joint_pos_noise", t.reset.joint_pos_noise, ">= 0 (rad)"),
+        (t.reset.base_vel_noise >= 0, "task.reset.base_vel_noise", t.reset.base_vel_noise, ">= 0"),
+        (t.reset.yaw_range >= 0, "task.reset.yaw_range", t.reset.yaw_range, ">= 0 (rad)"),
+        (t.pushes.force >= 0, "task.pushes.force", t.pushes.force, ">= 0 (N; 0: no pushes)"),
+        (t.randomization_pool >= 1, "task.randomization_pool", t.randomization_pool, ">= 1 (models)"),
+        (0 <= t.latency.range_s[0] <= t.latency.range_s[1] <= t.control_dt + 1e-12, "task.latency.range_s",
+         list(t.latency.range_s), f"[lo, hi] with 0 <= lo <= hi <= one control period ({period})"),
+        (t.pushes.interval_s > 0, "task.pushes.interval_s", t.pushes.interval_s, "> 0"),
+        (t.pushes.duration_s > 0, "task.pushes.duration_s", t.pushes.duration_s, "> 0"),
+        (not cur.stages or 0 < cur.success_rate <= 1, "task.curriculum.success_rate", cur.success_rate,
+         "in (0, 1]"),
+        (not cur.stages or cur.window >= 1, "task.curriculum.window", cur.window, ">= 1"),
+        *[check for i, st in enumerate(cur.stages) for check in (
+            (st.tolerance >= 0, f"task.curriculum.stages[{i}].tolerance", st.tolerance, ">= 0 (m)"),
+            (st.min_steps >= 0, f"task.curriculum.stages[{i}].min_steps", st.min_steps, ">= 0"),
+            (st.push_force >= 0, f"task.curriculum.stages[{i}].push_force", st.push_force, ">= 0 (N)"),
+        )],
+        (v.episodes >= 1, "task.validation.episodes", v.episodes, ">= 1"),
+        (v.max_steps >= 1, "task.validation.max_steps", v.max_steps, ">= 1"),
+        (v.seed_episodes >= 1, "task.validation.seed_episodes", v.seed_episodes, ">= 1"),
+        (v.long_steps >= 1, "task.validation.long_steps", v.long_steps, ">= 1"),
+        (0 <= v.min_lasting_episodes <= v.episodes, "task.validation.min_lasting_episodes", v.min_lasting_episodes,
+         f"between 0 and task.validation.episodes = {v.episodes}"),
+        (v.height_range[0] <= v.height_range[1], "task.validation.height_range", list(v.height_range),
+         "[lo, hi] with lo <= hi ([0, 0]: no check)"),
+        (v.push_force >= 0, "task.validation.push_force", v.push_force, ">= 0 (N)"),
+        (v.push_interval_s > 0, "task.validation.push_interval_s", v.push_interval_s, "> 0"),
+        (v.push_duration_s > 0, "task.validation.push_duration_s", v.push_duration_s, "> 0"),
+        (0 <= v.mass_range < 1, "task.validation.mass_range", v.mass_range, "in [0, 1) (masses x U(1 - r, 1 + r))"),
+        (0 <= v.friction_range < 1, "task.validation.friction_range", v.friction_range,
+         "in [0, 1) (friction x U(1 - r, 1 + r))"),
+        (0 <= v.min_survival <= 1, "task.validation.min_survival", v.min_survival, "in [0, 1]"),
+        (0 <= v.max_early_termination <= 1, "task.validation.max_early_termination", v.max_early_termination,
+         "in [0, 1]"),
     ]
     for ok, key, value, valid in checks:
         if not ok:
             raise LegkitError(f"invalid {key} = {value}: must be {valid}")
-    robot = get_robot(cfg.task.robot)  # unknown robots fail here, before a run folder is created
-    cur = cfg.task.curriculum
-    if cur.stages:
-        if not 0 < cur.success_rate <= 1:
-            raise LegkitError(f"invalid task.curriculum.success_rate = {cur.success_rate}: must be in (0, 1]")
-        if cur.window < 1:
-            raise LegkitError(f"invalid task.curriculum.window = {cur.window}: must be >= 1")
-        for i, st in enumerate(cur.stages):
-            if st.push_force < 0:
-                raise LegkitError(f"invalid task.curriculum.stages[{i}].push_force = {st.push_force}: must be >= 0 (N)")
-            if robot.max_base_height and st.target > robot.max_base_height:
-                raise LegkitError(
-                    f"invalid task.curriculum.stages[{i}].target = {st.target}: the {robot.name}'s base cannot be "
-                    f"higher than {robot.max_base_height} m with its feet on the ground; must be <= {robot.max_base_height}")
-    for name in cfg.task.observations:
+    robot = get_robot(t.robot)  # unknown robots fail here, before a run folder is created
+    for i, st in enumerate(cur.stages):
+        if robot.max_base_height and st.target > robot.max_base_height:
+            raise LegkitError(
+                f"invalid task.curriculum.stages[{i}].target = {st.target}: the {robot.name}'s base cannot be "
+                f"higher than {robot.max_base_height} m with its feet on the ground; must be <= {robot.max_base_height}")
+    for name in t.observations:
         if name not in OBSERVATIONS:
             raise LegkitError(f"unknown observation term '{name}'; valid terms: {', '.join(OBSERVATIONS)}")
-    check_reward_table(cfg.task.rewards)
-    return cfg
+    for name, width in t.observation_noise.items():
+        if name not in t.observations:
+            raise LegkitError(f"task.observation_noise.{name}: '{name}' is not one of the task's observation terms; "
+                              f"valid: {', '.join(t.observations)}")
+        if not width >= 0:
+            raise LegkitError(f"invalid task.observation_noise.{name} = {width}: must be >= 0 (the noise half-width)")
+    return replace(cfg, task=replace(t, rewards=check_reward_table(t.rewards)))
 
 
 def build_config(task_name: str, config_file: str | None = None, sets: list[str] | None = None,

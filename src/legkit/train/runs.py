@@ -53,6 +53,17 @@ class Policy:
         meta = self.folder / META
         return json.loads(meta.read_text()).get("step") if meta.exists() else None
 
+    @property
+    def obs_layout(self) -> list | None:
+        """The observation layout (name, start, size) the model was trained on, from its meta.json or
+        the run's; None for folders saved without one."""
+        for meta in (self.folder / META, self.config.parent / META):
+            if meta.exists():
+                layout = json.loads(meta.read_text()).get("obs_layout")
+                if layout:
+                    return layout
+        return None
+
 
 def resolve_run(spec: str) -> Path:
     """A RUN argument -> a run folder; `pretrained:NAME` is a policy packaged with legkit."""
@@ -127,7 +138,11 @@ def new_run_dir(name: str, root: Path = Path("runs")) -> Path:
     while path.exists():
         k += 1
         path = root / f"{name}-{stamp}-{k}"
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise LegkitError(f"cannot create a run folder under --runs '{root}': {exc.strerror or exc}; "
+                          "give a writable folder with --runs DIR") from None
     return path
 
 

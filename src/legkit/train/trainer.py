@@ -3,60 +3,96 @@
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.utils import configure_logger
 from stable_baselines3.common.vec_env import VecNormalize
 
 from legkit import LegkitError, __version__
 from legkit.config import to_dict
 from legkit.envs.vec_env import LegkitVecEnv
+from legkit.sim.log import mujoco_warnings_to
+from legkit.tasks.observations import layout_difference
 from legkit.train.callbacks import Checkpointer, EpisodeLogger, LinearSchedule, NaNGuard, TorchThreads
 from legkit.train.config import Config
+from legkit.train.resume import ResumePlan
 from legkit.train.runs import CONFIG, checkpoints, git_revision, save_final, save_policy, write_json, write_yaml
 from legkit.train.video_callback import ClipRenderer, VideoCallback
 
 ACTIVATION = {"elu": torch.nn.ELU, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 
 
-def load_model(model_path: Path, env=None) -> PPO:
-    """PPO.load with a one-line LegkitError when the file is missing or corrupt."""
+def load_model(model_path: Path, env=None, **changes) -> PPO:
+    """PPO.load with a one-line LegkitError when the file is missing or corrupt; `changes` replace saved
+    settings (e.g. learning_rate) before SB3 sets the model up, so that they really apply."""
     try:
-        return PPO.load(str(model_path), env=env, device="cpu")
+        return PPO.load(str(model_path), env=env, device="cpu", **changes)
     except Exception as exc:  # zipfile, pickle and torch all raise their own types
         raise LegkitError(f"checkpoint '{model_path}' is corrupt or unreadable ({type(exc).__name__}: {exc})") from None
 
 
-def load_normalization(path: Path, venv) -> VecNormalize:
-    """VecNormalize.load with a one-line LegkitError when the file is missing or corrupt."""
+def read_normalization(path: Path, obs_dim: int | None = None) -> VecNormalize:
+    """The VecNormalize statistics in `path` (no environment attached), checked to have `obs_dim` inputs."""
     try:
-        return VecNormalize.load(str(path), venv)
+        with open(path, "rb") as f:
+            norm = pickle.load(f)
     except Exception as exc:
-        raise LegkitError(f"normalization file '{path}' is corrupt or unreadable ({type(exc).__name__}: {exc})") from None
+        raise LegkitError(f"normalization file '{path}' is corrupt or unreadable ({type(exc).__name__})") from None
+    if not isinstance(norm, VecNormalize) or not hasattr(norm, "obs_rms"):
+        raise LegkitError(f"'{path}' does not hold VecNormalize statistics")
+    size = int(np.prod(norm.obs_rms.mean.shape))
+    if obs_dim is not None and size != obs_dim:
+        raise LegkitError(f"normalization file '{path}' has statistics for {size} observation values but the model "
+                          f"takes {obs_dim}: it belongs to another run; use the vecnormalize.pkl saved beside the model")
+    return norm
 
 
-def _build_model(cfg: Config, env: VecNormalize) -> PPO:
+def load_normalization(path: Path, venv) -> VecNormalize:
+    """`read_normalization` attached to `venv` (as VecNormalize.load does), sizes checked first."""
+    norm = read_normalization(path, venv.observation_space.shape[0])
+    norm.set_venv(venv)
+    return norm
+
+
+def quiet_logger() -> Logger:
+    """An SB3 logger that writes nothing: without one, every `learn` makes an SB3-* folder in the temp dir."""
+    return Logger(folder=None, output_formats=[])
+
+
+def ppo_settings(cfg: Config) -> dict:
+    """The PPO constructor arguments that `cfg.ppo` sets and a resume may change."""
     p = cfg.ppo
     lr = p.learning_rate
     if p.learning_rate_final is not None:
         lr0, lr1 = p.learning_rate, p.learning_rate_final
         lr = lambda progress: lr1 + progress * (lr0 - lr1)  # noqa: E731 - progress goes 1 -> 0
-    return PPO(
-        "MlpPolicy", env, learning_rate=lr, n_steps=p.n_steps, batch_size=p.batch_size, n_epochs=p.n_epochs,
-        gamma=p.gamma, gae_lambda=p.gae_lambda, clip_range=p.clip_range, ent_coef=p.ent_coef, vf_coef=p.vf_coef,
-        max_grad_norm=p.max_grad_norm, target_kl=p.target_kl, seed=cfg.run.seed, device="cpu", verbose=0,
+    return dict(learning_rate=lr, n_steps=p.n_steps, batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma,
+                gae_lambda=p.gae_lambda, clip_range=p.clip_range, ent_coef=p.ent_coef, vf_coef=p.vf_coef,
+                max_grad_norm=p.max_grad_norm, target_kl=p.target_kl)
+
+
+def _build_model(cfg: Config, env: VecNormalize) -> PPO:
+    p = cfg.ppo
+    model = PPO(
+        "MlpPolicy", env, **ppo_settings(cfg), seed=cfg.run.seed, device="cpu", verbose=0,
         policy_kwargs={"net_arch": {"pi": list(p.net_arch), "vf": list(p.net_arch)},
                        "activation_fn": ACTIVATION[p.activation], "log_std_init": p.log_std_init},
         tensorboard_log=None,
     )
+    model.set_logger(quiet_logger())
+    return model
 
 
-def train(cfg: Config, run: Path, resume: bool = False, progress_bar: bool = True,
+def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar: bool = True,
           extra_callbacks: tuple = (), render_clip: ClipRenderer | None = None) -> dict:
-    """Train `cfg` in run folder `run` (continuing its latest checkpoint if `resume`); returns meta.
+    """Train `cfg` in run folder `run` (continuing a checkpoint as `resume` plans); returns meta.
 
     `render_clip` renders the clips that `run.video_every` asks for (legkit.media.video.TrainingClips;
     train cannot import media, the room below it, so the caller passes it in).
@@ -69,6 +105,10 @@ def train(cfg: Config, run: Path, resume: bool = False, progress_bar: bool = Tru
                               "render_clip=legkit.media.video.TrainingClips(...) or set run.video_every=0")
         render_clip.check()  # no OpenGL: stop now, not after the first million steps
     update_threads = r.torch_threads or os.cpu_count() or 1
+    # The same torch threads for every run from the start (network initialisation included): float results
+    # depend on the thread count, and a seed must give the same weights whatever ran before in the process.
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(update_threads)
     env = LegkitVecEnv(cfg.task, r.num_envs, seed=r.seed, nthread=r.nthread or None, randomize_episode_start=True)
     t_start = time.time()
     meta = {
@@ -76,25 +116,31 @@ def train(cfg: Config, run: Path, resume: bool = False, progress_bar: bool = Tru
         "legkit_version": __version__, "command": " ".join(sys.argv), "obs_layout": env.batch.obs_layout,
         "joints": list(env.batch.robot.joints), "control_dt": cfg.task.control_dt, "action_scale": cfg.task.action_scale,
     }
-    if resume:
-        ckpts = checkpoints(run)
-        if not ckpts:
-            env.close()
-            raise LegkitError(f"run '{run}' has no checkpoint to resume from; start a new run with legkit train TASK")
-        latest = ckpts[-1]
+    if resume is not None:
+        latest = resume.checkpoint
         try:
+            trained = _read_meta(latest).get("obs_layout") or _read_meta(run).get("obs_layout")
+            diff = layout_difference(trained, env.batch.obs_layout) if trained else None
+            if diff:
+                raise LegkitError(f"cannot resume '{run}': the observation layout changed, {diff}")
             vecnorm = load_normalization(latest / "vecnormalize.pkl", env)
-            model = load_model(latest / "model.zip", env=vecnorm)
+            model = load_model(latest / "model.zip", env=vecnorm, **ppo_settings(cfg))
         except LegkitError:
             env.close()
+            torch.set_num_threads(threads_before)
             raise
+        vecnorm.gamma = cfg.ppo.gamma  # the return that reward normalization estimates
         write_yaml(run / CONFIG, to_dict(cfg))  # only now: a failed resume leaves the run untouched
-        wall_before = float(_read_meta(run).get("wall_time_s", 0.0))
+        old = _read_meta(run)
+        wall_before = float(old.get("wall_time_s", 0.0))
+        meta["resumes"] = list(old.get("resumes", [])) + [{**resume.record(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
         stage = _read_meta(latest).get("curriculum_stage")
         if stage is not None and env.batch.curriculum is not None:
             env.batch.curriculum.set_stage(stage)
-            env.batch.reset()
+            env.batch.reset(record=False)
         print(f"resuming {run} from {latest.name} ({model.num_timesteps} steps)")
+        if resume.changes:
+            print(f"changed on resume (applied, and recorded in meta.json):\n{resume.describe()}")
     else:
         write_yaml(run / CONFIG, to_dict(cfg))
         vecnorm = VecNormalize(env, norm_obs=True, norm_reward=cfg.ppo.normalize_reward, clip_obs=10.0,
@@ -104,6 +150,8 @@ def train(cfg: Config, run: Path, resume: bool = False, progress_bar: bool = Tru
     meta["started"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_json(run / "meta.json", {**_read_meta(run), **meta})
     model.tensorboard_log = str(run / "tb")
+    # The TensorBoard logger SB3's learn() would make, made here: one run PPO_1, continued on resume.
+    model.set_logger(configure_logger(0, str(run / "tb"), "PPO", reset_num_timesteps=resume is None))
 
     def current_meta() -> dict:
         extra = {"curriculum_stage": env.batch.curriculum.stage} if env.batch.curriculum is not None else {}
@@ -121,8 +169,9 @@ def train(cfg: Config, run: Path, resume: bool = False, progress_bar: bool = Tru
     try:
         if remaining > 0:
             try:
-                model.learn(remaining, callback=list(extra_callbacks) + callbacks, progress_bar=progress_bar,
-                            tb_log_name="PPO", reset_num_timesteps=not resume)
+                with mujoco_warnings_to(run / "mujoco.log"):
+                    model.learn(remaining, callback=list(extra_callbacks) + callbacks, progress_bar=progress_bar,
+                                tb_log_name="PPO", reset_num_timesteps=resume is None)
             except ValueError:
                 # Non-finite weights make torch's distributions raise on the next forward pass, which can
                 # come before the guard's next check; report it as the guard would, or re-raise.
@@ -138,6 +187,7 @@ def train(cfg: Config, run: Path, resume: bool = False, progress_bar: bool = Tru
         save_final(run, model, vecnorm, final)
     finally:
         env.close()
+        torch.set_num_threads(threads_before)
     return final
 
 

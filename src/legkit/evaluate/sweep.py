@@ -1,0 +1,112 @@
+"""Command sweep: a policy evaluated under each of a fixed list of velocity commands, held for whole episodes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields, replace
+
+import numpy as np
+
+from legkit import LegkitError
+from legkit.evaluate.metrics import compute_metrics
+from legkit.evaluate.rollout import Trace, load_policy, load_run_config, rollout_model
+from legkit.tasks.config import CommandConfig, TaskConfig
+from legkit.train.runs import Policy
+
+SWEEP: dict[str, tuple[float, float, float]] = {
+    "stand": (0.0, 0.0, 0.0),
+    "forward_0.2": (0.2, 0.0, 0.0),
+    "forward_0.5": (0.5, 0.0, 0.0),
+    "forward_1.0": (1.0, 0.0, 0.0),
+    "forward_1.5": (1.5, 0.0, 0.0),
+    "forward_2.0": (2.0, 0.0, 0.0),
+    "backward_0.5": (-0.5, 0.0, 0.0),
+    "sideways_+0.5": (0.0, 0.5, 0.0),
+    "sideways_-0.5": (0.0, -0.5, 0.0),
+    "yaw_+1.0": (0.0, 0.0, 1.0),
+    "yaw_-1.0": (0.0, 0.0, -1.0),
+    "forward_1.0_yaw_0.5": (1.0, 0.0, 0.5),
+}
+"""The sweep's commands by name: (vx m/s, vy m/s (+ left), yaw rate rad/s (+ counter-clockwise)), body frame."""
+
+_HELD = ("lin_vel_x", "lin_vel_y", "ang_vel_yaw", "resample_seconds")
+"""The CommandConfig fields that `fixed_command` sets; a field it does not know is an error, not ignored."""
+
+
+def fixed_command(task: TaskConfig, vx: float, vy: float, yaw: float) -> TaskConfig:
+    """`task` with every robot commanded (vx, vy, yaw rate) for its whole episode: no ranges, no resampling."""
+    unknown = [f.name for f in fields(CommandConfig) if f.name not in _HELD]
+    if unknown:
+        raise LegkitError(f"fixed_command does not know the command settings {', '.join(unknown)}; "
+                          "teach it to turn them off (legkit/evaluate/sweep.py) so that the sweep's commands "
+                          "stay fixed")
+    commands = replace(task.commands, lin_vel_x=(vx, vx), lin_vel_y=(vy, vy), ang_vel_yaw=(yaw, yaw),
+                       resample_seconds=0.0)
+    return replace(task, commands=commands)
+
+
+def tracking_metrics(t: Trace) -> dict[str, float]:
+    """Measured mean sideways velocity (m/s) and yaw rate (rad/s), and the RMS tracking errors of the linear
+    velocity |(vx, vy) - command| (m/s) and of the yaw rate (rad/s), over alive steps (body frame).
+    The mean forward velocity is `compute_metrics`'s."""
+    a = t.alive
+    steps = max(int(a.sum()), 1)
+    mean = lambda x: float(np.sum(x * a) / steps)  # noqa: E731
+    err = t.vel - t.command
+    return {
+        "mean_lateral_velocity": mean(t.vel[..., 1]),
+        "mean_yaw_rate": mean(t.vel[..., 2]),
+        "lin_vel_tracking_rms": float(np.sqrt(mean(np.sum(err[..., :2] ** 2, axis=-1)))),
+        "yaw_rate_tracking_rms": float(np.sqrt(mean(err[..., 2] ** 2))),
+    }
+
+
+def sweep(policy: Policy, episodes: int, sets: list[str] | None = None, seed: int = 12345,
+          commands: dict[str, tuple[float, float, float]] = SWEEP,
+          progress: Callable[[str], None] | None = None) -> dict:
+    """Evaluate `policy` (its task with `sets` overrides) for `episodes` episodes under each command.
+
+    Returns {"task", "policy", "checkpoint", "step", "seed", "overrides", "commands": [{"name", "command":
+    [vx, vy, yaw], "metrics"}, ...]}, one record per command in `commands` order; the metrics are
+    `compute_metrics`'s with `tracking_metrics`'s. Every command starts from the same seed.
+    """
+    cfg = load_run_config(policy, sets)
+    model, norm = load_policy(policy)
+    records = []
+    for name, (vx, vy, yaw) in commands.items():
+        if progress is not None:
+            progress(name)
+        task = fixed_command(cfg.task, vx, vy, yaw)
+        trace = rollout_model(model, norm, episodes, replace(cfg, task=task), seed, layout=policy.obs_layout)
+        records.append({"name": name, "command": [vx, vy, yaw],
+                        "metrics": {**tracking_metrics(trace), **compute_metrics(trace)}})
+    return {"task": cfg.task_name, "policy": str(policy.folder), "checkpoint": policy.label, "step": policy.step,
+            "seed": seed, "overrides": list(sets or []), "commands": records}
+
+
+COLUMNS = (
+    ("vx", "mean_forward_velocity", "{:+.2f}"),
+    ("vy", "mean_lateral_velocity", "{:+.2f}"),
+    ("yaw", "mean_yaw_rate", "{:+.2f}"),
+    ("lin RMS", "lin_vel_tracking_rms", "{:.3f}"),
+    ("yaw RMS", "yaw_rate_tracking_rms", "{:.3f}"),
+    ("survival", "survival_rate", "{:.0%}"),
+    ("duty", "duty_factor", "{:.2f}"),
+    ("slip", "foot_slip_speed", "{:.3f}"),
+)
+"""The sweep table's columns after the command: header, metric, format."""
+
+
+def format_sweep(result: dict) -> str:
+    """One row per command: its name, the measured mean velocities (m/s, rad/s), RMS tracking errors,
+    survival, mean duty factor and foot slip speed (m/s); '-' where not defined."""
+    rows = [["command", *(h for h, _, _ in COLUMNS)]]
+    for rec in result["commands"]:
+        m = rec["metrics"]
+        rows.append([rec["name"], *("-" if m.get(k) is None else fmt.format(m[k]) for _, k, fmt in COLUMNS)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in rows)
+
+
+__all__ = ["SWEEP", "fixed_command", "format_sweep", "sweep", "tracking_metrics"]

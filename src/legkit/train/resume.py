@@ -1,0 +1,93 @@
+"""What a `train --resume RUN [--steps N] [--set ...]` changes, checked before anything is touched.
+
+A resumed run continues from its latest checkpoint with the saved config plus the changes asked for.
+Every change is either applied to what runs next (PPO settings through `PPO.load`, task and run
+settings through the new environment) and recorded in meta.json's `resumes`, or refused with a
+one-line error when it cannot apply to a trained model (the network's shape, its observations).
+config.yaml is rewritten only once the checkpoint has loaded, so it always describes what runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from legkit import LegkitError
+from legkit.config import to_dict
+from legkit.train.config import Config
+from legkit.train.runs import META, checkpoints
+
+FIXED = {
+    "task_name": "the run's task",
+    "task.robot": "the robot the network was trained for",
+    "task.observations": "the network's inputs",
+    "ppo.net_arch": "the network's shape",
+    "ppo.activation": "the network's shape",
+    "ppo.log_std_init": "a setting that only applies when a network is created",
+    "ppo.normalize_reward": "how the saved returns were normalized",
+}
+"""Keys a resume cannot change, and why."""
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> {dotted.key: leaf}; lists and tuples are leaves (compared whole)."""
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
+
+
+def config_changes(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
+    """{dotted key: (old value, new value)} for every setting that differs."""
+    a, b = flatten(to_dict(old)), flatten(to_dict(new))
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """The checkpoint a resume continues from and what it changes."""
+
+    checkpoint: Path
+    step: int
+    changes: dict[str, tuple[Any, Any]]
+
+    def describe(self) -> str:
+        """One line per change, for the console."""
+        return "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in self.changes.items())
+
+    def record(self) -> dict:
+        """The entry appended to meta.json's `resumes`."""
+        return {"from_checkpoint": self.checkpoint.name, "step": self.step,
+                "changes": {k: {"from": a, "to": b} for k, (a, b) in self.changes.items()}}
+
+
+def plan_resume(run: Path, saved: Config, cfg: Config) -> ResumePlan:
+    """Check a resume of `run` (saved config `saved`) with the new config `cfg`; raise on what cannot apply."""
+    ckpts = checkpoints(run)
+    if not ckpts:
+        raise LegkitError(f"run '{run}' has no checkpoint to resume from; start a new run with legkit train TASK")
+    latest = ckpts[-1]
+    step = _checkpoint_step(latest)
+    changes = config_changes(saved, cfg)
+    for key in changes:
+        for fixed, why in FIXED.items():
+            if key == fixed or key.startswith(fixed + "."):
+                a, b = changes[key]
+                raise LegkitError(f"--set {key} cannot change on resume ({a!r} -> {b!r}): it is {why}; "
+                                  "start a new run with legkit train TASK --set ...")
+    if cfg.run.total_steps <= step:
+        raise LegkitError(f"run.total_steps = {cfg.run.total_steps} leaves nothing to train: the run is already at "
+                          f"{step} steps ({latest.name}); give --steps N with N > {step}")
+    return ResumePlan(latest, step, changes)
+
+
+def _checkpoint_step(folder: Path) -> int:
+    meta = folder / META
+    try:
+        return int(json.loads(meta.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return int(folder.name.split("_")[1])  # the folder name carries the step too
