@@ -158,10 +158,31 @@ def test_sustained_bonus():
     np.testing.assert_array_equal(call("sustained_bonus", s, every=50), [1.0, 1.0, 0.0, 0.0])
 
 
+def test_track_lin_vel_sharpens_below_slow_speed():
+    s = make_state(3)
+    s.command[:] = [[0.2, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    s.base_lin_vel[:] = [[0.0, 0.0, 0.0], [0.8, 0.0, 0.0], [0.05, 0.0, 0.0]]
+    # standing under 0.2 m/s: err 0.04, sigma 0.25 x (0.2/0.5)^2 = 0.04 -> exp(-1); at 1.0 m/s the plain kernel;
+    # at zero command the scale clips at 0.2: sigma 0.25 x 0.04 = 0.01
+    np.testing.assert_allclose(call("track_lin_vel", s, slow_speed=0.5),
+                               [math.exp(-1.0), math.exp(-0.04 / 0.25), math.exp(-0.0025 / 0.01)])
+    np.testing.assert_allclose(call("track_lin_vel", s)[0], math.exp(-0.04 / 0.25))  # plain: 85% for standing
+
+
+def test_stand_still_is_paid_only_under_a_zero_command():
+    s = make_state(2)
+    s.command[:] = [[0.0, 0.0, 0.0], [0.5, 0.0, 0.0]]
+    s.base_lin_vel[:] = [[0.3, 0.4, 0.0], [0.3, 0.4, 0.0]]
+    s.base_ang_vel[:, 2] = [1.0, 1.0]
+    s.joint_vel[:] = 2.0
+    # 0.25 + 0.1 x 1 + 0.01 x 4 under the zero command; nothing while walking
+    np.testing.assert_allclose(call("stand_still", s), [0.25 + 0.1 + 0.04, 0.0])
+
+
 STATELESS_TESTED = {
     "track_lin_vel", "track_ang_vel", "lin_vel_z", "ang_vel_xy", "orientation", "base_height", "base_too_low",
     "torques", "energy", "action_rate", "joint_deviation", "undesired_contacts", "termination", "alive",
-    "height_target", "upright", "control_cost", "sustained_bonus",
+    "height_target", "upright", "control_cost", "sustained_bonus", "stand_still",
 }
 
 

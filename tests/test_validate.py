@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 
 from legkit.cli import main
+from legkit.evaluate.metrics import compute_metrics
 from legkit.evaluate.rollout import Trace
-from legkit.evaluate.validate import judge
-from legkit.tasks.config import ValidationConfig
+from legkit.evaluate.validate import format_checks, judge, judge_robustness
+from legkit.tasks.config import Scenario, ValidationConfig
 
 VC = ValidationConfig(episodes=10, max_steps=2000, min_length=1200, min_lasting_episodes=6, height_range=(1.26, 1.30),
                       max_height_std=0.08, max_early_termination=0.2, no_fall_before=500, long_steps=3000,
@@ -122,3 +124,102 @@ def test_validate_cli_on_shipped_policy(tmp_path, capsys):
     names = [c["name"] for c in result["checks"]]
     assert "mean forward velocity (m/s)" in names and "mean base height (m)" in names
     assert any("30 N pushes" in n for n in names)
+
+
+# --- robustness scenarios --------------------------------------------------------------------------------------
+
+def tracking(survivors: int, n: int = 10, err: float = 0.0, max_steps: int = 200) -> Trace:
+    """`survivors` of `n` episodes run to the limit, the rest fall at step 50; forward velocity misses a
+    0.75 m/s command by `err` (m/s) at every step, so the tracking RMS is exactly `err`."""
+    lengths = [max_steps] * survivors + [50] * (n - survivors)
+    t = trace(lengths, [False] * survivors + [True] * (n - survivors), max_steps=max_steps, vx=0.75 + err)
+    t.command[..., 0] = 0.75
+    return t
+
+
+def robustness_rows(checks):
+    return {(c.scenario, c.name): c for c in checks if c.scenario.startswith("robustness: ")}
+
+
+@pytest.mark.parametrize("survivors, passed", [(9, True), (10, True), (8, False)])
+def test_robustness_survival_threshold(survivors, passed):
+    sc = Scenario("friction 0.3", ("task.randomization.friction=[0.3,0.3]",), min_survival=0.9)
+    rows = robustness_rows(judge_robustness([(sc, tracking(survivors))]))
+    assert list(rows) == [("robustness: friction 0.3", "survival")]  # no RMS check when none is set
+    row = rows[("robustness: friction 0.3", "survival")]
+    assert row.value == pytest.approx(survivors / 10) and row.passed is passed and row.threshold == ">= 0.9"
+
+
+@pytest.mark.parametrize("err, passed", [(0.25, True), (0.0, True), (0.24, True), (0.26, False), (-0.26, False)])
+def test_robustness_tracking_rms_threshold(err, passed):
+    sc = Scenario("latency 20 ms", ("task.latency.range_s=[0.02,0.02]",), min_survival=0.9, max_tracking_rms=0.25)
+    rows = robustness_rows(judge_robustness([(sc, tracking(10, err=err))]))
+    rms = rows[("robustness: latency 20 ms", "velocity tracking RMS (m/s)")]
+    assert rms.value == pytest.approx(abs(err)) and rms.passed is passed and rms.threshold == "<= 0.25"
+    assert rows[("robustness: latency 20 ms", "survival")].passed
+
+
+def test_robustness_rms_at_the_measured_value_passes_and_just_below_fails():
+    t = tracking(10, err=0.3)  # 0.3 is not exact in binary: the bar is compared with the measured RMS itself
+    rms = compute_metrics(t)["velocity_tracking_rms"]
+    at = judge_robustness([(Scenario("at", max_tracking_rms=rms), t)])
+    below = judge_robustness([(Scenario("below", max_tracking_rms=float(np.nextafter(rms, 0.0))), t)])
+    assert at[-1].passed and not below[-1].passed
+
+
+def test_robustness_rows_follow_the_suite_named_per_scenario():
+    runs = [(Scenario("pushes 100 N", ("task.pushes.force=100",), 0.9, 0.3), tracking(10, err=0.1)),
+            (Scenario("payload 3 kg", ("task.randomization.payload=[3,3]",), 0.9, 0.3), tracking(7, err=0.1)),
+            (Scenario("friction 1.2", ("task.randomization.friction=[1.2,1.2]",), 0.9, 0.3), tracking(10, err=0.5))]
+    checks = judge(VC, good(), {1: good(4)}, good(1, 3000), good(), good(), runs)
+    plain = judge(VC, good(), {1: good(4)}, good(1, 3000), good(), good())
+    assert checks[:-6] == plain  # the suite's own checks are untouched
+    assert [(c.scenario, c.name.split(" (")[0], c.passed) for c in checks[-6:]] == [
+        ("robustness: pushes 100 N", "survival", True), ("robustness: pushes 100 N", "velocity tracking RMS", True),
+        ("robustness: payload 3 kg", "survival", False), ("robustness: payload 3 kg", "velocity tracking RMS", True),
+        ("robustness: friction 1.2", "survival", True), ("robustness: friction 1.2", "velocity tracking RMS", False),
+    ]
+    assert "robustness: friction 1.2" in format_checks({"checks": [asdict(c) for c in checks], "passed": False})
+
+
+TINY = ["task.validation.episodes=2", "task.validation.max_steps=100", "task.validation.seeds=[1]",
+        "task.validation.seed_episodes=1", "task.validation.long_steps=100", "task.validation.min_lasting_episodes=2"]
+
+
+def validate_args(robustness: str, out=None) -> list[str]:
+    args = ["validate", "pretrained:go2-walk"] + (["--json", str(out)] if out else [])
+    for s in TINY + [f"task.validation.robustness={robustness}"]:
+        args += ["--set", s]
+    return args
+
+
+def test_validate_cli_runs_robustness_scenarios(tmp_path, capsys):
+    out = tmp_path / "validate.json"
+    suite = ("[{name: friction 0.3, sets: ['task.randomization.friction=[0.3,0.3]'], min_survival: 0.5, "
+             "max_tracking_rms: 0.6}, {name: pushes 100 N, sets: ['task.pushes.force=100'], min_survival: 0.5}]")
+    code = main(validate_args(suite, out))
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert code == (0 if result["passed"] else 1)
+    rows = {(c["scenario"], c["name"]): c for c in result["checks"] if c["scenario"].startswith("robustness")}
+    assert list(rows) == [("robustness: friction 0.3", "survival"),
+                          ("robustness: friction 0.3", "velocity tracking RMS (m/s)"),
+                          ("robustness: pushes 100 N", "survival")]
+    assert all(isinstance(r["value"], float) for r in rows.values())
+    assert rows[("robustness: friction 0.3", "survival")]["threshold"] == ">= 0.5"
+    assert set(result["robustness_metrics"]) == {"friction 0.3", "pushes 100 N"}
+    assert result["robustness_metrics"]["friction 0.3"]["episodes"] == 2
+    assert "robustness: pushes 100 N" in printed
+    assert {"nominal", "seeds", "long", "pushes", "randomization"} <= {c["scenario"] for c in result["checks"]}
+
+
+def test_validate_cli_names_a_scenario_with_a_bad_key(capsys):
+    suite = ("[{name: good, sets: ['task.randomization.friction=[0.3,0.3]']}, "
+             "{name: slippery typo, sets: ['task.randomization.frictoin=[0.3,0.3]']}]")
+    code = main(validate_args(suite))
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "robustness scenario 'slippery typo'" in lines[0] and "frictoin" in lines[0]
+    assert "validation of" not in captured.out  # it fails before any rollout

@@ -14,7 +14,8 @@ from legkit.robots import get_robot
 from legkit.sim.batch import BatchSim
 from legkit.sim.scene import build_model
 from legkit.tasks.config import TaskConfig
-from legkit.tasks.curriculum import HeightCurriculum
+from legkit.tasks.commands import VelocityCommand
+from legkit.tasks.curriculum import CommandCurriculum, HeightCurriculum
 from legkit.tasks.events import Pushes, build_events
 from legkit.tasks.observations import OBSERVATIONS, compute_observation, observation_layout
 from legkit.tasks.state import BatchState
@@ -93,11 +94,15 @@ class LeggedBatch:
         self.time_limit = np.full(num_envs, self.max_steps, dtype=np.int64)
         """Control steps at which each robot's current episode is truncated: `max_steps`, except for the
         shortened first episodes of `spread_episode_starts`."""
-        self.curriculum = HeightCurriculum(task.curriculum) if task.curriculum.stages else None
+        self.commands = VelocityCommand(task.commands, self.state, self, self.dt)
+        """The command term (tasks/commands.py): writes state.command at resets and on schedule."""
+        self.curriculum = None
+        """The task's curriculum (height or command ranges), or None."""
+        if task.curriculum.stages:
+            self.curriculum = HeightCurriculum(task.curriculum)
+        elif task.command_curriculum.stages:
+            self.curriculum = CommandCurriculum(task.command_curriculum, self.commands)
         self.state.target_height[:] = self.robot.standing_height
-        self.resample_every = (
-            int(round(task.commands.resample_seconds / self.dt)) if task.commands.resample_seconds > 0 else 0
-        )
         self.events = build_events(self)
         """Event terms (tasks/events.py) by name: pushes, physics randomization, latency."""
         self._noise = [(start, size, task.observation_noise[name]) for name, start, size in self.obs_layout
@@ -110,13 +115,6 @@ class LeggedBatch:
         self.reset()
 
     # -- resets ------------------------------------------------------------------------------
-    def sample_commands(self, env_ids: np.ndarray) -> None:
-        """Draw (vx, vy, yaw rate) uniformly from the configured ranges for `env_ids`."""
-        c = self.task.commands
-        k = len(env_ids)
-        for col, (lo, hi) in enumerate((c.lin_vel_x, c.lin_vel_y, c.ang_vel_yaw)):
-            self.state.command[env_ids, col] = self.rng.uniform(lo, hi, k)
-
     def reset(self, env_ids: np.ndarray | None = None, record: bool = True) -> dict[str, np.ndarray]:
         """Reset `env_ids` (all if None) to the home pose with noise; returns their finished reward sums.
 
@@ -139,12 +137,12 @@ class LeggedBatch:
         qvel = np.zeros((k, self.model.nv))
         qvel[:, :6] = self.rng.uniform(-rc.base_vel_noise, rc.base_vel_noise, (k, 6))
         self.sim.set_state(ids, qpos, qvel)
-        self.sample_commands(ids)
+        self._update_state()  # the new pose, for terms that read it (heading commands)
         s = self.state
-        if self.curriculum is not None:
-            lengths = s.episode_step[ids]
-            judged = (lengths > 0) & (s.terminated[ids] | (self.time_limit[ids] >= self.max_steps)) & record
-            self.curriculum.reset(s, ids, lengths, self.episode_height_sum[ids], judged)
+        if self.curriculum is not None:  # judges the ending episodes, then sets the stage of the new ones
+            judged = (s.terminated[ids] | (self.time_limit[ids] >= self.max_steps)) & record
+            self.curriculum.start(self, ids, judged)
+        self.commands.reset(ids)
         for event in self.events.values():
             event.reset(ids)
         s.action[ids] = 0.0
@@ -155,7 +153,6 @@ class LeggedBatch:
         self.episode_return[ids] = 0.0
         self.episode_height_sum[ids] = 0.0
         self.episode_action_sum[ids] = 0.0
-        self._update_state()
         return self.rewards.reset(ids)
 
     def spread_episode_starts(self) -> None:
@@ -231,10 +228,7 @@ class LeggedBatch:
         self.episode_action_sum += np.abs(s.action).mean(axis=1)
         self.bad_action_count += int(bad_action.sum())
         self.bad_physics_count += int(bad_physics.sum())
-        if self.resample_every:
-            due = np.flatnonzero(s.episode_step % self.resample_every == 0)
-            if len(due):
-                self.sample_commands(due)
+        self.commands.step()
         return reward, s.terminated.copy(), truncated
 
     def close(self) -> None:

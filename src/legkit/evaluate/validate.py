@@ -1,20 +1,23 @@
-"""`legkit validate`: a task's pass/fail suite (nominal, seeds, long run, pushes, randomization).
+"""`legkit validate`: a task's pass/fail suite (nominal, seeds, long run, pushes, randomization, and
+the task's robustness scenarios).
 
 The scenarios and thresholds come from the task's ValidationConfig, so every task gets its own
-suite the same way. `judge` holds the pass/fail logic and works on any Traces, which keeps it
-testable on synthetic rollouts.
+suite the same way. `judge` and `judge_robustness` hold the pass/fail logic and work on any Traces,
+which keeps them testable on synthetic rollouts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from legkit import LegkitError
 from legkit.evaluate.metrics import compute_metrics
 from legkit.evaluate.rollout import Trace, load_run_config, rollout
-from legkit.tasks.config import PushConfig, ValidationConfig
-from legkit.train.config import build_config
+from legkit.tasks.config import PushConfig, Scenario, ValidationConfig
+from legkit.train.config import Config, build_config
 from legkit.train.runs import Policy
 
 
@@ -34,8 +37,9 @@ def _survival(t: Trace) -> float:
 
 
 def judge(vc: ValidationConfig, nominal: Trace, seeds: dict[int, Trace], long: Trace, push: Trace,
-          randomized: Trace) -> list[Check]:
-    """Every check of the suite, from the scenarios' traces."""
+          randomized: Trace, robustness: Sequence[tuple[Scenario, Trace]] = ()) -> list[Check]:
+    """Every check of the suite, from the scenarios' traces; `robustness` pairs each robustness scenario
+    with its trace (see judge_robustness)."""
     m = compute_metrics(nominal)
     lasting = int(np.sum(nominal.length > vc.min_length))
     first_fall = int(nominal.length[nominal.terminated].min()) if nominal.terminated.any() else None
@@ -70,7 +74,39 @@ def judge(vc: ValidationConfig, nominal: Trace, seeds: dict[int, Trace], long: T
         Check("randomization", f"survival, mass +-{vc.mass_range:.0%}, friction +-{vc.friction_range:.0%}",
               _survival(randomized), f">= {vc.min_survival}", _survival(randomized) >= vc.min_survival),
     ]
+    return checks + judge_robustness(robustness)
+
+
+def judge_robustness(runs: Sequence[tuple[Scenario, Trace]]) -> list[Check]:
+    """The checks of robustness scenarios, each on its own trace, in scenario `robustness: <name>`: survival
+    >= min_survival, and velocity tracking RMS (m/s) <= max_tracking_rms when the scenario sets one."""
+    checks = []
+    for sc, t in runs:
+        m = compute_metrics(t)
+        where = f"robustness: {sc.name}"
+        survival = m["survival_rate"]
+        checks.append(Check(where, "survival", survival, f">= {sc.min_survival:g}", survival >= sc.min_survival))
+        if sc.max_tracking_rms is not None:
+            rms = m["velocity_tracking_rms"]
+            checks.append(Check(where, "velocity tracking RMS (m/s)", rms, f"<= {sc.max_tracking_rms:g}",
+                                rms <= sc.max_tracking_rms))
     return checks
+
+
+def robustness_configs(policy: Policy, vc: ValidationConfig, sets: list[str]) -> list[tuple[Scenario, Config]]:
+    """The evaluation config of every robustness scenario: the run's, with `sets` and then the scenario's own
+    sets applied. Raises a LegkitError naming the scenario when its sets do not apply."""
+    names = [sc.name for sc in vc.robustness]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise LegkitError(f"task.validation.robustness names scenario '{dup}' twice; give each scenario its own name")
+    out = []
+    for sc in vc.robustness:
+        try:
+            out.append((sc, load_run_config(policy, sets + list(sc.sets))))
+        except LegkitError as exc:
+            raise LegkitError(f"robustness scenario '{sc.name}': {exc}") from None
+    return out
 
 
 def validate(policy: Policy, sets: list[str] | None = None, seed: int = 777) -> dict:
@@ -79,6 +115,7 @@ def validate(policy: Policy, sets: list[str] | None = None, seed: int = 777) -> 
     # The suite belongs to the task, not to the run: take it from the task's current definition (plus
     # any task.validation --set), so that runs saved before a threshold changed are judged the same way.
     vc = build_config(cfg.task_name, sets=[s for s in sets or [] if s.startswith("task.validation.")]).task.validation
+    scenarios = robustness_configs(policy, vc, list(sets or []))  # before any rollout: a bad scenario fails fast
     nominal = rollout(policy, vc.episodes, cfg, seed=seed, max_steps=vc.max_steps)
     seeds = {s: rollout(policy, vc.seed_episodes, cfg, seed=s, max_steps=vc.max_steps) for s in vc.seeds}
     long = rollout(policy, 1, cfg, seed=seed + 1, max_steps=vc.long_steps)
@@ -86,10 +123,19 @@ def validate(policy: Policy, sets: list[str] | None = None, seed: int = 777) -> 
                    pushes=PushConfig(vc.push_force, vc.push_interval_s, vc.push_duration_s))
     randomized = rollout(policy, vc.episodes, cfg, seed=seed + 3, max_steps=vc.max_steps,
                          randomize=(vc.mass_range, vc.friction_range))
-    checks = judge(vc, nominal, seeds, long, push, randomized)
+    # Each scenario has its own seed (seed + 4, seed + 5, ... in list order); `max_steps` sets its episode length.
+    robustness = []
+    for i, (sc, sc_cfg) in enumerate(scenarios):
+        try:
+            robustness.append((sc, rollout(policy, vc.episodes, sc_cfg, seed=seed + 4 + i, max_steps=vc.max_steps)))
+        except LegkitError as exc:  # e.g. a scenario that changes the observations the model takes
+            raise LegkitError(f"robustness scenario '{sc.name}': {exc}") from None
+    checks = judge(vc, nominal, seeds, long, push, randomized, robustness)
     return {"task": cfg.task_name, "policy": str(policy.folder), "checkpoint": policy.label, "step": policy.step,
             "passed": all(c.passed for c in checks), "checks": [asdict(c) for c in checks],
-            "nominal_metrics": compute_metrics(nominal), "validation_config": asdict(vc)}
+            "nominal_metrics": compute_metrics(nominal),
+            "robustness_metrics": {sc.name: compute_metrics(t) for sc, t in robustness},
+            "validation_config": asdict(vc)}
 
 
 def format_checks(result: dict) -> str:

@@ -6,23 +6,10 @@ from dataclasses import dataclass, field, replace
 
 from legkit.sim.randomize import PhysicsRandomization
 from legkit.sim.scene import PhysicsConfig
-from legkit.tasks.curriculum import CurriculumConfig
+from legkit.tasks.commands import CommandConfig
+from legkit.tasks.curriculum import CommandCurriculumConfig, CurriculumConfig
 from legkit.tasks.events import LatencyConfig, PushConfig
 from legkit.tasks.terms import RewardTerm
-
-
-@dataclass(frozen=True)
-class CommandConfig:
-    """Velocity commands, sampled uniformly per robot at reset (and every `resample_seconds` if > 0)."""
-
-    lin_vel_x: tuple[float, float] = (0.5, 1.0)
-    """Forward velocity range (m/s)."""
-    lin_vel_y: tuple[float, float] = (0.0, 0.0)
-    """Sideways velocity range (m/s)."""
-    ang_vel_yaw: tuple[float, float] = (0.0, 0.0)
-    """Yaw rate range (rad/s)."""
-    resample_seconds: float = 0.0
-    """Resample commands this often (s); 0 keeps one command per episode."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +34,21 @@ class ResetConfig:
     """Uniform noise on base linear and angular velocity (m/s, rad/s)."""
     yaw_range: float = 3.1416
     """Uniform initial heading in [-yaw_range, yaw_range] (rad)."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One robustness scenario of `legkit validate`: the task with `sets` applied (the same strings as
+    `--set`), judged on survival and velocity tracking."""
+
+    name: str
+    """Short name printed in the table, e.g. "friction 0.3"."""
+    sets: tuple[str, ...] = ()
+    """Config overrides that make the scenario, e.g. ("task.randomization.friction=[0.3,0.3]",)."""
+    min_survival: float = 0.9
+    """Pass when at least this fraction of episodes does not fall."""
+    max_tracking_rms: float | None = None
+    """Pass when the velocity tracking RMS error (m/s) is at most this; None skips the check."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ class ValidationConfig:
     """Friction scaled by U(1 - r, 1 + r) in the randomization scenario."""
     min_survival: float = 0.8
     """Pass the seed, push and randomization scenarios when this fraction of episodes does not fall."""
+    robustness: tuple[Scenario, ...] = ()
+    """Robustness scenarios (pushes, friction, payload, motor strength, latency, noise...), each run for
+    `episodes` episodes of `max_steps` steps; none by default."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,9 @@ class TaskConfig:
     reset: ResetConfig = field(default_factory=ResetConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     """Height curriculum (no stages: none)."""
+    command_curriculum: CommandCurriculumConfig = field(default_factory=CommandCurriculumConfig)
+    """Command ranges widened stage by stage as tracking succeeds (no stages: none; its first stage's
+    ranges replace `commands`' while it runs). At most one of the two curricula."""
     pushes: PushConfig = field(default_factory=PushConfig)
     """Random pushes on the base during episodes (off by default)."""
     randomization: PhysicsRandomization = field(default_factory=PhysicsRandomization)

@@ -97,5 +97,100 @@ class HeightCurriculum:
         s.target_height[env_ids] = self.target
         s.stage[env_ids] = self.stage
 
+    def start(self, env, ids: np.ndarray, judged: np.ndarray) -> None:
+        """The env's call at a reset: `reset` with the ending episodes' lengths and height sums."""
+        s = env.state
+        self.reset(s, ids, s.episode_step[ids], env.episode_height_sum[ids], judged)
+
+    def scalars(self) -> dict[str, float]:
+        """What TensorBoard shows of it (curriculum/<name>)."""
+        return {"stage": self.stage, "target_height": self.target, "success_rate": self.success_rate(),
+                "push_force": self.push_force}
+
     def success_rate(self) -> float:
         return float(np.mean(self.outcomes)) if self.outcomes else 0.0
+
+
+@dataclass(frozen=True)
+class CommandStage:
+    """The command ranges of one stage of a command curriculum."""
+
+    lin_vel_x: tuple[float, float]
+    """Forward velocity range (m/s)."""
+    lin_vel_y: tuple[float, float] = (0.0, 0.0)
+    """Sideways velocity range (m/s)."""
+    ang_vel_yaw: tuple[float, float] = (0.0, 0.0)
+    """Yaw rate range (rad/s)."""
+
+
+@dataclass(frozen=True)
+class CommandCurriculumConfig:
+    """Command ranges that widen stage by stage while velocity tracking is good; no stages: none."""
+
+    stages: tuple[CommandStage, ...] = ()
+    window: int = 200
+    """Finished episodes over which the success rate is measured."""
+    success_rate: float = 0.8
+    """Advance when this fraction of the window succeeded."""
+    term: str = "track_lin_vel"
+    """Reward term whose per-step value (0..1, unweighted) measures tracking."""
+    min_tracking: float = 0.7
+    """An episode succeeds when it did not fall and its mean `term` value reached this."""
+
+
+class CommandCurriculum:
+    """Sets the command term's ranges from its stage; advances on episodes that tracked well.
+
+    Same interface as HeightCurriculum (`stage`, `last_stage`, `set_stage`, `start`, `scalars`), so that
+    the env, checkpoints, resume and evaluation treat both alike.
+    """
+
+    push_force = 0.0
+    """No pushes from this curriculum (the Pushes event reads a curriculum's push force)."""
+
+    def __init__(self, cfg: CommandCurriculumConfig, commands) -> None:
+        self.cfg = cfg
+        self.commands = commands
+        self.stage = 0
+        self.outcomes: deque[bool] = deque(maxlen=cfg.window)
+        self.set_stage(0)
+
+    @property
+    def last_stage(self) -> int:
+        return len(self.cfg.stages) - 1
+
+    def set_stage(self, stage: int) -> None:
+        """Jump to `stage` (clamped): the command term draws from its ranges from now on."""
+        self.stage = int(np.clip(stage, 0, self.last_stage))
+        self.outcomes.clear()
+        st = self.cfg.stages[self.stage]
+        self.commands.ranges[:] = [st.lin_vel_x, st.lin_vel_y, st.ang_vel_yaw]
+
+    def record(self, success: np.ndarray, stages: np.ndarray) -> bool:
+        """Add finished episodes (those begun in the current stage); advance when the window succeeds."""
+        self.outcomes.extend(bool(x) for x in success[stages == self.stage])
+        full = len(self.outcomes) == self.cfg.window
+        if full and self.stage < self.last_stage and np.mean(self.outcomes) >= self.cfg.success_rate:
+            self.set_stage(self.stage + 1)
+            return True
+        return False
+
+    def start(self, env, ids: np.ndarray, judged: np.ndarray) -> None:
+        """Judge the ending episodes of `ids` that are real outcomes, then start them in the current stage."""
+        s = env.state
+        done = judged & (s.episode_step[ids] > 0)
+        if done.any():
+            ended = ids[done]
+            scale = env.rewards.scales[self.cfg.term] * s.episode_step[ended]
+            tracking = env.rewards.episode_sums[self.cfg.term][ended] / scale
+            self.record(~s.terminated[ended] & (tracking >= self.cfg.min_tracking), s.stage[ended])
+        s.stage[ids] = self.stage
+
+    def success_rate(self) -> float:
+        return float(np.mean(self.outcomes)) if self.outcomes else 0.0
+
+    def scalars(self) -> dict[str, float]:
+        """What TensorBoard shows of it (curriculum/<name>)."""
+        lo, hi = self.commands.ranges.T
+        return {"stage": self.stage, "success_rate": self.success_rate(), "lin_vel_x_max": hi[0],
+                "lin_vel_x_min": lo[0], "lin_vel_y_max": hi[1], "ang_vel_yaw_max": hi[2]}

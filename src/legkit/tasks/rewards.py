@@ -12,9 +12,17 @@ import numpy as np
 from legkit.tasks.state import BatchState
 
 
-def track_lin_vel(s: BatchState, sigma: float = 0.25) -> np.ndarray:
-    """Tracking of the commanded planar velocity: exp(-|v_xy - cmd_xy|^2 / sigma), 1 at perfect tracking."""
+def track_lin_vel(s: BatchState, sigma: float = 0.25, slow_speed: float = 0.0) -> np.ndarray:
+    """Tracking of the commanded planar velocity: exp(-|v_xy - cmd_xy|^2 / sigma), 1 at perfect tracking.
+
+    With `slow_speed` > 0 (m/s) the kernel sharpens below that commanded speed: sigma is scaled by
+    clip(|cmd_xy| / slow_speed, 0.2, 1)^2. Plain, standing still under a 0.2 m/s command earns
+    exp(-0.04 / 0.25) = 85% of the reward; with slow_speed 0.5 it earns exp(-1) = 37%.
+    """
     err = np.sum(np.square(s.command[:, :2] - s.base_lin_vel[:, :2]), axis=1)
+    if slow_speed > 0:
+        scale = np.clip(np.linalg.norm(s.command[:, :2], axis=1) / slow_speed, 0.2, 1.0)
+        return np.exp(-err / (sigma * scale * scale))
     return np.exp(-err / sigma)
 
 
@@ -129,6 +137,15 @@ class FeetAirTime:
         return reward * moving
 
 
+def stand_still(s: BatchState, threshold: float = 0.1) -> np.ndarray:
+    """Motion under a zero command (|cmd_xy| + |cmd_yaw| < threshold): |v_xy|^2 + 0.1 |w_z|^2 + 0.01 mean
+    joint speed^2 (SI units squared), 0 otherwise. Paid only when told to stand, so it never slows walking."""
+    zero = (np.linalg.norm(s.command[:, :2], axis=1) + np.abs(s.command[:, 2])) < threshold
+    motion = (np.sum(np.square(s.base_lin_vel[:, :2]), axis=1) + 0.1 * np.square(s.base_ang_vel[:, 2])
+              + 0.01 * np.mean(np.square(s.joint_vel), axis=1))
+    return np.where(zero, motion, 0.0)
+
+
 REWARDS = {
     "track_lin_vel": track_lin_vel,
     "track_ang_vel": track_ang_vel,
@@ -149,5 +166,6 @@ REWARDS = {
     "control_cost": control_cost,
     "sustained_bonus": sustained_bonus,
     "feet_air_time": FeetAirTime,
+    "stand_still": stand_still,
 }
 """Every reward term by config name. Classes are stateful terms, built once per environment."""

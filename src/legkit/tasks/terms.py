@@ -26,6 +26,8 @@ class RewardTerm:
 PARAM_RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("track_lin_vel", "sigma"): (lambda v: v > 0, "> 0 (it divides the squared error)"),
     ("track_ang_vel", "sigma"): (lambda v: v > 0, "> 0 (it divides the squared error)"),
+    ("track_lin_vel", "slow_speed"): (lambda v: v >= 0, ">= 0 (m/s; 0: the plain kernel)"),
+    ("stand_still", "threshold"): (lambda v: v > 0, "> 0 (command size below which the robot must stand)"),
     ("height_target", "sigma"): (lambda v: v > 0, "> 0 (it divides the height error)"),
     ("sustained_bonus", "every"): (lambda v: v >= 1, ">= 1 (control steps between bonuses)"),
     ("undesired_contacts", "threshold"): (lambda v: v >= 0, ">= 0 (N; contact forces are never negative)"),
@@ -97,6 +99,8 @@ class RewardManager:
                 fn = fn(num_envs, num_feet)
             scale = table[name].weight * (dt if scale_by_dt else 1.0)
             self._terms.append((name, fn, scale, dict(table[name].params)))
+        self.scales = {name: scale for name, _, scale, _ in self._terms}
+        """Each term's factor: weight, times the control period when weights are per second."""
         self.episode_sums = {n: np.zeros(num_envs) for n in self.names}
         self._total = np.zeros(num_envs)
 

@@ -64,10 +64,8 @@ class EpisodeLogger(BaseCallback):
         self._file.flush()
         cur = self.env.batch.curriculum
         if cur is not None:
-            self.logger.record("curriculum/stage", cur.stage)
-            self.logger.record("curriculum/target_height", cur.target)
-            self.logger.record("curriculum/success_rate", cur.success_rate())
-            self.logger.record("curriculum/push_force", cur.push_force)
+            for name, value in cur.scalars().items():
+                self.logger.record(f"curriculum/{name}", value)
         if episodes:
             self.logger.record("episode/mean_height", float(np.mean([ep["mean_height"] for ep in episodes])))
             self.logger.record("episode/mean_action", float(np.mean([ep["mean_action"] for ep in episodes])))

@@ -10,6 +10,7 @@ from legkit import LegkitError
 from legkit.config import apply_sets, deep_merge, from_dict, load_yaml, to_dict
 from legkit.robots import get_robot
 from legkit.tasks import TASKS, get_task
+from legkit.tasks.commands import check_commands
 from legkit.tasks.config import TaskConfig
 from legkit.tasks.observations import OBSERVATIONS
 from legkit.tasks.terms import check_reward_table
@@ -44,6 +45,10 @@ class PPOConfig:
     """Initial log standard deviation of the Gaussian policy."""
     normalize_reward: bool = True
     """Scale rewards by a running estimate of the return's standard deviation (VecNormalize)."""
+    actor_observations: tuple[str, ...] = ()
+    """Observation terms the actor reads (what the robot measures); the critic reads all of
+    task.observations, privileged state included (asymmetric actor-critic, legkit.train.policies).
+    Empty: actor and critic read everything (SB3's MlpPolicy)."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +200,13 @@ def validate(cfg: Config) -> Config:
     for ok, key, value, valid in checks:
         if not ok:
             raise LegkitError(f"invalid {key} = {value}: must be {valid}")
+    for name in p.actor_observations:
+        if name not in t.observations:
+            raise LegkitError(f"ppo.actor_observations: '{name}' is not one of the task's observation terms; "
+                              f"valid: {', '.join(t.observations)}")
+    if len(set(p.actor_observations)) != len(p.actor_observations):
+        raise LegkitError(f"invalid ppo.actor_observations = {list(p.actor_observations)}: must name each term once")
+    check_commands(t)
     robot = get_robot(t.robot)  # unknown robots fail here, before a run folder is created
     for i, st in enumerate(cur.stages):
         if robot.max_base_height and st.target > robot.max_base_height:

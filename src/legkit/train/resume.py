@@ -25,6 +25,7 @@ FIXED = {
     "task.observations": "the network's inputs",
     "ppo.net_arch": "the network's shape",
     "ppo.activation": "the network's shape",
+    "ppo.actor_observations": "the actor's inputs",
     "ppo.log_std_init": "a setting that only applies when a network is created",
     "ppo.normalize_reward": "how the saved returns were normalized",
 }

@@ -22,6 +22,7 @@ from legkit.sim.log import mujoco_warnings_to
 from legkit.tasks.observations import layout_difference
 from legkit.train.callbacks import Checkpointer, EpisodeLogger, LinearSchedule, NaNGuard, TorchThreads
 from legkit.train.config import Config
+from legkit.train.policies import AsymmetricActorCriticPolicy, observation_indices
 from legkit.train.resume import ResumePlan
 from legkit.train.runs import CONFIG, checkpoints, git_revision, save_final, save_policy, write_json, write_yaml
 from legkit.train.video_callback import ClipRenderer, VideoCallback
@@ -78,13 +79,24 @@ def ppo_settings(cfg: Config) -> dict:
                 max_grad_norm=p.max_grad_norm, target_kl=p.target_kl)
 
 
-def _build_model(cfg: Config, env: VecNormalize) -> PPO:
+def policy_choice(cfg: Config, obs_layout: list) -> tuple[str | type, dict]:
+    """The SB3 policy and policy_kwargs for `cfg.ppo`: MlpPolicy, or with `ppo.actor_observations` an
+    AsymmetricActorCriticPolicy whose actor reads those terms of `obs_layout` ((name, start, size) list)."""
     p = cfg.ppo
+    kwargs = {"net_arch": {"pi": list(p.net_arch), "vf": list(p.net_arch)},
+              "activation_fn": ACTIVATION[p.activation], "log_std_init": p.log_std_init}
+    if not p.actor_observations:
+        return "MlpPolicy", kwargs
+    kwargs["actor_indices"] = observation_indices(obs_layout, p.actor_observations)
+    return AsymmetricActorCriticPolicy, kwargs
+
+
+def _build_model(cfg: Config, env: VecNormalize) -> PPO:
+    layout = env.unwrapped.batch.obs_layout if cfg.ppo.actor_observations else []  # LegkitVecEnv under the wrappers
+    policy, policy_kwargs = policy_choice(cfg, layout)
     model = PPO(
-        "MlpPolicy", env, **ppo_settings(cfg), seed=cfg.run.seed, device="cpu", verbose=0,
-        policy_kwargs={"net_arch": {"pi": list(p.net_arch), "vf": list(p.net_arch)},
-                       "activation_fn": ACTIVATION[p.activation], "log_std_init": p.log_std_init},
-        tensorboard_log=None,
+        policy, env, **ppo_settings(cfg), seed=cfg.run.seed, device="cpu", verbose=0,
+        policy_kwargs=policy_kwargs, tensorboard_log=None,
     )
     model.set_logger(quiet_logger())
     return model
@@ -115,6 +127,7 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         "task": cfg.task_name, "robot": cfg.task.robot, "seed": r.seed, "git_revision": git_revision(),
         "legkit_version": __version__, "command": " ".join(sys.argv), "obs_layout": env.batch.obs_layout,
         "joints": list(env.batch.robot.joints), "control_dt": cfg.task.control_dt, "action_scale": cfg.task.action_scale,
+        "actor_observations": list(cfg.ppo.actor_observations),  # [] = the actor reads every obs_layout term
     }
     if resume is not None:
         latest = resume.checkpoint

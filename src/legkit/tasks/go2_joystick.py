@@ -1,0 +1,65 @@
+"""go2-joystick: the Go2 follows omnidirectional velocity commands, robust to what a real Go2 meets.
+
+By the end of its command curriculum: vx in [-1.0, 2.0] m/s, vy in [-0.8, 0.8] m/s, yaw rate in
+[-1.5, 1.5] rad/s, resampled every 5 s, 10% of draws the zero command. Trained under domain
+randomization (ground friction 0.3-1.2, payload 0-3 kg, motor strength x 0.85-1.15, up to 20 ms of
+actuation latency, pushes of up to 100 N every 3 s) and sensor noise on what the robot measures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from legkit.sim.randomize import PhysicsRandomization
+from legkit.tasks.commands import CommandConfig
+from legkit.tasks.config import Scenario, TaskConfig
+from legkit.tasks.curriculum import CommandCurriculumConfig, CommandStage
+from legkit.tasks.events import LatencyConfig, PushConfig
+from legkit.tasks.go2_walk import go2_walk
+from legkit.tasks.terms import RewardTerm
+
+FORWARD = ("task.command_curriculum.stages=[]", "task.commands.lin_vel_x=[0.5,1.0]", "task.commands.lin_vel_y=[0,0]",
+           "task.commands.ang_vel_yaw=[0,0]", "task.commands.standing_share=0")
+"""The robustness scenarios' commands: 0.5-1.0 m/s forward, as the issue judges them."""
+
+ROBUSTNESS = tuple(Scenario(name, FORWARD + sets, 0.9, 0.3) for name, sets in (
+    ("pushes 100 N every 3 s", ("task.pushes.force=100", "task.pushes.interval_s=3")),
+    ("ground friction 0.3", ("task.randomization.friction=[0.3,0.3]",)),
+    ("ground friction 1.2", ("task.randomization.friction=[1.2,1.2]",)),
+    ("payload 3 kg", ("task.randomization.payload=[3,3]",)),
+    ("motor strength x0.85", ("task.randomization.kp_scale=[0.85,0.85]", "task.randomization.torque_scale=[0.85,0.85]")),
+    ("latency 20 ms", ("task.latency.range_s=[0.02,0.02]",)),
+))
+"""The joystick issue's robustness bar: >= 90% survival and tracking RMS <= 0.3 m/s in each, one at a time."""
+
+
+def go2_joystick() -> TaskConfig:
+    """Omnidirectional velocity tracking with a command curriculum, randomized physics and noisy sensors."""
+    walk = go2_walk()
+    rewards = dict(walk.rewards)
+    rewards.update({
+        "track_lin_vel": RewardTerm(1.5, {"sigma": 0.25, "slow_speed": 0.5}),  # slow commands count
+        "track_ang_vel": RewardTerm(0.75, {"sigma": 0.25}),
+        "stand_still": RewardTerm(-2.0, {"threshold": 0.1}),
+        "base_height": RewardTerm(-10.0, {"target": 0.27}),
+    })
+    return replace(
+        walk,
+        commands=CommandConfig(lin_vel_x=(-1.0, 2.0), lin_vel_y=(-0.8, 0.8), ang_vel_yaw=(-1.5, 1.5),
+                               resample_seconds=5.0, standing_share=0.1),
+        command_curriculum=CommandCurriculumConfig(
+            stages=(
+                CommandStage(lin_vel_x=(-0.5, 1.0), lin_vel_y=(-0.3, 0.3), ang_vel_yaw=(-0.5, 0.5)),  # slow
+                CommandStage(lin_vel_x=(-0.8, 1.5), lin_vel_y=(-0.5, 0.5), ang_vel_yaw=(-1.0, 1.0)),  # turning
+                CommandStage(lin_vel_x=(-1.0, 2.0), lin_vel_y=(-0.8, 0.8), ang_vel_yaw=(-1.5, 1.5)),  # fast
+            ),
+            window=256, success_rate=0.7, term="track_lin_vel", min_tracking=0.6,
+        ),
+        rewards=rewards,
+        randomization=PhysicsRandomization(friction=(0.3, 1.2), payload=(0.0, 3.0), kp_scale=(0.85, 1.15),
+                                           torque_scale=(0.85, 1.15), com_offset=0.02),
+        latency=LatencyConfig(range_s=(0.0, 0.02)),
+        pushes=PushConfig(force=100.0, interval_s=3.0, duration_s=0.1, random_magnitude=True),
+        observation_noise={"base_ang_vel": 0.2, "projected_gravity": 0.05, "joint_pos": 0.01, "joint_vel": 1.5},
+        validation=replace(walk.validation, robustness=ROBUSTNESS),
+    )

@@ -1,0 +1,115 @@
+"""Asymmetric actor-critic for SB3 PPO: the actor reads a named subset of the observation, the critic all of it.
+
+A real robot cannot measure everything the simulator knows (a Go2 has no base linear velocity sensor), but
+the critic only runs in training, so it may see privileged state. Both read the same flat (num_envs, obs_dim)
+observation, normalized by VecNormalize as a whole; the actor's features extractor keeps only
+`actor_indices`. The class lives in this importable module, so a saved model loads with plain `PPO.load`
+(cloudpickle stores the class by reference, and `actor_indices` is saved with the other policy_kwargs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import torch as th
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
+from torch import nn
+
+from legkit import LegkitError
+
+
+def observation_indices(layout: list, names: tuple[str, ...] | list[str]) -> list[int]:
+    """Indices into the flat observation of the terms `names`, in observation order.
+
+    `layout` is the env's `obs_layout`, a list of (name, start, size).
+    """
+    known = [str(n) for n, _, _ in layout]
+    for name in names:
+        if name not in known:
+            raise LegkitError(f"actor observation '{name}' is not in the observation layout; valid: {', '.join(known)}")
+    wanted = set(names)
+    return [i for n, start, size in layout if n in wanted for i in range(int(start), int(start) + int(size))]
+
+
+class ObservationSubset(BaseFeaturesExtractor):
+    """The features `obs[:, indices]` of a flat Box observation: what the actor may read. Shape (batch, len(indices))."""
+
+    def __init__(self, observation_space: gym.spaces.Box, indices: list[int]):
+        dim = int(observation_space.shape[0])
+        if len(observation_space.shape) != 1:
+            raise ValueError(f"ObservationSubset needs a flat Box observation, got shape {observation_space.shape}")
+        if not indices or len(set(indices)) != len(indices) or not all(0 <= int(i) < dim for i in indices):
+            raise ValueError(f"indices must be distinct and in [0, {dim}), got {list(indices)}")
+        super().__init__(observation_space, features_dim=len(indices))
+        self.register_buffer("indices", th.as_tensor([int(i) for i in indices], dtype=th.long))
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return observations[:, self.indices]
+
+
+class AsymmetricMlpExtractor(nn.Module):
+    """SB3's MlpExtractor with separate input sizes: the policy net takes `actor_dim` features, the value
+    net `critic_dim` (same layers, attribute names and interface: forward_actor, forward_critic, latent dims)."""
+
+    def __init__(self, actor_dim: int, critic_dim: int, net_arch: list[int] | dict[str, list[int]],
+                 activation_fn: type[nn.Module], device: th.device | str = "cpu"):
+        super().__init__()
+        pi = net_arch.get("pi", []) if isinstance(net_arch, dict) else net_arch
+        vf = net_arch.get("vf", []) if isinstance(net_arch, dict) else net_arch
+        self.policy_net, self.latent_dim_pi = self._mlp(actor_dim, pi, activation_fn)
+        self.value_net, self.latent_dim_vf = self._mlp(critic_dim, vf, activation_fn)
+        self.to(device)
+
+    @staticmethod
+    def _mlp(size: int, layers: list[int], activation_fn: type[nn.Module]) -> tuple[nn.Sequential, int]:
+        modules: list[nn.Module] = []
+        for width in layers:
+            modules += [nn.Linear(size, width), activation_fn()]
+            size = width
+        return nn.Sequential(*modules), size
+
+    def forward(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        raise RuntimeError("the actor and critic read different features: call forward_actor / forward_critic")
+
+    def forward_actor(self, features: th.Tensor) -> th.Tensor:
+        return self.policy_net(features)
+
+    def forward_critic(self, features: th.Tensor) -> th.Tensor:
+        return self.value_net(features)
+
+
+class AsymmetricActorCriticPolicy(ActorCriticPolicy):
+    """ActorCriticPolicy whose actor reads only the observation entries `actor_indices`; the critic reads
+    everything. Use as `PPO(AsymmetricActorCriticPolicy, env, policy_kwargs={"actor_indices": [...], ...})`.
+
+    Features extractors are not shared: the critic's is `features_extractor_class` (FlattenExtractor by
+    default) over the whole observation, the actor's an ObservationSubset. SB3's `features_extractor`
+    attribute is the actor's, as for any unshared ActorCriticPolicy.
+    """
+
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space, lr_schedule,
+                 actor_indices: list[int], **kwargs: Any):
+        if kwargs.pop("share_features_extractor", False):
+            raise ValueError("AsymmetricActorCriticPolicy cannot share a features extractor: the actor reads a subset")
+        if kwargs.get("features_extractor_class", FlattenExtractor) is not FlattenExtractor:
+            raise ValueError("AsymmetricActorCriticPolicy selects from the raw flat observation; "
+                             "features_extractor_class must be FlattenExtractor")
+        # Read by _build_mlp_extractor, which ActorCriticPolicy.__init__ calls.
+        self.actor_indices = [int(i) for i in actor_indices]
+        super().__init__(observation_space, action_space, lr_schedule, share_features_extractor=False, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        # ActorCriticPolicy.__init__ made both extractors from features_extractor_class; swap in the actor's
+        # before _build sets up the orthogonal initialisation and the optimizer over the final modules.
+        self.pi_features_extractor = ObservationSubset(self.observation_space, self.actor_indices)
+        self.features_extractor = self.pi_features_extractor
+        self.features_dim = self.pi_features_extractor.features_dim
+        self.mlp_extractor = AsymmetricMlpExtractor(self.pi_features_extractor.features_dim,
+                                                    self.vf_features_extractor.features_dim, self.net_arch,
+                                                    self.activation_fn, self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        # What policy.save / BasePolicy.load need to rebuild this policy on its own.
+        return {**super()._get_constructor_parameters(), "actor_indices": self.actor_indices}
