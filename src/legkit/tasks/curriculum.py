@@ -8,6 +8,10 @@ that started in the current stage count towards it.
 
 A stage can also push the robot (`push_force`): later stages at the same height then teach it
 to recover from growing shoves once it can stand, instead of from the first step.
+
+CommandCurriculum widens the command ranges the same way: an episode succeeds when it did not
+fall and tracked its commands well enough on average. Both are StagedCurriculum: one stage,
+one window of outcomes, one advancing rule, saved in checkpoints and restored on resume.
 """
 
 from __future__ import annotations
@@ -46,29 +50,59 @@ class CurriculumConfig:
     """Advance when this fraction of the window succeeded."""
 
 
-class HeightCurriculum:
-    """Tracks episode outcomes and sets `s.target_height` and `s.stage` for robots starting an episode."""
+class StagedCurriculum:
+    """What every curriculum shares: a stage, a window of episode outcomes, and the rule that advances.
 
-    def __init__(self, cfg: CurriculumConfig):
+    The env calls `start(env, ids, judged)` at resets; checkpoints save `stage`, resume and evaluation
+    call `set_stage`; `scalars()` is what TensorBoard shows. A subclass says what success is and what a
+    stage changes (`_enter`). `cfg` has `stages`, `window` and `success_rate`.
+    """
+
+    push_force = 0.0
+    """Largest push (N) of this stage's episodes (0: the task's own); read by the Pushes event."""
+
+    def __init__(self, cfg) -> None:
         self.cfg = cfg
         self.stage = 0
         self.outcomes: deque[bool] = deque(maxlen=cfg.window)
-
-    @property
-    def target(self) -> float:
-        return self.cfg.stages[self.stage].target
+        self.set_stage(0)
 
     @property
     def last_stage(self) -> int:
         return len(self.cfg.stages) - 1
 
     def set_stage(self, stage: int) -> None:
-        """Jump to `stage` (clamped), e.g. when resuming or evaluating at the final target."""
+        """Jump to `stage` (clamped), e.g. when resuming or evaluating at the final stage."""
         self.stage = int(np.clip(stage, 0, self.last_stage))
         self.outcomes.clear()
+        self._enter(self.cfg.stages[self.stage])
+
+    def _enter(self, stage) -> None:
+        """Apply what stage `stage` changes (nothing by default)."""
+
+    def _add(self, success: np.ndarray, stages: np.ndarray) -> bool:
+        """Add the outcomes of episodes begun in the current stage (`stages`: the stage each began in);
+        advance when the full window succeeds often enough. Returns whether it advanced."""
+        self.outcomes.extend(bool(x) for x in success[stages == self.stage])
+        full = len(self.outcomes) == self.cfg.window
+        if full and self.stage < self.last_stage and np.mean(self.outcomes) >= self.cfg.success_rate:
+            self.set_stage(self.stage + 1)
+            return True
+        return False
+
+    def success_rate(self) -> float:
+        return float(np.mean(self.outcomes)) if self.outcomes else 0.0
+
+
+class HeightCurriculum(StagedCurriculum):
+    """Tracks episode outcomes and sets `s.target_height` and `s.stage` for robots starting an episode."""
 
     @property
-    def push_force(self) -> float:
+    def target(self) -> float:
+        return self.cfg.stages[self.stage].target
+
+    @property
+    def push_force(self) -> float:  # type: ignore[override]
         return self.cfg.stages[self.stage].push_force
 
     def record(self, lengths: np.ndarray, mean_heights: np.ndarray, stages: np.ndarray) -> bool:
@@ -77,15 +111,8 @@ class HeightCurriculum:
         `stages` are the stages the episodes started in; those of an older stage are not counted.
         """
         st = self.cfg.stages[self.stage]
-        current = stages == self.stage
-        lengths, mean_heights = lengths[current], mean_heights[current]
         ok = (lengths >= st.min_steps) & (np.abs(mean_heights - st.target) <= st.tolerance)
-        self.outcomes.extend(bool(x) for x in ok)
-        full = len(self.outcomes) == self.cfg.window
-        if full and self.stage < self.last_stage and np.mean(self.outcomes) >= self.cfg.success_rate:
-            self.set_stage(self.stage + 1)
-            return True
-        return False
+        return self._add(ok, stages)
 
     def reset(self, s: BatchState, env_ids: np.ndarray, lengths: np.ndarray, height_sums: np.ndarray,
               judged: np.ndarray | None = None) -> None:
@@ -106,9 +133,6 @@ class HeightCurriculum:
         """What TensorBoard shows of it (curriculum/<name>)."""
         return {"stage": self.stage, "target_height": self.target, "success_rate": self.success_rate(),
                 "push_force": self.push_force}
-
-    def success_rate(self) -> float:
-        return float(np.mean(self.outcomes)) if self.outcomes else 0.0
 
 
 @dataclass(frozen=True)
@@ -138,42 +162,20 @@ class CommandCurriculumConfig:
     """An episode succeeds when it did not fall and its mean `term` value reached this."""
 
 
-class CommandCurriculum:
-    """Sets the command term's ranges from its stage; advances on episodes that tracked well.
-
-    Same interface as HeightCurriculum (`stage`, `last_stage`, `set_stage`, `start`, `scalars`), so that
-    the env, checkpoints, resume and evaluation treat both alike.
-    """
-
-    push_force = 0.0
-    """No pushes from this curriculum (the Pushes event reads a curriculum's push force)."""
+class CommandCurriculum(StagedCurriculum):
+    """Sets the command term's ranges from its stage; advances on episodes that tracked well."""
 
     def __init__(self, cfg: CommandCurriculumConfig, commands) -> None:
-        self.cfg = cfg
         self.commands = commands
-        self.stage = 0
-        self.outcomes: deque[bool] = deque(maxlen=cfg.window)
-        self.set_stage(0)
+        super().__init__(cfg)
 
-    @property
-    def last_stage(self) -> int:
-        return len(self.cfg.stages) - 1
-
-    def set_stage(self, stage: int) -> None:
-        """Jump to `stage` (clamped): the command term draws from its ranges from now on."""
-        self.stage = int(np.clip(stage, 0, self.last_stage))
-        self.outcomes.clear()
-        st = self.cfg.stages[self.stage]
-        self.commands.ranges[:] = [st.lin_vel_x, st.lin_vel_y, st.ang_vel_yaw]
+    def _enter(self, stage: CommandStage) -> None:
+        """The command term draws from this stage's ranges from now on."""
+        self.commands.ranges[:] = [stage.lin_vel_x, stage.lin_vel_y, stage.ang_vel_yaw]
 
     def record(self, success: np.ndarray, stages: np.ndarray) -> bool:
         """Add finished episodes (those begun in the current stage); advance when the window succeeds."""
-        self.outcomes.extend(bool(x) for x in success[stages == self.stage])
-        full = len(self.outcomes) == self.cfg.window
-        if full and self.stage < self.last_stage and np.mean(self.outcomes) >= self.cfg.success_rate:
-            self.set_stage(self.stage + 1)
-            return True
-        return False
+        return self._add(success, stages)
 
     def start(self, env, ids: np.ndarray, judged: np.ndarray) -> None:
         """Judge the ending episodes of `ids` that are real outcomes, then start them in the current stage."""
@@ -185,9 +187,6 @@ class CommandCurriculum:
             tracking = env.rewards.episode_sums[self.cfg.term][ended] / scale
             self.record(~s.terminated[ended] & (tracking >= self.cfg.min_tracking), s.stage[ended])
         s.stage[ids] = self.stage
-
-    def success_rate(self) -> float:
-        return float(np.mean(self.outcomes)) if self.outcomes else 0.0
 
     def scalars(self) -> dict[str, float]:
         """What TensorBoard shows of it (curriculum/<name>)."""

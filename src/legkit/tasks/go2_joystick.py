@@ -53,7 +53,7 @@ def go2_joystick() -> TaskConfig:
                 CommandStage(lin_vel_x=(-0.8, 1.5), lin_vel_y=(-0.5, 0.5), ang_vel_yaw=(-1.0, 1.0)),  # turning
                 CommandStage(lin_vel_x=(-1.0, 2.0), lin_vel_y=(-0.8, 0.8), ang_vel_yaw=(-1.5, 1.5)),  # fast
             ),
-            window=256, success_rate=0.7, term="track_lin_vel", min_tracking=0.6,
+            window=256, success_rate=0.7, term="track_lin_vel", min_tracking=0.5,
         ),
         rewards=rewards,
         randomization=PhysicsRandomization(friction=(0.3, 1.2), payload=(0.0, 3.0), kp_scale=(0.85, 1.15),
