@@ -322,6 +322,8 @@ BAD = {
                                         ["--json", "does not exist"]),
     "unwritable runs": (lambda s, r, t: ["train", "go2-walk", "--steps", "1024", "--runs", str(_a_file(t) / "sub")],
                         ["cannot create a run folder", "--runs"]),
+    "eval set that cannot apply": (lambda s, r, t: ["eval", str(s), "--set", "ppo.learning_rate=0.1"],
+                                   ["ppo.learning_rate", "cannot apply", "task.*"]),
     "eval another run's normalizer": (lambda s, r, t: ["eval", str(_foreign_norm(s, t)), "--episodes", "1"],
                                       ["vecnormalize.pkl", "another run"]),
 }

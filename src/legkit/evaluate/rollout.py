@@ -103,6 +103,12 @@ def load_run_config(policy: Policy, sets: list[str] | None = None) -> Config:
     A policy trained with pushes is judged undisturbed; what a `--set` asks for (e.g.
     task.pushes.force=100, or task.commands.lin_vel_x=[1,1]) applies on top of that.
     """
+    for item in sets or []:
+        key = item.split("=", 1)[0].strip()
+        if not key.startswith("task."):
+            raise LegkitError(f"--set {key} cannot apply to a saved policy's evaluation: only task.* keys change it "
+                              "(the task, its commands, disturbances and validation); ppo.* and run.* are training "
+                              "settings")
     saved = validate(from_dict(Config, load_yaml(str(policy.config))))
     tree = apply_sets(to_dict(replace(saved, task=undisturbed(saved.task))), list(sets or []))
     return validate(from_dict(Config, tree))
