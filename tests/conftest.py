@@ -74,10 +74,16 @@ def smoke(tmp_path_factory) -> Path:
     return run
 
 
+LEAKS = ("SB3-*", "torchinductor_*")
+"""What SB3 (a folder per learn() without a logger) and torch (its inductor cache, made by an optimizer step)
+put in the system temp directory unless legkit sends it elsewhere."""
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _no_sb3_temp_folders():
-    """Nothing leaks into the system temp directory: SB3 makes an SB3-* folder per learn() without a logger."""
-    before = set(Path(tempfile.gettempdir()).glob("SB3-*"))
+def _no_temp_folders():
+    """Nothing leaks into the system temp directory."""
+    tmp = Path(tempfile.gettempdir())
+    before = {p for pattern in LEAKS for p in tmp.glob(pattern)}
     yield
-    leaked = set(Path(tempfile.gettempdir()).glob("SB3-*")) - before
-    assert not leaked, f"the tests left SB3 folders in the temp directory: {sorted(map(str, leaked))[:3]}"
+    leaked = {p for pattern in LEAKS for p in tmp.glob(pattern)} - before
+    assert not leaked, f"the tests left folders in the temp directory: {sorted(map(str, leaked))[:3]}"

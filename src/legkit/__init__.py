@@ -3,6 +3,19 @@
 __version__ = "0.1.0"
 
 
+def _torch_cache_outside_tmp() -> None:
+    """Torch's optimizer step makes an (empty) torchinductor cache folder, by default in the system temp
+    directory; legkit keeps it in the user's cache folder instead, unless TORCHINDUCTOR_CACHE_DIR is set."""
+    import os
+    from pathlib import Path
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "legkit" / "torchinductor"))
+
+
+_torch_cache_outside_tmp()
+
+
 class LegkitError(Exception):
     """A user-facing error: the CLI prints its one-line message and exits with code 2."""
 
