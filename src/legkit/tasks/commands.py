@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from legkit import LegkitError
 from legkit.tasks.state import BatchState
 
 
@@ -96,8 +97,6 @@ class VelocityCommand:
 
 def check_commands(task) -> None:
     """Raise a LegkitError for command and command-curriculum settings out of range (a TaskConfig)."""
-    from legkit import LegkitError
-
     c, cc = task.commands, task.command_curriculum
     checks = [
         (0.0 <= c.standing_share <= 1.0, "task.commands.standing_share", c.standing_share, "in [0, 1]"),
