@@ -86,3 +86,17 @@ def test_command_curriculum_judges_tracking_from_the_reward_sums():
         assert cur.stage == 0
     finally:
         batch.close()
+
+
+def test_single_axis_share_gives_pure_draws_on_each_axis_evenly():
+    s = BatchState(30000, 12, 4, 5, 0.02)
+    cfg = CommandConfig(lin_vel_x=(-1.0, 2.0), lin_vel_y=(-0.8, 0.8), ang_vel_yaw=(-1.5, 1.5), single_axis_share=0.3)
+    term = VelocityCommand(cfg, s, _Env(), 0.02)
+    term.reset(np.arange(30000))
+    nonzero = s.command != 0.0
+    single = nonzero.sum(axis=1) == 1
+    assert single.mean() == pytest.approx(0.3, abs=0.01)
+    # each axis gets a third of the single-axis draws, and keeps its range
+    np.testing.assert_allclose(nonzero[single].mean(axis=0), [1 / 3] * 3, atol=0.02)
+    assert s.command[:, 0].min() >= -1.0 and s.command[:, 0].max() <= 2.0
+    assert (nonzero.sum(axis=1) == 3)[~single].all()

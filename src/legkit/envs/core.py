@@ -17,7 +17,7 @@ from legkit.tasks.config import TaskConfig
 from legkit.tasks.commands import VelocityCommand
 from legkit.tasks.curriculum import CommandCurriculum, HeightCurriculum
 from legkit.tasks.events import Pushes, build_events
-from legkit.tasks.observations import OBSERVATIONS, compute_observation, observation_layout
+from legkit.tasks.observations import OBSERVATIONS, compute_observation, observation_layout, term_indices
 from legkit.tasks.state import BatchState
 from legkit.tasks.terms import RewardManager
 
@@ -82,11 +82,19 @@ class LeggedBatch:
             raise LegkitError(f"robot '{r.name}' has control '{r.control}'; valid: position, torque")
 
         self.state = BatchState(num_envs, r.num_joints, len(self.foot_sensors), len(self.undesired_sensors), self.dt)
+        self.state.ground_friction[:] = task.physics.floor_friction
+        self._history_src = self._history_setup(task)
         self.rewards = RewardManager(task.rewards, num_envs, len(self.foot_sensors), self.dt, task.reward_scale_by_dt)
         self.obs_layout = observation_layout(task.observations, self.state)
         self.obs_dim = sum(size for _, _, size in self.obs_layout)
         self.action_dim = r.num_joints
         self._obs = np.zeros((num_envs, self.obs_dim), dtype=np.float32)
+        if self._history_src is not None:
+            self._history_src = np.asarray(term_indices(self.obs_layout, task.observation_history.terms))
+            self._frame = np.zeros((num_envs, len(self._history_src)))
+            """The history terms of the last observation: pushed into state.history at the next step."""
+            self._history_fresh = np.ones(num_envs, dtype=bool)
+            """Robots whose history restarts with their next observation (just reset)."""
         self._ctrl = np.zeros((num_envs, m.nu))
         self.episode_return = np.zeros(num_envs)
         self.episode_height_sum = np.zeros(num_envs)
@@ -113,6 +121,22 @@ class LeggedBatch:
         self.bad_physics_count = 0
         """Robots reset because their physics state became non-finite or exploded."""
         self.reset()
+
+    def _history_setup(self, task: TaskConfig):
+        """Size state.history for the `history` term; None when the task does not observe it."""
+        if "history" not in task.observations:
+            return None
+        h = task.observation_history
+        for name in h.terms:
+            if name == "history" or name not in task.observations:
+                raise LegkitError(f"invalid task.observation_history.terms entry '{name}': must be one of the "
+                                  f"task's other observation terms ({', '.join(n for n in task.observations if n != 'history')})")
+        if h.length < 1 or not h.terms:
+            raise LegkitError(f"invalid task.observation_history: length {h.length} of terms {list(h.terms)}; "
+                              "the history term needs length >= 1 and at least one term")
+        frame = sum(OBSERVATIONS[name](self.state).shape[1] for name in h.terms)
+        self.state.history = np.zeros((self.num_envs, h.length * frame))
+        return True
 
     # -- resets ------------------------------------------------------------------------------
     def reset(self, env_ids: np.ndarray | None = None, record: bool = True) -> dict[str, np.ndarray]:
@@ -147,6 +171,8 @@ class LeggedBatch:
             event.reset(ids)
         s.action[ids] = 0.0
         s.last_action[ids] = 0.0
+        if self._history_src is not None:
+            self._history_fresh[ids] = True
         s.episode_step[ids] = 0
         s.terminated[ids] = False
         self.time_limit[ids] = self.max_steps
@@ -185,6 +211,15 @@ class LeggedBatch:
         obs = compute_observation(self.task.observations, self.state, self._obs)
         for start, size, width in self._noise:
             obs[:, start:start + size] += self.rng.uniform(-width, width, (self.num_envs, size))
+        if self._history_src is not None:
+            np.copyto(self._frame, obs[:, self._history_src])
+            fresh = np.flatnonzero(self._history_fresh)
+            if len(fresh):  # a new episode's past is its first frame
+                s, length = self.state, self.task.observation_history.length
+                s.history[fresh] = np.tile(self._frame[fresh], (1, length))
+                _, start, size = next(b for b in self.obs_layout if b[0] == "history")
+                obs[fresh, start:start + size] = s.history[fresh]
+                self._history_fresh[fresh] = False
         return obs
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -195,6 +230,10 @@ class LeggedBatch:
         reward so that the caller resets it; the counters record how often that happened.
         """
         s = self.state
+        if self._history_src is not None:  # what the policy acted on becomes the newest past frame
+            k = self._frame.shape[1]
+            s.history[:, k:] = s.history[:, :-k].copy()
+            s.history[:, :k] = self._frame
         actions = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, self.action_dim)
         bad_action = ~np.isfinite(actions).all(axis=1)
         np.copyto(s.last_action, s.action)

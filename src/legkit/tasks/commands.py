@@ -30,6 +30,9 @@ class CommandConfig:
     """Resample commands this often (s); 0 keeps one command per episode."""
     standing_share: float = 0.0
     """Fraction of draws that are the zero command (stand still), in [0, 1]."""
+    single_axis_share: float = 0.0
+    """Fraction of draws that keep one of vx, vy, yaw rate (chosen evenly) and zero the other two, in
+    [0, 1]: pure backward, sideways and turning on the spot, which a draw from the whole box rarely gives."""
     heading: bool = False
     """Heading mode: draw a heading in [-pi, pi] (world frame) and command the yaw rate
     `heading_stiffness * heading error`, clipped to `ang_vel_yaw`."""
@@ -67,6 +70,11 @@ class VelocityCommand:
         for col in range(3):
             lo, hi = self.ranges[col]
             cmd[ids, col] = rng.uniform(lo, hi, k)
+        if self.cfg.single_axis_share > 0:
+            single = rng.uniform(0.0, 1.0, k) < self.cfg.single_axis_share
+            keep = rng.integers(0, 3, k)
+            for col in range(3):
+                cmd[ids[single & (keep != col)], col] = 0.0
         if self.cfg.heading:
             self.target_heading[ids] = rng.uniform(-np.pi, np.pi, k)
         if self.cfg.standing_share > 0:
@@ -100,6 +108,7 @@ def check_commands(task) -> None:
     c, cc = task.commands, task.command_curriculum
     checks = [
         (0.0 <= c.standing_share <= 1.0, "task.commands.standing_share", c.standing_share, "in [0, 1]"),
+        (0.0 <= c.single_axis_share <= 1.0, "task.commands.single_axis_share", c.single_axis_share, "in [0, 1]"),
         (c.heading_stiffness > 0, "task.commands.heading_stiffness", c.heading_stiffness, "> 0 (1/s)"),
     ]
     if cc.stages:

@@ -9,6 +9,7 @@ from legkit.sim.scene import PhysicsConfig
 from legkit.tasks.commands import CommandConfig
 from legkit.tasks.curriculum import CommandCurriculumConfig, CurriculumConfig
 from legkit.tasks.events import LatencyConfig, PushConfig
+from legkit.tasks.observations import HistoryConfig
 from legkit.tasks.terms import RewardTerm
 
 
@@ -131,6 +132,8 @@ class TaskConfig:
     """Models in that pool (memory and build time grow with it: about 0.8 MB and 1 ms per Go2 model)."""
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     """Actuation latency (off by default): `task.latency.range_s=[0,0.02]`."""
+    observation_history: HistoryConfig = field(default_factory=HistoryConfig)
+    """What the `history` observation term keeps (used only when `observations` lists `history`)."""
     observation_noise: dict[str, float] = field(default_factory=dict)
     """Uniform noise added to observation terms, term name -> half-width in the term's units (e.g.
     `task.observation_noise.joint_vel=1.5`); none by default."""

@@ -99,7 +99,8 @@ class Pushes(Event):
             self.force[start, 0] = magnitude * np.cos(angle)
             self.force[start, 1] = magnitude * np.sin(angle)
         # Free-joint translational dofs: a world-frame force on the base.
-        env.sim.qfrc_applied[:, :3] = self.force * (since < self.length)[:, None]
+        np.multiply(self.force, (since < self.length)[:, None], out=env.state.push_force)
+        env.sim.qfrc_applied[:, :3] = env.state.push_force
 
 
 class RandomizePhysics(Event):
@@ -110,6 +111,7 @@ class RandomizePhysics(Event):
         base = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_BODY, env.robot.base_body)
         self.pool = ModelPool(env.model, base, cfg, rng=env.rng, size=pool_size)
         env.sim.set_model_pool(self.pool, self.pool.sample_indices(env.rng, env.num_envs))
+        self._record(np.arange(env.num_envs))
 
     @staticmethod
     def wanted(env: "LeggedBatch") -> bool:
@@ -117,6 +119,12 @@ class RandomizePhysics(Event):
 
     def reset(self, ids: np.ndarray) -> None:
         self.env.sim.assign_models(ids, self.pool.sample_indices(self.env.rng, len(ids)))
+        self._record(ids)
+
+    def _record(self, ids: np.ndarray) -> None:
+        """Write what robots `ids` were given into the state's privileged fields."""
+        s, v = self.env.state, self.pool.values(self.env.sim.model_index[ids])
+        s.ground_friction[ids], s.payload[ids], s.motor_strength[ids] = v["friction"], v["payload"], v["kp_scale"]
 
     def values(self) -> dict[str, np.ndarray]:
         """What each robot's current model was given (friction, payload, ...), (num_envs, ...) arrays."""

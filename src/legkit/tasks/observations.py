@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from legkit.tasks.state import BatchState
 
 OBSERVATIONS = {
@@ -20,8 +22,40 @@ OBSERVATIONS = {
     "last_action": lambda s: s.action,
     "base_height": lambda s: s.base_pos[:, 2:3],
     "target_height": lambda s: s.target_height[:, None],
+    "history": lambda s: s.history,
+    # Privileged terms: a real robot cannot measure these; give them to a critic only.
+    "ground_friction": lambda s: s.ground_friction[:, None],
+    "payload": lambda s: s.payload[:, None],
+    "motor_strength": lambda s: s.motor_strength[:, None],
+    "push_force": lambda s: s.push_force[:, :2] * 0.01,  # per 100 N
 }
-"""Observation terms by config name (`last_action` is the action applied in the step just taken)."""
+"""Observation terms by config name (`last_action` is the action applied in the step just taken;
+`history` is the past frames of `task.observation_history`)."""
+
+PRIVILEGED = ("base_lin_vel", "base_height", "ground_friction", "payload", "motor_strength", "push_force")
+"""Terms the simulator knows and a robot has no sensor for."""
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    """The `history` observation term: the last `length` observed frames of `terms`, newest first.
+
+    A frame is the values of `terms` as the policy saw them (noise included), in observation order;
+    at a reset every past frame is the first observation of the episode. A policy without base
+    velocity (a real Go2 has no sensor for it) can infer it from how the joints and the IMU moved.
+    """
+
+    terms: tuple[str, ...] = ()
+    """Observation terms kept in each frame; each must also be in `task.observations`."""
+    length: int = 0
+    """Past frames kept (control steps)."""
+
+
+def term_indices(layout: list, names) -> list[int]:
+    """Indices into the flat observation of the terms `names` ((name, start, size) layout), in
+    observation order."""
+    wanted = set(names)
+    return [i for n, start, size in layout if n in wanted for i in range(int(start), int(start) + int(size))]
 
 
 def observation_layout(terms: tuple[str, ...], s: BatchState) -> list[tuple[str, int, int]]:

@@ -63,6 +63,17 @@ class BatchState:
         """Control steps since this robot's reset."""
         self.terminated = np.zeros(n, dtype=bool)
         """Whether this step ended the episode by a fall (set before rewards are computed)."""
+        self.history = np.zeros((n, 0))
+        """Past observation frames, newest first (the `history` observation term; empty without one)."""
+        # Privileged quantities: what the simulator knows and a robot does not (for a critic).
+        self.ground_friction = np.zeros(n)
+        """Sliding friction of the ground under each robot (the scene's, or its randomized model's)."""
+        self.payload = np.zeros(n)
+        """Mass added to the base by randomization (kg)."""
+        self.motor_strength = np.ones(n)
+        """Factor on the actuators' proportional gain from randomization (1 nominal)."""
+        self.push_force = np.zeros((n, 3))
+        """External push on the base this control step (N, world frame; zero between pushes)."""
 
     def update_kinematics(self, qpos: np.ndarray, qvel: np.ndarray, home: np.ndarray,
                           joint_qpos: np.ndarray, joint_dof: np.ndarray) -> None:
