@@ -268,12 +268,13 @@ def test_fixed_command_holds_one_command_for_every_robot(walk_task):
     from legkit.envs.core import LeggedBatch
     from legkit.evaluate.sweep import fixed_command
 
+    # every command setting that would change a draw is on: standing and single-axis draws, resampling
     task = fixed_command(dataclasses.replace(walk_task, commands=dataclasses.replace(
-        walk_task.commands, resample_seconds=1.0)), 1.0, -0.5, 0.3)
+        walk_task.commands, resample_seconds=1.0, standing_share=0.5, single_axis_share=0.5)), 1.0, -0.5, 0.3)
     assert task.commands.resample_seconds == 0.0
-    batch = LeggedBatch(task, 8, seed=3, nthread=1)
+    batch = LeggedBatch(task, 64, seed=3, nthread=1)
     try:
-        np.testing.assert_allclose(batch.state.command, np.tile([1.0, -0.5, 0.3], (8, 1)))
+        np.testing.assert_allclose(batch.state.command, np.tile([1.0, -0.5, 0.3], (64, 1)))
     finally:
         batch.close()
 

@@ -20,7 +20,8 @@ from legkit.tasks.observations import HistoryConfig
 from legkit.tasks.terms import RewardTerm
 
 FORWARD = ("task.command_curriculum.stages=[]", "task.commands.lin_vel_x=[0.5,1.0]", "task.commands.lin_vel_y=[0,0]",
-           "task.commands.ang_vel_yaw=[0,0]", "task.commands.standing_share=0")
+           "task.commands.ang_vel_yaw=[0,0]", "task.commands.standing_share=0",
+           "task.commands.single_axis_share=0")
 """The robustness scenarios' commands: 0.5-1.0 m/s forward, as the issue judges them."""
 
 ROBUSTNESS = tuple(Scenario(name, FORWARD + sets, 0.9, 0.3) for name, sets in (
