@@ -209,16 +209,17 @@ def lifted(*feet: int) -> list[bool]:
 
 @pytest.mark.parametrize("k", [1, 5, 20])
 def test_feet_air_time_rewards_air_time_on_touchdown(k):
-    s = make_state(2)
-    s.command[:] = [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]  # env 1 is told to stand still
-    term = FeetAirTime(2, NUM_FEET)
-    np.testing.assert_array_equal(feet_step(term, s, [GROUND, GROUND], threshold=0.3), [0.0, 0.0])
+    s = make_state(3)
+    # env 1 is told to stand still; env 2 to turn on the spot, which takes steps too
+    s.command[:] = [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.8]]
+    term = FeetAirTime(3, NUM_FEET)
+    np.testing.assert_array_equal(feet_step(term, s, [GROUND] * 3, threshold=0.3), [0.0, 0.0, 0.0])
     for _ in range(k):  # foot 0 in the air for k steps: nothing until it lands
-        np.testing.assert_array_equal(feet_step(term, s, [lifted(0), lifted(0)], threshold=0.3), [0.0, 0.0])
-    r = feet_step(term, s, [GROUND, GROUND], threshold=0.3)
-    np.testing.assert_allclose(r, [k * DT - 0.3, 0.0])  # zero command: no air-time reward
+        np.testing.assert_array_equal(feet_step(term, s, [lifted(0)] * 3, threshold=0.3), [0.0, 0.0, 0.0])
+    r = feet_step(term, s, [GROUND] * 3, threshold=0.3)
+    np.testing.assert_allclose(r, [k * DT - 0.3, 0.0, k * DT - 0.3])  # zero command: no air-time reward
     # Standing on all feet afterwards gives nothing more.
-    np.testing.assert_array_equal(feet_step(term, s, [GROUND, GROUND], threshold=0.3), [0.0, 0.0])
+    np.testing.assert_array_equal(feet_step(term, s, [GROUND] * 3, threshold=0.3), [0.0, 0.0, 0.0])
 
 
 def test_feet_air_time_sums_feet_landing_together():

@@ -154,14 +154,23 @@ def test_robustness_survival_threshold(survivors, passed):
 def test_robustness_tracking_rms_threshold(err, passed):
     sc = Scenario("latency 20 ms", ("task.latency.range_s=[0.02,0.02]",), min_survival=0.9, max_tracking_rms=0.25)
     rows = robustness_rows(judge_robustness([(sc, tracking(10, err=err))]))
-    rms = rows[("robustness: latency 20 ms", "velocity tracking RMS (m/s)")]
+    rms = rows[("robustness: latency 20 ms", "linear velocity tracking RMS (m/s)")]
     assert rms.value == pytest.approx(abs(err)) and rms.passed is passed and rms.threshold == "<= 0.25"
     assert rows[("robustness: latency 20 ms", "survival")].passed
 
 
+def test_robustness_rms_is_the_linear_velocity_error_only():
+    t = tracking(10, err=0.2)
+    t.vel[..., 2] = 0.5  # turning at 0.5 rad/s under a zero yaw command: not part of an m/s bar
+    rows = robustness_rows(judge_robustness([(Scenario("yaw", max_tracking_rms=0.25), t)]))
+    rms = rows[("robustness: yaw", "linear velocity tracking RMS (m/s)")]
+    assert rms.value == pytest.approx(0.2) and rms.passed
+    assert compute_metrics(t)["velocity_tracking_rms"] == pytest.approx(np.hypot(0.2, 0.5))
+
+
 def test_robustness_rms_at_the_measured_value_passes_and_just_below_fails():
     t = tracking(10, err=0.3)  # 0.3 is not exact in binary: the bar is compared with the measured RMS itself
-    rms = compute_metrics(t)["velocity_tracking_rms"]
+    rms = compute_metrics(t)["linear_velocity_tracking_rms"]
     at = judge_robustness([(Scenario("at", max_tracking_rms=rms), t)])
     below = judge_robustness([(Scenario("below", max_tracking_rms=float(np.nextafter(rms, 0.0))), t)])
     assert at[-1].passed and not below[-1].passed
@@ -175,9 +184,9 @@ def test_robustness_rows_follow_the_suite_named_per_scenario():
     plain = judge(VC, good(), {1: good(4)}, good(1, 3000), good(), good())
     assert checks[:-6] == plain  # the suite's own checks are untouched
     assert [(c.scenario, c.name.split(" (")[0], c.passed) for c in checks[-6:]] == [
-        ("robustness: pushes 100 N", "survival", True), ("robustness: pushes 100 N", "velocity tracking RMS", True),
-        ("robustness: payload 3 kg", "survival", False), ("robustness: payload 3 kg", "velocity tracking RMS", True),
-        ("robustness: friction 1.2", "survival", True), ("robustness: friction 1.2", "velocity tracking RMS", False),
+        ("robustness: pushes 100 N", "survival", True), ("robustness: pushes 100 N", "linear velocity tracking RMS", True),
+        ("robustness: payload 3 kg", "survival", False), ("robustness: payload 3 kg", "linear velocity tracking RMS", True),
+        ("robustness: friction 1.2", "survival", True), ("robustness: friction 1.2", "linear velocity tracking RMS", False),
     ]
     assert "robustness: friction 1.2" in format_checks({"checks": [asdict(c) for c in checks], "passed": False})
 
@@ -203,7 +212,7 @@ def test_validate_cli_runs_robustness_scenarios(tmp_path, capsys):
     assert code == (0 if result["passed"] else 1)
     rows = {(c["scenario"], c["name"]): c for c in result["checks"] if c["scenario"].startswith("robustness")}
     assert list(rows) == [("robustness: friction 0.3", "survival"),
-                          ("robustness: friction 0.3", "velocity tracking RMS (m/s)"),
+                          ("robustness: friction 0.3", "linear velocity tracking RMS (m/s)"),
                           ("robustness: pushes 100 N", "survival")]
     assert all(isinstance(r["value"], float) for r in rows.values())
     assert rows[("robustness: friction 0.3", "survival")]["threshold"] == ">= 0.5"

@@ -122,6 +122,10 @@ class LeggedBatch:
         """Robots reset because their physics state became non-finite or exploded."""
         self.reset()
 
+    def control_map(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(offset, gain, low, high) per actuator: ctrl = clip(offset + gain * action, low, high)."""
+        return self._ctrl_offset, self._ctrl_gain, self.ctrl_low, self.ctrl_high
+
     def _history_setup(self, task: TaskConfig):
         """Size state.history for the `history` term; None when the task does not observe it."""
         if "history" not in task.observations:

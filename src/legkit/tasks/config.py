@@ -49,7 +49,8 @@ class Scenario:
     min_survival: float = 0.9
     """Pass when at least this fraction of episodes does not fall."""
     max_tracking_rms: float | None = None
-    """Pass when the velocity tracking RMS error (m/s) is at most this; None skips the check."""
+    """Pass when the RMS error of the planar velocity (vx, vy) against the command is at most this (m/s);
+    None skips the check."""
 
 
 @dataclass(frozen=True)

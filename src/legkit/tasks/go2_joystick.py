@@ -44,18 +44,19 @@ def go2_joystick() -> TaskConfig:
         "track_ang_vel": RewardTerm(0.75, {"sigma": 0.25}),
         "stand_still": RewardTerm(-2.0, {"threshold": 0.1}),
         "base_height": RewardTerm(-10.0, {"target": 0.27}),
-        "feet_air_time": RewardTerm(1.0, {"threshold": 0.2}),  # 0.3 s made slow steps cost more than standing
     })
     return replace(
         walk,
-        # The actor reads what a Go2 measures, and its last 3 frames (configs/go2-joystick.yaml:
-        # ppo.actor_observations); the critic also reads the base velocity and the randomized physics.
+        # The actor reads the base velocity (from a state estimator on a robot) and what a Go2 measures
+        # (configs/go2-joystick.yaml: ppo.actor_observations); the critic also reads the randomized
+        # physics and the push. An actor without the base velocity would add "history" here and to
+        # its actor_observations (observation_history says what it keeps).
         observations=("base_lin_vel", "base_ang_vel", "projected_gravity", "command", "joint_pos", "joint_vel",
-                      "last_action", "history", "ground_friction", "payload", "motor_strength", "push_force"),
+                      "last_action", "ground_friction", "payload", "motor_strength", "push_force"),
         observation_history=HistoryConfig(
             terms=("base_ang_vel", "projected_gravity", "joint_pos", "joint_vel", "last_action"), length=3),
         commands=CommandConfig(lin_vel_x=(-1.0, 2.0), lin_vel_y=(-0.8, 0.8), ang_vel_yaw=(-1.5, 1.5),
-                               resample_seconds=5.0, standing_share=0.1, single_axis_share=0.3),
+                               resample_seconds=5.0, standing_share=0.1, single_axis_share=0.2),
         command_curriculum=CommandCurriculumConfig(
             stages=(
                 CommandStage(lin_vel_x=(-0.5, 1.0), lin_vel_y=(-0.3, 0.3), ang_vel_yaw=(-0.5, 0.5)),  # slow

@@ -114,7 +114,8 @@ def sustained_bonus(s: BatchState, every: int = 100) -> np.ndarray:
 class FeetAirTime:
     """Reward steps of a useful length: on touchdown, sum over feet of (air time - threshold) (s).
 
-    Zero when the command is (near) zero, so that standing still is not punished.
+    Zero when the command is (near) zero, so that standing still is not punished; a yaw-rate command
+    alone counts as moving.
     """
 
     def __init__(self, num_envs: int, num_feet: int):
@@ -133,7 +134,8 @@ class FeetAirTime:
         self.air_time += s.dt
         self.air_time[contact] = 0.0
         self.was_in_contact = contact
-        moving = np.linalg.norm(s.command[:, :2], axis=1) > 0.1
+        # told to move or to turn: turning on the spot takes steps too
+        moving = (np.linalg.norm(s.command[:, :2], axis=1) > 0.1) | (np.abs(s.command[:, 2]) > 0.1)
         return reward * moving
 
 
