@@ -195,6 +195,70 @@ def cmd_validate(args: argparse.Namespace) -> None:
         raise _Failed()
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from legkit.export.policy import FORMATS, export_policy, onnx_latency, runtime_latency
+    from legkit.train.runs import PRETRAINED_PREFIX, find_policy, resolve_run
+
+    if args.format not in FORMATS:
+        raise LegkitError(f"--format {args.format} is not an export format; valid: {', '.join(FORMATS)}")
+    run = resolve_run(args.run)
+    policy = find_policy(run, args.checkpoint)
+    if args.out:
+        out = Path(args.out)
+    elif args.run.startswith(PRETRAINED_PREFIX):
+        out = Path(f"export-{args.run[len(PRETRAINED_PREFIX):]}")
+    else:
+        out = run / f"export-{policy.label}"
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise LegkitError(f"--out {out} already exists and is not empty; choose another folder or remove it "
+                          "(an export is never overwritten)")
+    spec = export_policy(policy, out, args.format)
+    par = spec["parity"]
+    print(f"exported {policy.folder} ({policy.label}) to {out} ({args.format})")
+    print(f"inputs: {', '.join(t['name'] for t in spec['observation']['terms'])} ({spec['observation']['size']} values)"
+          + (f"; needs an estimator for {', '.join(spec['observation']['needs_estimator'])}"
+             if spec["observation"]["needs_estimator"] else ""))
+    print(f"parity: max |export - SB3| = {par['max_abs_diff']:.2e} on {par['observations']} observations "
+          f"(tolerance {par['tolerance']:g})")
+    if args.format == "onnx":
+        lat, step = onnx_latency(out / "policy.onnx", spec["observation"]["size"]), runtime_latency(out)
+        print(f"latency, batch 1, one thread: onnxruntime median {lat['median_us']:.1f} us, p99 {lat['p99_us']:.1f} us; "
+              f"whole runtime step median {step['median_us']:.1f} us, p99 {step['p99_us']:.1f} us")
+
+
+def cmd_sim2sim(args: argparse.Namespace) -> None:
+    from legkit.evaluate.metrics import format_table
+    from legkit.export.sim2sim import read_export, sim2sim
+    from legkit.robots import get_robot
+    from legkit.train.runs import write_json
+
+    export = Path(args.export)
+    spec = read_export(export)
+    if args.episodes < 1:
+        raise LegkitError(f"--episodes must be at least 1, got {args.episodes}")
+    model = Path(args.model) if args.model else get_robot(spec["robot"]).xml()
+    if not model.is_file():
+        raise LegkitError(f"--model {model} is not a file; give the MJCF (.xml) of a {spec['robot']}")
+    command = None
+    if args.command is not None:
+        try:
+            command = tuple(float(x) for x in args.command.split(","))
+        except ValueError:
+            command = ()
+        if len(command) != 3:
+            raise LegkitError(f"--command {args.command} is not vx,vy,yaw (three numbers: m/s, m/s, rad/s)")
+    out = _writable_file(args.json, "--json") if args.json else None
+    result = sim2sim(export, model, args.episodes, command, args.seconds, args.seed)
+    where = "its own model" if not args.model else str(model)
+    print(f"sim2sim of {export} on {where} ({args.episodes} episodes"
+          + (f", command {list(command)}" if command else ", commands drawn from the exported ranges")
+          + (", ground plane added" if result["ground_added"] else "") + ")")
+    print(format_table(result["metrics"]))
+    if out is not None:
+        write_json(out, result)
+        print(f"wrote {out}")
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     from legkit.evaluate.bench import format_bench, run_bench
 
@@ -410,6 +474,24 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a task key for validation")
     v.add_argument("--json", help="write the result here (default: RUN/validate.json)")
     v.set_defaults(func=cmd_validate)
+
+    x = sub.add_parser("export", help="export a policy as ONNX (or TorchScript) with policy.json and the runtime")
+    x.add_argument("run", help="run folder or pretrained:NAME")
+    x.add_argument("--checkpoint", help="step number, 'latest' or 'best' (default: the final model)")
+    x.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
+    x.add_argument("--out", help="export folder, new or empty (default: RUN/export-<checkpoint>, or "
+                                 "./export-NAME for pretrained:NAME)")
+    x.set_defaults(func=cmd_export)
+
+    s2 = sub.add_parser("sim2sim", help="drive an export with legkit.runtime in a plain MuJoCo loop on any MJCF")
+    s2.add_argument("export", help="export folder (legkit export)")
+    s2.add_argument("--model", help="MJCF of the same robot (default: legkit's own model of it)")
+    s2.add_argument("--episodes", type=int, default=10)
+    s2.add_argument("--command", help="vx,vy,yaw held for every episode (default: drawn from the exported ranges)")
+    s2.add_argument("--seconds", type=float, help="episode length (default: the task's)")
+    s2.add_argument("--seed", type=int, default=0)
+    s2.add_argument("--json", help="write the result here")
+    s2.set_defaults(func=cmd_sim2sim)
 
     b = sub.add_parser("bench", help="measure physics, env, PPO and hand-built throughput in one run")
     b.add_argument("--task", default="go2-walk")
