@@ -79,3 +79,31 @@ def test_privileged_terms_report_the_randomized_physics_and_the_push():
         np.testing.assert_allclose(env.sim.qfrc_applied[:, :2], force, rtol=1e-5)
     finally:
         env.close()
+
+
+def test_vecenv_history_is_what_the_policy_saw_across_auto_resets():
+    """With observation noise, the history's newest frame is exactly the previous observation returned to the
+    policy, also on steps where other robots fall and are reset (the env observes twice on those)."""
+    from legkit.envs.vec_env import LegkitVecEnv
+
+    task = replace(_task(length=2), observation_noise={"joint_pos": 0.05},
+                   termination=replace(get_task("go2-walk").termination, grace_steps=0, min_base_height=0.26))
+    env = LegkitVecEnv(task, 6, seed=0, nthread=1)
+    try:
+        b = env.batch
+        hist, jp, la = _block(b, "history"), _block(b, "joint_pos"), _block(b, "last_action")
+        obs = env.reset()
+        rng = np.random.default_rng(0)
+        resets = 0
+        for _ in range(40):
+            new, _, dones, _ = env.step(rng.uniform(-1, 1, (6, 12)).astype(np.float32))
+            kept = ~dones
+            resets += int(dones.sum())
+            seen = np.concatenate([obs[:, jp], obs[:, la]], axis=1)
+            np.testing.assert_allclose(new[kept][:, hist][:, :seen.shape[1]], seen[kept], atol=1e-6)
+            fresh = new[dones]
+            np.testing.assert_allclose(fresh[:, hist], np.tile(np.concatenate([fresh[:, jp], fresh[:, la]], axis=1), 2))
+            obs = new
+        assert resets > 0  # the low height bar makes robots fall: the twice-observed steps were exercised
+    finally:
+        env.close()

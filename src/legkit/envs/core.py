@@ -209,15 +209,21 @@ class LeggedBatch:
         if len(self.base_sensors):
             np.sum(sd[:, self.base_sensors], axis=1, out=s.base_contact_force)
 
-    def observe(self) -> np.ndarray:
+    def observe(self, ids: np.ndarray | None = None) -> np.ndarray:
         """Current observations, (num_envs, obs_dim) float32 (a buffer reused between calls), with the
-        configured noise."""
+        configured noise. `ids`: the robots whose observation the caller uses (all if None); only theirs
+        become the next past frame of the history term (a second call after some robots reset must not
+        replace what the others' policy saw)."""
         obs = compute_observation(self.task.observations, self.state, self._obs)
         for start, size, width in self._noise:
             obs[:, start:start + size] += self.rng.uniform(-width, width, (self.num_envs, size))
         if self._history_src is not None:
-            np.copyto(self._frame, obs[:, self._history_src])
-            fresh = np.flatnonzero(self._history_fresh)
+            rows = slice(None) if ids is None else ids
+            self._frame[rows] = obs[rows][:, self._history_src]
+            fresh = self._history_fresh.copy()
+            if ids is not None:  # robots outside `ids` start their history at a later call
+                fresh[np.setdiff1d(np.arange(self.num_envs), ids)] = False
+            fresh = np.flatnonzero(fresh)
             if len(fresh):  # a new episode's past is its first frame
                 s, length = self.state, self.task.observation_history.length
                 s.history[fresh] = np.tile(self._frame[fresh], (1, length))

@@ -61,7 +61,7 @@ class LegkitVecEnv(VecEnv):
             terminal = np.nan_to_num(obs[done_ids], nan=0.0, posinf=0.0, neginf=0.0)
             elapsed = round(time.time() - self._t0, 6)
             sums = b.reset(done_ids)
-            obs[done_ids] = b.observe()[done_ids]
+            obs[done_ids] = b.observe(done_ids)[done_ids]
             for k, i in enumerate(done_ids):
                 infos[i]["terminal_observation"] = terminal[k]
                 infos[i]["TimeLimit.truncated"] = bool(truncated[i])
