@@ -429,3 +429,19 @@ def test_projected_gravity_level_and_tilted():
     np.testing.assert_allclose(s.projected_gravity[0], [0.0, 0.0, -1.0], atol=1e-12)
     np.testing.assert_allclose(s.projected_gravity[1], [math.sin(a), 0.0, -math.cos(a)], atol=1e-12)
     np.testing.assert_allclose(REWARDS["orientation"](s), [0.0, math.sin(a) ** 2], atol=1e-12)
+
+
+def test_termination_terms_fire_on_their_own_condition_after_the_grace_steps():
+    from legkit.tasks.config import TerminationConfig
+    from legkit.tasks.terminations import falls
+
+    s = make_state(4)
+    cfg = TerminationConfig(min_base_height=0.12, base_contact_force=1.0, grace_steps=5)
+    s.base_pos[:, 2] = [0.3, 0.1, 0.3, 0.1]
+    s.base_contact_force[:] = [0.0, 0.0, 5.0, 5.0]
+    s.episode_step[:] = 6
+    counts = {}
+    np.testing.assert_array_equal(falls(s, cfg, counts), [False, True, True, True])
+    assert counts == {"base_too_low": 2, "base_contact": 2}
+    s.episode_step[:] = 5  # within the grace steps nothing ends an episode
+    assert not falls(s, cfg, counts).any() and counts == {"base_too_low": 2, "base_contact": 2}

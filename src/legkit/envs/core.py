@@ -19,6 +19,7 @@ from legkit.tasks.curriculum import CommandCurriculum, HeightCurriculum
 from legkit.tasks.events import Pushes, build_events
 from legkit.tasks.observations import OBSERVATIONS, compute_observation, observation_layout, term_indices
 from legkit.tasks.state import BatchState
+from legkit.tasks.terminations import falls
 from legkit.tasks.terms import RewardManager
 
 
@@ -116,6 +117,8 @@ class LeggedBatch:
         self._noise = [(start, size, task.observation_noise[name]) for name, start, size in self.obs_layout
                        if task.observation_noise.get(name, 0.0) > 0]
         """(start, size, half-width) of every observation block that gets uniform noise."""
+        self.termination_counts: dict[str, int] = {}
+        """How often each termination term fired (tasks/terminations.py), since the env was made."""
         self.bad_action_count = 0
         """Robots reset because the policy gave a non-finite action."""
         self.bad_physics_count = 0
@@ -263,9 +266,7 @@ class LeggedBatch:
         self._update_state()
         s.episode_step += 1
 
-        t = self.task.termination
-        fell = (s.base_pos[:, 2] < t.min_base_height) | (s.base_contact_force > t.base_contact_force)
-        fell &= s.episode_step > t.grace_steps
+        fell = falls(s, self.task.termination, self.termination_counts)
         broken = bad_action | bad_physics
         np.logical_or(fell, broken, out=s.terminated)
         truncated = (s.episode_step >= self.time_limit) & ~s.terminated

@@ -79,6 +79,8 @@ class EpisodeLogger(BaseCallback):
         self.logger.record("perf/rss_mb", current_rss_mb())
         self.logger.record("stats/bad_actions", self.env.batch.bad_action_count)
         self.logger.record("stats/bad_physics", self.env.batch.bad_physics_count)
+        for name, n in self.env.batch.termination_counts.items():  # cumulative, as the two above
+            self.logger.record(f"termination/{name}", n)
         self.logger.record("train/policy_std", float(np.exp(self.model.policy.log_std.detach().cpu().numpy()).mean()))
 
     def _on_training_end(self) -> None:
