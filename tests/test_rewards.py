@@ -167,6 +167,19 @@ def test_track_lin_vel_sharpens_below_slow_speed():
     np.testing.assert_allclose(call("track_lin_vel", s, slow_speed=0.5),
                                [math.exp(-1.0), math.exp(-0.04 / 0.25), math.exp(-0.0025 / 0.01)])
     np.testing.assert_allclose(call("track_lin_vel", s)[0], math.exp(-0.04 / 0.25))  # plain: 85% for standing
+    s.command[2] = [0.0, 0.0, 1.0]  # turning on the spot: the plain kernel, drift costs no more than at speed
+    np.testing.assert_allclose(call("track_lin_vel", s, slow_speed=0.5)[2], math.exp(-0.0025 / 0.25))
+
+
+def test_progress_terms_pay_motion_along_the_command_without_a_plateau():
+    s = make_state(5)
+    s.command[:] = [[0.2, 0.0, 0.5], [0.2, 0.0, 0.5], [0.0, -0.5, -1.0], [1.0, 0.0, 0.0], [0.02, 0.0, 0.0]]
+    s.base_lin_vel[:, :2] = [[0.0, 0.0], [0.1, 0.3], [0.0, -0.8], [-0.5, 0.0], [0.02, 0.0]]
+    s.base_ang_vel[:, 2] = [0.0, 0.25, -0.4, 2.0, 0.0]
+    # standing: 0; half the speed the right way (sideways motion does not count): 0.5; above it: capped at 1;
+    # the wrong way: 0 (not negative); below min_command: 0
+    np.testing.assert_allclose(call("lin_vel_progress", s), [0.0, 0.5, 1.0, 0.0, 0.0])
+    np.testing.assert_allclose(call("yaw_rate_progress", s), [0.0, 0.5, 0.4, 0.0, 0.0])
 
 
 def test_stand_still_is_paid_only_under_a_zero_command():
@@ -182,7 +195,8 @@ def test_stand_still_is_paid_only_under_a_zero_command():
 STATELESS_TESTED = {
     "track_lin_vel", "track_ang_vel", "lin_vel_z", "ang_vel_xy", "orientation", "base_height", "base_too_low",
     "torques", "energy", "action_rate", "joint_deviation", "undesired_contacts", "termination", "alive",
-    "height_target", "upright", "control_cost", "sustained_bonus", "stand_still",
+    "height_target", "upright", "control_cost", "sustained_bonus", "stand_still", "lin_vel_progress",
+    "yaw_rate_progress",
 }
 
 

@@ -42,6 +42,8 @@ def go2_joystick() -> TaskConfig:
     rewards.update({
         "track_lin_vel": RewardTerm(1.5, {"sigma": 0.25, "slow_speed": 0.5}),  # slow commands count
         "track_ang_vel": RewardTerm(0.75, {"sigma": 0.25}),
+        "lin_vel_progress": RewardTerm(0.5),  # no plateau at standing still: slow commands are walked
+        "yaw_rate_progress": RewardTerm(0.5),  # and turns on the spot are turned
         "stand_still": RewardTerm(-2.0, {"threshold": 0.1}),
         "base_height": RewardTerm(-10.0, {"target": 0.27}),
     })
