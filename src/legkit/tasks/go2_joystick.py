@@ -73,5 +73,8 @@ def go2_joystick() -> TaskConfig:
         latency=LatencyConfig(range_s=(0.0, 0.02)),
         pushes=PushConfig(force=100.0, interval_s=3.0, duration_s=0.1, random_magnitude=True),
         observation_noise={"base_ang_vel": 0.2, "projected_gravity": 0.05, "joint_pos": 0.01, "joint_vel": 1.5},
-        validation=replace(walk.validation, robustness=ROBUSTNESS),
+        # The nominal scenario drives the task's own omnidirectional command mix (its mean commanded vx is
+        # about 0.25 m/s), so go2-walk's "mean forward velocity >= 0.5" is no bar here: `eval --sweep`
+        # judges tracking command by command, and the robustness scenarios at 0.5-1.0 m/s forward.
+        validation=replace(walk.validation, robustness=ROBUSTNESS, min_forward_velocity=None),
     )
