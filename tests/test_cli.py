@@ -222,8 +222,11 @@ def _corrupt(smoke: Path, tmp: Path) -> Path:
 
 
 def _corrupt_checkpoint(smoke: Path, tmp: Path) -> Path:
+    """Every checkpoint's model garbled: nothing to fall back to (one corrupt latest checkpoint falls back to the
+    one before it with a warning: tests/test_faults.py)."""
     run = copy_run(smoke, tmp / "corrupt-ckpt")
-    (run / "checkpoints" / "step_000004096" / "model.zip").write_bytes(b"garbage")
+    for folder in (run / "checkpoints").glob("step_*"):
+        (folder / "model.zip").write_bytes(b"garbage")
     return run
 
 

@@ -19,7 +19,7 @@ from legkit.export.policy import PARITY_TOLERANCE, export_policy
 from legkit.export.sim2sim import sim2sim
 from legkit.robots import get_robot
 from legkit.runtime import PolicyRuntime, projected_gravity
-from legkit.train.runs import find_policy, resolve_run
+from legkit.train.runs import find_policy, pretrained_names, resolve_run
 
 from cli_helpers import LEGKIT, SMOKE, one_error_line, run_legkit
 
@@ -144,30 +144,32 @@ def test_history_policy_exports_and_the_runtime_keeps_its_history(tmp_path):
         env.close()
 
 
+@pytest.mark.parametrize("name", [n for n in pretrained_names() if n != "go2-walk"])  # go2-walk: the fixture
+def test_every_shipped_policy_exports_with_parity(tmp_path, name):
+    spec = export_policy(find_policy(resolve_run(f"pretrained:{name}"), None), tmp_path / name, "onnx")
+    assert spec["parity"]["observations"] == 10000 and spec["parity"]["max_abs_diff"] <= PARITY_TOLERANCE
+    assert spec["control"]["mode"] == get_robot(spec["robot"]).control
+    if name == "humanoid-stand":
+        assert [t["name"] for t in spec["observation"]["terms"]][:2] == ["base_height", "target_height"]
+        assert spec["commands"]["target_height"] == pytest.approx(1.28)
+
+
 def test_torchscript_export_has_parity_too(tmp_path):
-    spec = export_policy(find_policy(resolve_run("pretrained:humanoid-stand"), None), tmp_path / "h", "torchscript",
+    spec = export_policy(find_policy(resolve_run("pretrained:go2-walk"), None), tmp_path / "ts", "torchscript",
                          samples=2000)
-    assert (tmp_path / "h" / "policy.pt").exists()
+    assert (tmp_path / "ts" / "policy.pt").exists() and not (tmp_path / "ts" / "policy.onnx").exists()
     assert spec["parity"]["max_abs_diff"] <= PARITY_TOLERANCE
-    assert spec["control"]["mode"] == get_robot("humanoid").control == "position"
-    assert [t["name"] for t in spec["observation"]["terms"]][:2] == ["base_height", "target_height"]
 
 
-def _eval_metrics(command: float, episodes: int) -> dict:
-    from legkit.evaluate.metrics import compute_metrics
-    from legkit.evaluate.rollout import rollout
-
-    policy = find_policy(resolve_run("pretrained:go2-walk"), None)
-    cfg = load_run_config(policy, [f"task.commands.lin_vel_x=[{command},{command}]"])
-    return compute_metrics(rollout(policy, episodes, cfg))
-
-
-def test_sim2sim_on_legkit_s_own_model_reproduces_eval_within_2_percent(go2_export):
-    ours = sim2sim(go2_export, get_robot("go2").xml(), episodes=10, command=(0.75, 0.0, 0.0))["metrics"]
-    ref = _eval_metrics(0.75, 10)
-    assert ours["survival_rate"] == ref["survival_rate"] == 1.0
+def test_sim2sim_on_legkit_s_own_model_reproduces_eval_within_2_percent(go2_export, tmp_path, capsys):
+    out = tmp_path / "s2s.json"
+    assert main(["sim2sim", str(go2_export), "--episodes", "10", "--command", "0.75,0,0",
+                 "--against", "pretrained:go2-walk", "--json", str(out)]) == 0
+    assert "against legkit eval of pretrained:go2-walk" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["against"]["metrics"]
+    assert rows["survival_rate"]["eval"] == rows["survival_rate"]["sim2sim"] == 1.0
     for key in ("mean_forward_velocity", "mean_base_height"):
-        assert ours[key] == pytest.approx(ref[key], rel=0.02), key
+        assert abs(rows[key]["relative"]) <= 0.02, (key, rows[key])
 
 
 def _variant(tmp_path: Path, name: str, edit) -> Path:
@@ -213,6 +215,7 @@ def test_export_and_sim2sim_bad_input_is_one_line(tmp_path, go2_export):
         (["export", "pretrained:go2-walk", "--out", str(go2_export)], "already exists and is not empty"),
         (["sim2sim", str(tmp_path)], "is not an export folder"),
         (["sim2sim", str(go2_export), "--command", "1,2"], "is not vx,vy,yaw"),
+        (["sim2sim", str(go2_export), "--against", "pretrained:go2-walk"], "--against needs --command"),
         (["sim2sim", str(go2_export), "--model", str(get_robot("humanoid").xml())], "the model has no joints named"),
         (["sim2sim", str(go2_export), "--model", str(tmp_path / "none.xml")], "is not a file"),
     ]:

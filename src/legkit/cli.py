@@ -88,13 +88,25 @@ def cmd_train(args: argparse.Namespace) -> None:
     clips = TrainingClips.for_run(cfg)
     if cfg.run.video_every and cfg.run.video_every <= cfg.run.total_steps:
         clips.check()  # no OpenGL: say so now, not after the first million steps
+    supervision = None
+    if args.supervise or args.max_restarts is not None or args.chunk_steps is not None:
+        from legkit.train.supervise import Supervision, supervise
+
+        given = {"max_restarts": args.max_restarts} if args.max_restarts is not None else {}
+        supervision = Supervision(chunk_steps=args.chunk_steps, **given)
+        supervision.check(cfg)
     if plan is None:
         run = new_run_dir(args.name or args.task, Path(args.runs))
     print(f"run folder: {run}")
     best = (BestModel(cfg, run, cfg.run.best_every, cfg.run.best_episodes),) if cfg.run.best_every else ()
     try:
-        meta = train(cfg, run, resume=plan, progress_bar=not args.no_progress, render_clip=clips,
-                     extra_callbacks=best)
+        if supervision is None:
+            meta = train(cfg, run, resume=plan, progress_bar=not args.no_progress, render_clip=clips,
+                         extra_callbacks=best)
+        else:  # each stretch of training in a child process (it gets its own copy of `best`)
+            meta = supervise(run, cfg, plan, lambda p, chunk: train(
+                cfg, run, resume=p, progress_bar=not args.no_progress, render_clip=clips, extra_callbacks=best,
+                chunk_steps=chunk), supervision)
     except BaseException:
         if plan is None and not (run / "tb").exists():  # failed before training began: leave no folder behind
             import shutil
@@ -102,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             shutil.rmtree(run, ignore_errors=True)
         raise
     print(f"trained {meta['step']} steps in {meta['wall_time_s']:.0f} s")
-    if best and best[0].history:
+    if best and (best[0].history or (supervision is not None and (run / "best" / "meta.json").exists())):
         kept = json.loads((run / "best" / "meta.json").read_text())
         print(f"best model: step {kept['step']} (mean return {kept['eval']['mean_return']:.1f} over "
               f"{kept['eval']['episodes']} evaluation episodes), in {run / 'best'}; use --checkpoint best")
@@ -247,6 +259,8 @@ def cmd_sim2sim(args: argparse.Namespace) -> None:
             command = ()
         if len(command) != 3:
             raise LegkitError(f"--command {args.command} is not vx,vy,yaw (three numbers: m/s, m/s, rad/s)")
+    if args.against and command is None:
+        raise LegkitError("--against needs --command vx,vy,yaw: both sides must run the same command")
     out = _writable_file(args.json, "--json") if args.json else None
     result = sim2sim(export, model, args.episodes, command, args.seconds, args.seed)
     where = "its own model" if not args.model else str(model)
@@ -254,6 +268,14 @@ def cmd_sim2sim(args: argparse.Namespace) -> None:
           + (f", command {list(command)}" if command else ", commands drawn from the exported ranges")
           + (", ground plane added" if result["ground_added"] else "") + ")")
     print(format_table(result["metrics"]))
+    if args.against:
+        from legkit.export.sim2sim import against_eval
+
+        result["against"] = against_eval(args.against, result, command, args.episodes)
+        print(f"against legkit eval of {args.against} under the same command ({args.episodes} episodes):")
+        for key, row in result["against"]["metrics"].items():
+            rel = f"{row['relative']:+.1%}" if row["relative"] is not None else "-"
+            print(f"  {key:<30} eval {row['eval']:.3f}  sim2sim {row['sim2sim']:.3f}  ({rel})")
     if out is not None:
         write_json(out, result)
         print(f"wrote {out}")
@@ -451,6 +473,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
     t.add_argument("--runs", default="runs", help="folder for new runs (default: runs)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--supervise", action="store_true",
+                   help="train in a child process, restarted from the latest checkpoint when it dies (segfault, "
+                        "out-of-memory kill, kill -9); each restart is printed and recorded in meta.json")
+    t.add_argument("--max-restarts", type=int, metavar="N", help="crashes a supervised run survives (default 5; "
+                                                                 "implies --supervise)")
+    t.add_argument("--chunk-steps", type=count, metavar="N",
+                   help="a fresh training process every N steps, at the first checkpoint N steps on, against "
+                        "leaks (implies --supervise)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a run or pretrained:NAME with deterministic rollouts")
@@ -490,6 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     s2.add_argument("--command", help="vx,vy,yaw held for every episode (default: drawn from the exported ranges)")
     s2.add_argument("--seconds", type=float, help="episode length (default: the task's)")
     s2.add_argument("--seed", type=int, default=0)
+    s2.add_argument("--against", metavar="RUN", help="also run legkit eval of RUN|pretrained:NAME (the exported "
+                                                     "policy) under the same --command, and print both")
     s2.add_argument("--json", help="write the result here")
     s2.set_defaults(func=cmd_sim2sim)
 

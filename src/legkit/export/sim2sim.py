@@ -10,6 +10,7 @@ velocity or height gets the simulator's true value, an ideal estimator. The resu
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import mujoco
@@ -158,6 +159,30 @@ def _base_touches(d: mujoco.MjData, robot: Robot) -> bool:
         if (g1 in robot.base_geoms and g2 in robot.ground_geoms) or (g2 in robot.base_geoms and g1 in robot.ground_geoms):
             return True
     return False
+
+
+COMPARED = ("mean_forward_velocity", "linear_velocity_tracking_rms", "survival_rate", "mean_base_height",
+            "energy_per_metre_J")
+
+
+def against_eval(spec: str, result: dict, command: tuple[float, float, float], episodes: int) -> dict:
+    """legkit eval of policy `spec` (RUN or pretrained:NAME) under `command` held for whole episodes, beside
+    the sim2sim `result`: each compared metric with its relative difference."""
+    from legkit.evaluate.rollout import load_run_config, rollout
+    from legkit.evaluate.sweep import fixed_command
+    from legkit.train.runs import find_policy, resolve_run
+
+    policy = find_policy(resolve_run(spec), None)
+    cfg = load_run_config(policy)
+    cfg = replace(cfg, task=fixed_command(cfg.task, *command))
+    ref = compute_metrics(rollout(policy, episodes, cfg))
+    rows = {}
+    for key in COMPARED:
+        a, b = ref.get(key), result["metrics"].get(key)
+        if a is None or b is None:
+            continue
+        rows[key] = {"eval": a, "sim2sim": b, "relative": (b - a) / abs(a) if a else None}
+    return {"policy": spec, "metrics": rows}
 
 
 def read_export(folder: Path) -> dict:

@@ -1,9 +1,10 @@
-"""SB3 callbacks: per-term logging + episodes.csv, atomic checkpoints, and schedules."""
+"""SB3 callbacks: per-term logging + episodes.csv, atomic checkpoints, schedules, and a test-only crash."""
 
 from __future__ import annotations
 
 import csv
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Callable
@@ -12,8 +13,9 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
+from legkit import LegkitError
 from legkit.envs.vec_env import LegkitVecEnv
-from legkit.train.runs import save_policy
+from legkit.train.checkpoints import save_checkpoint
 
 
 def current_rss_mb() -> float:
@@ -42,7 +44,9 @@ class EpisodeLogger(BaseCallback):
 
     def _on_training_start(self) -> None:
         names = self.env.batch.rewards.names
-        new = not self.csv_path.exists()
+        if self.csv_path.exists():
+            _drop_partial_line(self.csv_path)  # a process killed mid-write left half a row
+        new = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
         self._file = open(self.csv_path, "a", newline="")
         self._writer = csv.writer(self._file)
         if new:
@@ -141,29 +145,118 @@ class NaNGuard(BaseCallback):
 
 
 class Checkpointer(BaseCallback):
-    """Every `every` steps, save model + VecNormalize + step count atomically under checkpoints/."""
+    """Every `every` steps, save model + VecNormalize + step count atomically under checkpoints/,
+    keeping the newest `keep` (0: all).
 
-    def __init__(self, folder: Path, every: int, meta: Callable[[], dict], guard: NaNGuard | None = None):
+    With `stop_at` (a chunk of supervised training), the first checkpoint due at or past that step,
+    and before `end` where training ends anyway, waits for the update of its rollout: it is saved
+    when the next rollout starts, and training stops at that rollout's first step (`stopped`). So the
+    next process continues from the updated policy, and a chunked run makes every update an
+    uninterrupted one makes.
+    """
+
+    def __init__(self, folder: Path, every: int, meta: Callable[[], dict], guard: NaNGuard | None = None,
+                 keep: int = 0, stop_at: int | None = None, end: int | None = None):
         super().__init__()
         self.folder = folder
         self.every = every
         self.meta = meta
         self.guard = guard
+        self.keep = keep
+        self.stop_at, self.end = stop_at, end
+        self.stopped = False
+        """True once the chunk's checkpoint is written and training was stopped for it."""
+        self.saved_step: int | None = None
+        """The step of the latest checkpoint this callback wrote."""
         self._next = 0
+        self._stop_pending = False
 
     def _on_training_start(self) -> None:
         self._next = (self.num_timesteps // self.every + 1) * self.every
 
+    def _save(self) -> bool:
+        if self.guard is not None and not self.guard.check_weights():
+            return False
+        save_checkpoint(self.folder, self.num_timesteps, self.model, self.model.get_vec_normalize_env(), self.meta(),
+                        self.keep)
+        self.saved_step = self.num_timesteps
+        return True
+
     def _on_step(self) -> bool:
         if self.guard is not None and self.guard.tripped:
             return False  # never write a poisoned checkpoint
+        if self.stopped:
+            return False
         if self.num_timesteps >= self._next:
-            if self.guard is not None and not self.guard.check_weights():
-                return False
             step = self.num_timesteps
-            save_policy(self.folder / f"step_{step:09d}", self.model, self.model.get_vec_normalize_env(),
-                        {**self.meta(), "step": step})
             self._next = (step // self.every + 1) * self.every
+            if self.stop_at is not None and step >= self.stop_at and (self.end is None or step < self.end):
+                self._stop_pending = True  # saved after this rollout's update, in _on_rollout_start
+                return True
+            return self._save()
+        return True
+
+    def _on_rollout_start(self) -> None:
+        if self._stop_pending:  # the update is made: save, and stop at the first step of this rollout
+            self._stop_pending = False
+            self.stopped = self._save()
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut an append-only text file back to its last complete line."""
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        keep = 0
+        for start in range(size, 0, -65536):  # the last newline, read backwards in blocks
+            lo = max(0, start - 65536)
+            f.seek(lo)
+            block = f.read(start - lo)
+            if b"\n" in block:
+                keep = lo + block.rindex(b"\n") + 1
+                break
+        f.truncate(keep)
+
+
+CRASH_ENV = "LEGKIT_TEST_CRASH_AT"
+"""For tests of supervised training: `STEP[:SIGNAL],...` (SIGNAL e.g. KILL, SEGV; default KILL)."""
+
+
+def injected_crashes(restarts: int) -> InjectedCrash | None:
+    """The crash that LEGKIT_TEST_CRASH_AT plans for a process started after `restarts` restarts, if any.
+
+    Entry i belongs to the process that runs after i restarts (meta.json `restarts`), so that each
+    crash happens once even though the restarted process trains past the same steps again."""
+    spec = os.environ.get(CRASH_ENV, "").strip()
+    if not spec:
+        return None
+    plans = []
+    for item in spec.split(","):
+        step, _, name = item.strip().partition(":")
+        sig = getattr(signal, f"SIG{name.strip().upper() or 'KILL'}", None)
+        if not step.strip().isdigit() or not isinstance(sig, signal.Signals):
+            raise LegkitError(f"{CRASH_ENV}={spec}: '{item}' is not STEP or STEP:SIGNAL (e.g. 1500 or 1500:SEGV)")
+        plans.append((int(step), sig))
+    return InjectedCrash(*plans[restarts]) if restarts < len(plans) else None
+
+
+class InjectedCrash(BaseCallback):
+    """Test hook: the process kills itself with `sig` at the first step at or past `step` (no core file)."""
+
+    def __init__(self, step: int, sig: signal.Signals):
+        super().__init__()
+        self.step, self.sig = step, sig
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.step:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            os.kill(os.getpid(), self.sig)
         return True
 
 

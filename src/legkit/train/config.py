@@ -62,6 +62,9 @@ class RunConfig:
     seed: int = 0
     checkpoint_every: int = 500_000
     """Write a checkpoint every this many steps (0: only the final model)."""
+    keep_checkpoints: int = 0
+    """Keep only the newest this many checkpoints, deleting older ones as new ones are written (0: keep
+    every checkpoint; otherwise at least 2, so that a corrupt latest one has one to fall back to)."""
     eval_episodes: int = 20
     """Episodes of the evaluation written to eval.json at the end of training."""
     best_every: int = 1_000_000
@@ -138,6 +141,8 @@ def validate(cfg: Config) -> Config:
         (r.nthread >= 0, "run.nthread", r.nthread, ">= 0 (0: every core)"),
         (r.torch_threads >= 0, "run.torch_threads", r.torch_threads, ">= 0 (0: every core)"),
         (r.checkpoint_every >= 0, "run.checkpoint_every", r.checkpoint_every, ">= 0"),
+        (r.keep_checkpoints == 0 or r.keep_checkpoints >= 2, "run.keep_checkpoints", r.keep_checkpoints,
+         "0 (keep every checkpoint) or at least 2 (a corrupt latest checkpoint needs one to fall back to)"),
         (r.video_every >= 0, "run.video_every", r.video_every, ">= 0 (0: no clips)"),
         (r.video_seconds > 0, "run.video_seconds", r.video_seconds, "> 0"),
         (16 <= r.video_width <= 4096 and r.video_width % 2 == 0, "run.video_width", r.video_width,

@@ -5,6 +5,8 @@ Every change is either applied to what runs next (PPO settings through `PPO.load
 settings through the new environment) and recorded in meta.json's `resumes`, or refused with a
 one-line error when it cannot apply to a trained model (the network's shape, its observations).
 config.yaml is rewritten only once the checkpoint has loaded, so it always describes what runs.
+The latest checkpoint must verify (legkit.train.checkpoints); a corrupt one is skipped for the one
+before it, and the trainer warns and moves it to checkpoints/corrupt/ once the resume has loaded.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from legkit import LegkitError
 from legkit.config import to_dict
 from legkit.train.config import Config
+from legkit.train.checkpoints import latest_intact, recover
 from legkit.train.runs import META, checkpoints
 
 FIXED = {
@@ -55,6 +58,8 @@ class ResumePlan:
     checkpoint: Path
     step: int
     changes: dict[str, tuple[Any, Any]]
+    skipped: tuple[tuple[Path, str], ...] = ()
+    """Newer checkpoints that failed verification (folder, what is wrong), newest first."""
 
     def describe(self) -> str:
         """One line per change, for the console."""
@@ -62,16 +67,26 @@ class ResumePlan:
 
     def record(self) -> dict:
         """The entry appended to meta.json's `resumes`."""
-        return {"from_checkpoint": self.checkpoint.name, "step": self.step,
-                "changes": {k: {"from": a, "to": b} for k, (a, b) in self.changes.items()}}
+        entry = {"from_checkpoint": self.checkpoint.name, "step": self.step,
+                 "changes": {k: {"from": a, "to": b} for k, (a, b) in self.changes.items()}}
+        if self.skipped:
+            entry["skipped_corrupt"] = {folder.name: problem for folder, problem in self.skipped}
+        return entry
 
 
 def plan_resume(run: Path, saved: Config, cfg: Config) -> ResumePlan:
-    """Check a resume of `run` (saved config `saved`) with the new config `cfg`; raise on what cannot apply."""
-    ckpts = checkpoints(run)
-    if not ckpts:
+    """Check a resume of `run` (saved config `saved`) with the new config `cfg`; raise on what cannot apply.
+
+    Finishing what a killed process left half done (`recover`) is the one thing done to the run here:
+    it changes nothing saved, and without it a checkpoint cut mid-swap would look missing."""
+    recover(run)
+    if not checkpoints(run):
         raise LegkitError(f"run '{run}' has no checkpoint to resume from; start a new run with legkit train TASK")
-    latest = ckpts[-1]
+    latest, skipped = latest_intact(run / "checkpoints")
+    if latest is None:
+        why = "; ".join(f"{folder.name}: {problem}" for folder, problem in skipped[:3])
+        raise LegkitError(f"run '{run}' has no intact checkpoint to resume from, every one is corrupt ({why}); "
+                          "start a new run with legkit train TASK")
     step = _checkpoint_step(latest)
     changes = config_changes(saved, cfg)
     for key in changes:
@@ -83,7 +98,7 @@ def plan_resume(run: Path, saved: Config, cfg: Config) -> ResumePlan:
     if cfg.run.total_steps <= step:
         raise LegkitError(f"run.total_steps = {cfg.run.total_steps} leaves nothing to train: the run is already at "
                           f"{step} steps ({latest.name}); give --steps N with N > {step}")
-    return ResumePlan(latest, step, changes)
+    return ResumePlan(latest, step, changes, tuple(skipped))
 
 
 def _checkpoint_step(folder: Path) -> int:

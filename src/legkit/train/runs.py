@@ -1,4 +1,6 @@
-"""Run folders: layout, atomic checkpoints, and resolving RUN arguments (paths or pretrained:NAME).
+"""Run folders: layout, checkpoints, and resolving RUN arguments (paths or pretrained:NAME).
+
+Writing is legkit.train.checkpoints' (atomic, fsynced, checksummed); its names are re-exported here.
 
     runs/<name>-<timestamp>/
         config.yaml  meta.json  episodes.csv  eval.json
@@ -11,8 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -23,8 +23,9 @@ from typing import Any
 import yaml
 
 from legkit import LegkitError
+from legkit.train.checkpoints import META, MODEL, NORM, atomic_write, listed, save_final, save_policy  # noqa: F401
 
-MODEL, NORM, CONFIG, META, BEST = "model.zip", "vecnormalize.pkl", "config.yaml", "meta.json", "best"
+CONFIG, BEST = "config.yaml", "best"
 PRETRAINED_PREFIX = "pretrained:"
 
 
@@ -83,11 +84,7 @@ def resolve_run(spec: str) -> Path:
 
 def checkpoints(run: Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first."""
-    root = run / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.name.startswith("step_") and (p / MODEL).exists() and (p / NORM).exists()]
-    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+    return listed(run / "checkpoints")
 
 
 def find_policy(run: Path, checkpoint: str | None = None) -> Policy:
@@ -162,40 +159,3 @@ def write_yaml(path: Path, data: Any) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
-
-
-def atomic_write(path: Path, payload: bytes) -> None:
-    """Write a file so that a crash leaves either the old or the new content, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
-
-
-def save_policy(folder: Path, model, vecnorm, meta: dict) -> None:
-    """Save model + normalization + meta into `folder` atomically (built beside it, then renamed)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    model.save(tmp / MODEL)
-    vecnorm.save(str(tmp / NORM))
-    write_json(tmp / META, meta)
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, folder)
-
-
-def save_final(run: Path, model, vecnorm, meta: dict) -> None:
-    """Write the final model.zip and vecnormalize.pkl at the top of the run folder, each atomically."""
-    for name, save in ((MODEL, model.save), (NORM, lambda p: vecnorm.save(str(p)))):
-        tmp = run / f".{name}.tmp{Path(name).suffix}"
-        save(tmp)
-        os.replace(tmp, run / name)
-    write_json(run / META, meta)

@@ -20,14 +20,18 @@ from legkit.config import to_dict
 from legkit.envs.vec_env import LegkitVecEnv
 from legkit.sim.log import mujoco_warnings_to
 from legkit.tasks.observations import layout_difference
-from legkit.train.callbacks import Checkpointer, EpisodeLogger, LinearSchedule, NaNGuard, TorchThreads
+from legkit.train.callbacks import (Checkpointer, EpisodeLogger, LinearSchedule, NaNGuard, TorchThreads,
+                                    injected_crashes)
+from legkit.train.checkpoints import recover, save_checkpoint, set_aside
 from legkit.train.config import Config
 from legkit.train.policies import AsymmetricActorCriticPolicy, observation_indices
 from legkit.train.resume import ResumePlan
-from legkit.train.runs import CONFIG, checkpoints, git_revision, save_final, save_policy, write_json, write_yaml
+from legkit.train.runs import CONFIG, checkpoints, git_revision, save_final, write_json, write_yaml
 from legkit.train.video_callback import ClipRenderer, VideoCallback
 
 ACTIVATION = {"elu": torch.nn.ELU, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
+HISTORY = ("resumes", "restarts", "processes")
+"""meta.json lists that every later session of a run carries on (resumes; supervised restarts and processes)."""
 
 
 def load_model(model_path: Path, env=None, **changes) -> PPO:
@@ -103,11 +107,15 @@ def _build_model(cfg: Config, env: VecNormalize) -> PPO:
 
 
 def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar: bool = True,
-          extra_callbacks: tuple = (), render_clip: ClipRenderer | None = None) -> dict:
+          extra_callbacks: tuple = (), render_clip: ClipRenderer | None = None,
+          chunk_steps: int | None = None) -> dict:
     """Train `cfg` in run folder `run` (continuing a checkpoint as `resume` plans); returns meta.
 
     `render_clip` renders the clips that `run.video_every` asks for (legkit.media.video.TrainingClips;
-    train cannot import media, the room below it, so the caller passes it in).
+    train cannot import media, the room below it, so the caller passes it in). With `chunk_steps`,
+    training stops at the first checkpoint `chunk_steps` or more steps from where it started (one chunk
+    of supervised training, legkit.train.supervise): meta then has "finished": False and no final model
+    is written.
     """
     r = cfg.run
     clips = bool(r.video_every) and r.video_every <= r.total_steps
@@ -116,6 +124,11 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
             raise LegkitError(f"run.video_every = {r.video_every} asks for clips but no clip renderer was given: pass "
                               "render_clip=legkit.media.video.TrainingClips(...) or set run.video_every=0")
         render_clip.check()  # no OpenGL: stop now, not after the first million steps
+    if chunk_steps and not r.checkpoint_every:
+        raise LegkitError("chunks of training end at a checkpoint, but run.checkpoint_every = 0; set it > 0")
+    recover(run)  # what a killed process left half done
+    old = _read_meta(run)
+    crash = injected_crashes(len(old.get("restarts", [])))  # a test hook; None unless LEGKIT_TEST_CRASH_AT is set
     update_threads = r.torch_threads or os.cpu_count() or 1
     # The same torch threads for every run from the start (network initialisation included): float results
     # depend on the thread count, and a seed must give the same weights whatever ran before in the process.
@@ -128,6 +141,7 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         "legkit_version": __version__, "command": " ".join(sys.argv), "obs_layout": env.batch.obs_layout,
         "joints": list(env.batch.robot.joints), "control_dt": cfg.task.control_dt, "action_scale": cfg.task.action_scale,
         "actor_observations": list(cfg.ppo.actor_observations),  # [] = the actor reads every obs_layout term
+        **{key: old[key] for key in HISTORY if key in old}, "finished": False,
     }
     if resume is not None:
         latest = resume.checkpoint
@@ -144,7 +158,10 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
             raise
         vecnorm.gamma = cfg.ppo.gamma  # the return that reward normalization estimates
         write_yaml(run / CONFIG, to_dict(cfg))  # only now: a failed resume leaves the run untouched
-        old = _read_meta(run)
+        for folder, problem in resume.skipped:
+            kept = set_aside(folder)
+            print(f"legkit: warning: checkpoint {folder.name} is corrupt ({problem}); resuming from {latest.name}, "
+                  f"the one before it; the corrupt one is kept in {kept}", file=sys.stderr)
         wall_before = float(old.get("wall_time_s", 0.0))
         meta["resumes"] = list(old.get("resumes", [])) + [{**resume.record(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
         stage = _read_meta(latest).get("curriculum_stage")
@@ -172,8 +189,14 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
 
     guard = NaNGuard()
     callbacks = [guard, TorchThreads(update_threads), EpisodeLogger(env, run / "episodes.csv")]
+    checkpointer = None
     if r.checkpoint_every:
-        callbacks.append(Checkpointer(run / "checkpoints", r.checkpoint_every, current_meta, guard))
+        stop_at = model.num_timesteps + chunk_steps if chunk_steps else None
+        checkpointer = Checkpointer(run / "checkpoints", r.checkpoint_every, current_meta, guard,
+                                    r.keep_checkpoints, stop_at, end=r.total_steps)
+        callbacks.append(checkpointer)
+    if crash is not None:
+        callbacks.append(crash)
     if clips:
         callbacks.append(VideoCallback(run / "videos", r.video_every, render_clip, r.video_tensorboard))
     if cfg.ppo.ent_coef_final is not None:
@@ -194,9 +217,13 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
             kept = checkpoints(run)
             raise LegkitError(f"NaN guard stopped training: {guard.reason}; nothing more was saved, the last good "
                               f"checkpoint is {kept[-1] if kept else 'none (no checkpoint was written yet)'}")
+        if checkpointer is not None and checkpointer.stopped:
+            chunk = {**current_meta(), "step": checkpointer.saved_step}  # the chunk's checkpoint is written
+            write_json(run / "meta.json", {**_read_meta(run), **chunk})
+            return chunk
         final = {**current_meta(), "step": model.num_timesteps, "finished": True}
         if r.checkpoint_every:
-            save_policy(run / "checkpoints" / f"step_{model.num_timesteps:09d}", model, vecnorm, final)
+            save_checkpoint(run / "checkpoints", model.num_timesteps, model, vecnorm, final, r.keep_checkpoints)
         save_final(run, model, vecnorm, final)
     finally:
         env.close()
