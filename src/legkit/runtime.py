@@ -108,8 +108,7 @@ class PolicyRuntime:
         self.last_action = action[0].astype(np.float64)
         if self._history_length:  # what the policy acted on becomes the newest past frame
             k = len(self._frame)
-            self._history = np.concatenate([self._frame, self._history[:-k]]) if self._history_length > 1 \
-                else self._frame.copy()
+            self._history = np.concatenate([self._frame, self._history[:len(self._history) - k]])
         return targets[0].astype(np.float64)
 
     def _reading(self, sensors: dict, name: str) -> np.ndarray:

@@ -92,6 +92,8 @@ class LeggedBatch:
         self._obs = np.zeros((num_envs, self.obs_dim), dtype=np.float32)
         if self._history_src is not None:
             self._history_src = np.asarray(term_indices(self.obs_layout, task.observation_history.terms))
+            _, start, size = next(b for b in self.obs_layout if b[0] == "history")
+            self._history_block = slice(start, start + size)
             self._frame = np.zeros((num_envs, len(self._history_src)))
             """The history terms of the last observation: pushed into state.history at the next step."""
             self._history_fresh = np.ones(num_envs, dtype=bool)
@@ -230,8 +232,7 @@ class LeggedBatch:
             if len(fresh):  # a new episode's past is its first frame
                 s, length = self.state, self.task.observation_history.length
                 s.history[fresh] = np.tile(self._frame[fresh], (1, length))
-                _, start, size = next(b for b in self.obs_layout if b[0] == "history")
-                obs[fresh, start:start + size] = s.history[fresh]
+                obs[fresh, self._history_block] = s.history[fresh]
                 self._history_fresh[fresh] = False
         return obs
 
