@@ -68,6 +68,8 @@ class ExportedActor(nn.Module):
         self.register_buffer("mean", th.as_tensor(np.asarray(mean, dtype=np.float64)))
         self.register_buffer("std", th.as_tensor(np.asarray(std, dtype=np.float64)))
         self.clip = clip
+        # an asymmetric actor's extractor: its features are the inputs, then its state estimate (if any)
+        self.extractor = policy.pi_features_extractor if actor_indices_of(policy) is not None else None
         self.net = policy.mlp_extractor.policy_net
         self.head = policy.action_net
         self.register_buffer("offset", f32(ctrl_offset))
@@ -80,16 +82,24 @@ class ExportedActor(nn.Module):
         if self.clip != float("inf"):
             x = th.clamp(x, -self.clip, self.clip)
         x = x.float()
+        if self.extractor is not None:
+            x = self.extractor.features(x)
         action = th.clamp(self.head(self.net(x)), -1.0, 1.0)
         return action, th.minimum(th.maximum(self.offset + self.gain * action, self.low), self.high)
 
 
-def actor_indices(model, obs_dim: int) -> list[int]:
-    """Indices of the full observation the model's actor reads (all of them for a symmetric policy)."""
-    extractor = model.policy.pi_features_extractor
+def actor_indices_of(policy) -> list[int] | None:
+    """Indices of the full observation an asymmetric policy's actor reads; None for a symmetric policy."""
+    extractor = getattr(policy, "pi_features_extractor", None)
     if isinstance(extractor, ObservationSubset):
         return [int(i) for i in extractor.indices.tolist()]
-    return list(range(obs_dim))
+    return None
+
+
+def actor_indices(model, obs_dim: int) -> list[int]:
+    """Indices of the full observation the model's actor reads (all of them for a symmetric policy)."""
+    found = actor_indices_of(model.policy)
+    return found if found is not None else list(range(obs_dim))
 
 
 def _term_records(layout: list, indices: list[int], task) -> list[dict]:
@@ -242,6 +252,10 @@ def export_policy(policy: Policy, out: Path, fmt: str = "onnx", samples: int = 1
     finally:
         env.close()
     needs_privileged = [t["name"] for t in terms if t["name"] in PRIVILEGED]
+    estimate = getattr(model.policy, "estimate_indices", [])
+    estimated = [{"name": str(n), "size": int(k), "source": "predicted inside the graph from the inputs above "
+                  "(a state estimator trained with the policy); the robot does not provide it"}
+                 for n, s0, k in layout if int(s0) in estimate]
 
     out.mkdir(parents=True, exist_ok=True)
     graph = out / FILES[fmt]
@@ -272,7 +286,8 @@ def export_policy(policy: Policy, out: Path, fmt: str = "onnx", samples: int = 1
         "observation": {"size": len(idx), "terms": terms,
                         "history": {"terms": list(hist.terms), "length": hist.length} if hist else None,
                         "normalization": "inside the graph: (obs - mean) / sqrt(var + eps), clipped to +-"
-                                         f"{module.clip:g}", "needs_estimator": needs_privileged},
+                                         f"{module.clip:g}", "needs_estimator": needs_privileged,
+                        "estimated_inside": estimated},
         "commands": _command_ranges(task, robot),
         "onnx" if fmt == "onnx" else "torchscript": {"file": graph.name, "input": "obs", "outputs": ["action", "targets"]},
         "parity": {"observations": int(len(full)), "max_abs_diff": diff, "tolerance": PARITY_TOLERANCE,

@@ -49,12 +49,11 @@ def go2_joystick() -> TaskConfig:
     })
     return replace(
         walk,
-        # The actor reads the base velocity (from a state estimator on a robot) and what a Go2 measures
-        # (configs/go2-joystick.yaml: ppo.actor_observations); the critic also reads the randomized
-        # physics and the push. An actor without the base velocity would add "history" here and to
-        # its actor_observations (observation_history says what it keeps).
+        # The actor reads what a Go2 measures and its past frames (configs/go2-joystick.yaml:
+        # ppo.actor_observations), and a state estimator inside it predicts the base velocity from those
+        # (ppo.estimator); the critic reads the true base velocity, the randomized physics and the push.
         observations=("base_lin_vel", "base_ang_vel", "projected_gravity", "command", "joint_pos", "joint_vel",
-                      "last_action", "ground_friction", "payload", "motor_strength", "push_force"),
+                      "last_action", "history", "ground_friction", "payload", "motor_strength", "push_force"),
         observation_history=HistoryConfig(
             terms=("base_ang_vel", "projected_gravity", "joint_pos", "joint_vel", "last_action"), length=3),
         commands=CommandConfig(lin_vel_x=(-1.0, 2.0), lin_vel_y=(-0.8, 0.8), ang_vel_yaw=(-1.5, 1.5),

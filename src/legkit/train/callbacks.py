@@ -296,3 +296,70 @@ class LinearSchedule(BaseCallback):
 
     def _on_step(self) -> bool:
         return True
+
+
+class EstimatorTraining(BaseCallback):
+    """Train the actor's state estimator (AsymmetricActorCriticPolicy with `estimate_indices`) by regression.
+
+    At the end of each rollout the (normalized) observations are kept; at the start of the next rollout,
+    after PPO's update, the estimator is fit for `epochs` passes over them: its inputs are the actor's
+    observation entries, its targets the privileged entries `estimate_indices`, in VecNormalize's units.
+    Fitting between PPO's update and the next rollout keeps each rollout and its update on one estimator,
+    so PPO's probability ratios stay exact. Logs `estimator/loss` (mean squared error, normalized units) and
+    `estimator/rmse` (root mean squared error per target entry, in the target's own units).
+    """
+
+    def __init__(self, learning_rate: float = 1e-3, epochs: int = 4, batch_size: int = 2048):
+        super().__init__()
+        self.learning_rate, self.epochs, self.batch_size = learning_rate, epochs, batch_size
+        self._obs: np.ndarray | None = None
+        self._optimizer: torch.optim.Optimizer | None = None
+
+    def _on_training_start(self) -> None:
+        params = self.model.policy.estimator_parameters()
+        if not params:
+            raise LegkitError("EstimatorTraining needs a policy with a state estimator (ppo.estimator)")
+        self._optimizer = torch.optim.Adam(params, lr=self.learning_rate)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        buf = self.model.rollout_buffer.observations
+        self._obs = np.array(buf.reshape(-1, buf.shape[-1]), dtype=np.float32)
+
+    def _on_rollout_start(self) -> None:
+        if self._obs is not None:
+            self.fit(self._obs)
+            self._obs = None
+
+    def fit(self, obs: np.ndarray) -> float:
+        """Fit the estimator on normalized observations `obs` (samples, obs_dim); returns the last epoch's MSE."""
+        policy = self.model.policy
+        extractor = policy.pi_features_extractor
+        x_all = torch.as_tensor(obs[:, policy.actor_indices])
+        y_all = torch.as_tensor(obs[:, policy.estimate_indices])
+        rng = np.random.default_rng(self.num_timesteps)
+        policy.set_training_mode(True)
+        loss_sum, count = 0.0, 0
+        for _ in range(self.epochs):
+            loss_sum, count = 0.0, 0
+            for batch in np.array_split(rng.permutation(len(obs)), max(1, len(obs) // self.batch_size)):
+                loss = torch.nn.functional.mse_loss(extractor.estimate(x_all[batch]), y_all[batch])
+                self._optimizer.zero_grad()
+                loss.backward()
+                self._optimizer.step()
+                loss_sum, count = loss_sum + float(loss) * len(batch), count + len(batch)
+        # no stale gradients for PPO's gradient clipping, which norms over every policy parameter
+        self._optimizer.zero_grad(set_to_none=True)
+        policy.set_training_mode(False)
+        mse = loss_sum / max(1, count)
+        self.logger.record("estimator/loss", mse)
+        norm = self.model.get_vec_normalize_env()
+        if norm is not None and norm.norm_obs:
+            # back to the target's units: normalized error x the normalizer's std, per entry
+            with torch.no_grad():
+                err = (extractor.estimate(x_all) - y_all).numpy()
+            std = np.sqrt(np.asarray(norm.obs_rms.var)[policy.estimate_indices] + norm.epsilon)
+            self.logger.record("estimator/rmse", float(np.sqrt(np.mean(np.square(err * std)))))
+        return mse

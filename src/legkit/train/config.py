@@ -49,6 +49,16 @@ class PPOConfig:
     """Observation terms the actor reads (what the robot measures); the critic reads all of
     task.observations, privileged state included (asymmetric actor-critic, legkit.train.policies).
     Empty: actor and critic read everything (SB3's MlpPolicy)."""
+    estimator: tuple[str, ...] = ()
+    """Privileged observation terms (e.g. base_lin_vel) that a state estimator inside the actor predicts
+    from the actor's own inputs, trained by regression on every rollout; the actor reads its estimate.
+    Needs actor_observations, and the terms must not be among them."""
+    estimator_net_arch: tuple[int, ...] = (128, 64)
+    """Hidden layers of the state estimator."""
+    estimator_learning_rate: float = 1e-3
+    """Adam learning rate of the state estimator's regression."""
+    estimator_epochs: int = 4
+    """Passes of the estimator's regression over each rollout."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,10 @@ def validate(cfg: Config) -> Config:
          p.learning_rate_final, ">= 0 (or null: a constant learning rate)"),
         (p.clip_range > 0, "ppo.clip_range", p.clip_range, "> 0"),
         (p.vf_coef >= 0, "ppo.vf_coef", p.vf_coef, ">= 0"),
+        (p.estimator_learning_rate > 0, "ppo.estimator_learning_rate", p.estimator_learning_rate, "> 0"),
+        (p.estimator_epochs >= 1, "ppo.estimator_epochs", p.estimator_epochs, ">= 1"),
+        (all(w >= 1 for w in p.estimator_net_arch), "ppo.estimator_net_arch", list(p.estimator_net_arch),
+         "a list of layer widths >= 1"),
         (p.max_grad_norm > 0, "ppo.max_grad_norm", p.max_grad_norm, "> 0"),
         (p.target_kl is None or p.target_kl > 0, "ppo.target_kl", p.target_kl, "> 0 (or null: no early stop)"),
         (p.n_steps >= 1, "ppo.n_steps", p.n_steps, ">= 1"),
@@ -211,6 +225,16 @@ def validate(cfg: Config) -> Config:
                               f"valid: {', '.join(t.observations)}")
     if len(set(p.actor_observations)) != len(p.actor_observations):
         raise LegkitError(f"invalid ppo.actor_observations = {list(p.actor_observations)}: must name each term once")
+    if p.estimator and not p.actor_observations:
+        raise LegkitError("ppo.estimator needs ppo.actor_observations: the estimator predicts, for an actor that "
+                          "reads only those terms, the terms it cannot read")
+    for name in p.estimator:
+        if name not in t.observations or name in p.actor_observations:
+            valid = [n for n in t.observations if n not in p.actor_observations]
+            raise LegkitError(f"ppo.estimator: '{name}' must be one of the task's observation terms that the actor "
+                              f"does not read; valid: {', '.join(valid) or 'none'}")
+    if len(set(p.estimator)) != len(p.estimator):
+        raise LegkitError(f"invalid ppo.estimator = {list(p.estimator)}: must name each term once")
     check_commands(t)
     robot = get_robot(t.robot)  # unknown robots fail here, before a run folder is created
     for i, st in enumerate(cur.stages):

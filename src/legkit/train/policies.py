@@ -5,6 +5,11 @@ the critic only runs in training, so it may see privileged state. Both read the 
 observation, normalized by VecNormalize as a whole; the actor's features extractor keeps only
 `actor_indices`. The class lives in this importable module, so a saved model loads with plain `PPO.load`
 (cloudpickle stores the class by reference, and `actor_indices` is saved with the other policy_kwargs).
+
+A blind actor can also carry a state estimator (`estimate_indices`): a small network inside the actor's
+features extractor that predicts privileged terms (the base velocity) from the actor's own inputs, trained by
+regression on every rollout (concurrent estimation, Ji et al. 2022). It is part of the actor, so it is in
+the exported graph, and the robot needs no extra sensor.
 """
 
 from __future__ import annotations
@@ -34,19 +39,45 @@ def observation_indices(layout: list, names: tuple[str, ...] | list[str]) -> lis
 
 
 class ObservationSubset(BaseFeaturesExtractor):
-    """The features `obs[:, indices]` of a flat Box observation: what the actor may read. Shape (batch, len(indices))."""
+    """The features `obs[:, indices]` of a flat Box observation: what the actor may read. Shape (batch, len(indices)).
 
-    def __init__(self, observation_space: gym.spaces.Box, indices: list[int]):
+    With `estimate_dim` > 0 the features also hold a state estimator's output: a small MLP
+    (`estimator_arch` hidden layers) from those same inputs to `estimate_dim` values, trained by regression
+    onto privileged observation terms (legkit.train.callbacks.EstimatorTraining), never by the PPO loss (its
+    output is detached here). Features: (batch, len(indices) + estimate_dim).
+    """
+
+    def __init__(self, observation_space: gym.spaces.Box, indices: list[int], estimate_dim: int = 0,
+                 estimator_arch: tuple[int, ...] | list[int] = (), activation_fn: type[nn.Module] = nn.ELU):
         dim = int(observation_space.shape[0])
         if len(observation_space.shape) != 1:
             raise ValueError(f"ObservationSubset needs a flat Box observation, got shape {observation_space.shape}")
         if not indices or len(set(indices)) != len(indices) or not all(0 <= int(i) < dim for i in indices):
             raise ValueError(f"indices must be distinct and in [0, {dim}), got {list(indices)}")
-        super().__init__(observation_space, features_dim=len(indices))
+        super().__init__(observation_space, features_dim=len(indices) + int(estimate_dim))
         self.register_buffer("indices", th.as_tensor([int(i) for i in indices], dtype=th.long))
+        self.estimator: nn.Module | None = None
+        if estimate_dim:
+            layers, size = [], len(indices)
+            for width in estimator_arch:
+                layers += [nn.Linear(size, int(width)), activation_fn()]
+                size = int(width)
+            self.estimator = nn.Sequential(*layers, nn.Linear(size, int(estimate_dim)))
+
+    def estimate(self, actor_inputs: th.Tensor) -> th.Tensor:
+        """The estimator's output for the actor's (normalized) inputs; shape (batch, estimate_dim)."""
+        if self.estimator is None:
+            raise RuntimeError("this policy has no state estimator")
+        return self.estimator(actor_inputs)
+
+    def features(self, actor_inputs: th.Tensor) -> th.Tensor:
+        """The actor's features from its own inputs `obs[:, indices]`: those, then the (detached) estimate."""
+        if self.estimator is None:
+            return actor_inputs
+        return th.cat([actor_inputs, self.estimator(actor_inputs).detach()], dim=1)
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
-        return observations[:, self.indices]
+        return self.features(observations[:, self.indices])
 
 
 class AsymmetricMlpExtractor(nn.Module):
@@ -90,7 +121,8 @@ class AsymmetricActorCriticPolicy(ActorCriticPolicy):
     """
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space, lr_schedule,
-                 actor_indices: list[int], **kwargs: Any):
+                 actor_indices: list[int], estimate_indices: list[int] | None = None,
+                 estimator_arch: list[int] | tuple[int, ...] = (128, 64), **kwargs: Any):
         if kwargs.pop("share_features_extractor", False):
             raise ValueError("AsymmetricActorCriticPolicy cannot share a features extractor: the actor reads a subset")
         if kwargs.get("features_extractor_class", FlattenExtractor) is not FlattenExtractor:
@@ -98,12 +130,18 @@ class AsymmetricActorCriticPolicy(ActorCriticPolicy):
                              "features_extractor_class must be FlattenExtractor")
         # Read by _build_mlp_extractor, which ActorCriticPolicy.__init__ calls.
         self.actor_indices = [int(i) for i in actor_indices]
+        self.estimate_indices = [int(i) for i in (estimate_indices or [])]
+        self.estimator_arch = [int(w) for w in estimator_arch]
+        if set(self.estimate_indices) & set(self.actor_indices):
+            raise ValueError("the estimator's targets must not be inputs of the actor")
         super().__init__(observation_space, action_space, lr_schedule, share_features_extractor=False, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
         # ActorCriticPolicy.__init__ made both extractors from features_extractor_class; swap in the actor's
         # before _build sets up the orthogonal initialisation and the optimizer over the final modules.
-        self.pi_features_extractor = ObservationSubset(self.observation_space, self.actor_indices)
+        self.pi_features_extractor = ObservationSubset(self.observation_space, self.actor_indices,
+                                                       len(self.estimate_indices), self.estimator_arch,
+                                                       self.activation_fn)
         self.features_extractor = self.pi_features_extractor
         self.features_dim = self.pi_features_extractor.features_dim
         self.mlp_extractor = AsymmetricMlpExtractor(self.pi_features_extractor.features_dim,
@@ -112,4 +150,18 @@ class AsymmetricActorCriticPolicy(ActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         # What policy.save / BasePolicy.load need to rebuild this policy on its own.
-        return {**super()._get_constructor_parameters(), "actor_indices": self.actor_indices}
+        return {**super()._get_constructor_parameters(), "actor_indices": self.actor_indices,
+                "estimate_indices": self.estimate_indices, "estimator_arch": self.estimator_arch}
+
+    def estimator_parameters(self) -> list[nn.Parameter]:
+        """The state estimator's parameters (empty without one): trained by regression, not by PPO."""
+        est = self.pi_features_extractor.estimator
+        return list(est.parameters()) if est is not None else []
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        # PPO's optimizer leaves the estimator alone: EstimatorTraining owns it (its output is detached anyway).
+        mine = {id(p) for p in self.estimator_parameters()}
+        if mine:
+            rest = [p for p in self.parameters() if id(p) not in mine]
+            self.optimizer = self.optimizer_class(rest, lr=lr_schedule(1), **self.optimizer_kwargs)

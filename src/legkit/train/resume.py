@@ -29,6 +29,8 @@ FIXED = {
     "ppo.net_arch": "the network's shape",
     "ppo.activation": "the network's shape",
     "ppo.actor_observations": "the actor's inputs",
+    "ppo.estimator": "the actor's inputs",
+    "ppo.estimator_net_arch": "the network's shape",
     "ppo.log_std_init": "a setting that only applies when a network is created",
     "ppo.normalize_reward": "how the saved returns were normalized",
 }

@@ -20,8 +20,8 @@ from legkit.config import to_dict
 from legkit.envs.vec_env import LegkitVecEnv
 from legkit.sim.log import mujoco_warnings_to
 from legkit.tasks.observations import layout_difference
-from legkit.train.callbacks import (Checkpointer, EpisodeLogger, LinearSchedule, NaNGuard, TorchThreads,
-                                    injected_crashes)
+from legkit.train.callbacks import (Checkpointer, EpisodeLogger, EstimatorTraining, LinearSchedule, NaNGuard,
+                                    TorchThreads, injected_crashes)
 from legkit.train.checkpoints import recover, save_checkpoint, set_aside
 from legkit.train.config import Config
 from legkit.train.policies import AsymmetricActorCriticPolicy, observation_indices
@@ -92,6 +92,9 @@ def policy_choice(cfg: Config, obs_layout: list) -> tuple[str | type, dict]:
     if not p.actor_observations:
         return "MlpPolicy", kwargs
     kwargs["actor_indices"] = observation_indices(obs_layout, p.actor_observations)
+    if p.estimator:
+        kwargs["estimate_indices"] = observation_indices(obs_layout, p.estimator)
+        kwargs["estimator_arch"] = list(p.estimator_net_arch)
     return AsymmetricActorCriticPolicy, kwargs
 
 
@@ -141,6 +144,7 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         "legkit_version": __version__, "command": " ".join(sys.argv), "obs_layout": env.batch.obs_layout,
         "joints": list(env.batch.robot.joints), "control_dt": cfg.task.control_dt, "action_scale": cfg.task.action_scale,
         "actor_observations": list(cfg.ppo.actor_observations),  # [] = the actor reads every obs_layout term
+        "estimated_observations": list(cfg.ppo.estimator),  # predicted inside the actor from its own inputs
         **{key: old[key] for key in HISTORY if key in old}, "finished": False,
     }
     if resume is not None:
@@ -199,6 +203,9 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         callbacks.append(crash)
     if clips:
         callbacks.append(VideoCallback(run / "videos", r.video_every, render_clip, r.video_tensorboard))
+    if cfg.ppo.estimator:
+        callbacks.append(EstimatorTraining(cfg.ppo.estimator_learning_rate, cfg.ppo.estimator_epochs,
+                                           cfg.ppo.batch_size))
     if cfg.ppo.ent_coef_final is not None:
         callbacks.append(LinearSchedule("ent_coef", cfg.ppo.ent_coef, cfg.ppo.ent_coef_final, r.total_steps))
     remaining = r.total_steps - model.num_timesteps
