@@ -232,3 +232,15 @@ def test_validate_cli_names_a_scenario_with_a_bad_key(capsys):
     assert len(lines) == 1, captured.err
     assert "robustness scenario 'slippery typo'" in lines[0] and "frictoin" in lines[0]
     assert "validation of" not in captured.out  # it fails before any rollout
+
+
+def test_validate_robustness_only_runs_just_the_scenarios(tmp_path, capsys):
+    out = tmp_path / "robust.json"
+    suite = "[{name: friction 0.3, sets: ['task.randomization.friction=[0.3,0.3]'], min_survival: 0.5}]"
+    code = main(validate_args(suite, out) + ["--robustness-only"])
+    result = json.loads(out.read_text())
+    assert code == (0 if result["passed"] else 1)
+    assert {c["scenario"] for c in result["checks"]} == {"robustness: friction 0.3"}
+    assert "nominal_metrics" not in result and set(result["robustness_metrics"]) == {"friction 0.3"}
+    assert main(validate_args("[]") + ["--robustness-only"]) == 2
+    assert "has no robustness scenarios" in capsys.readouterr().err

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from legkit import LegkitError, __version__
+
+if TYPE_CHECKING:
+    from legkit.train.runs import Policy
 
 
 class _Failed(Exception):
@@ -51,6 +56,11 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    with contextlib.ExitStack() as held:  # the run's lock (train/lock.py): from before the run is read to the end
+        _train_command(args, held)
+
+
+def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None:
     import copy
 
     from legkit.config import load_yaml
@@ -58,9 +68,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     from legkit.media.video import TrainingClips
     from legkit.train.config import build_config
     from legkit.train.resume import plan_resume
+    from legkit.train.lock import hold_run
     from legkit.train.runs import CONFIG, new_run_dir, resolve_run
     from legkit.train.trainer import train
+    from legkit.train.wandb_log import wandb_settings
 
+    wandb = wandb_settings(args.wandb) if args.wandb is not None else None  # installed? (imports it: before a fork)
     sets = list(args.set or [])
     if args.steps is not None:
         sets.append(f"run.total_steps={args.steps}")
@@ -76,6 +89,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         if args.resume.startswith("pretrained:"):
             raise LegkitError("a pretrained policy cannot be resumed; train a new run with legkit train TASK")
         run = resolve_run(args.resume)
+        held.enter_context(hold_run(run))  # one trainer per run: before the resume reads or repairs it
         saved_tree = load_yaml(str(run / CONFIG))
         task_name = saved_tree.get("task_name", "")
         saved = build_config(task_name, base=copy.deepcopy(saved_tree))
@@ -97,16 +111,17 @@ def cmd_train(args: argparse.Namespace) -> None:
         supervision.check(cfg)
     if plan is None:
         run = new_run_dir(args.name or args.task, Path(args.runs))
+        held.enter_context(hold_run(run))
     print(f"run folder: {run}")
     best = (BestModel(cfg, run, cfg.run.best_every, cfg.run.best_episodes),) if cfg.run.best_every else ()
     try:
         if supervision is None:
             meta = train(cfg, run, resume=plan, progress_bar=not args.no_progress, render_clip=clips,
-                         extra_callbacks=best)
+                         extra_callbacks=best, wandb=wandb)
         else:  # each stretch of training in a child process (it gets its own copy of `best`)
             meta = supervise(run, cfg, plan, lambda p, chunk: train(
                 cfg, run, resume=p, progress_bar=not args.no_progress, render_clip=clips, extra_callbacks=best,
-                chunk_steps=chunk), supervision)
+                chunk_steps=chunk, wandb=wandb), supervision)
     except BaseException:
         if plan is None and not (run / "tb").exists():  # failed before training began: leave no folder behind
             import shutil
@@ -149,6 +164,18 @@ def _writable_file(arg: str, flag: str) -> Path:
     return out
 
 
+def _intact_policy(run: Path, checkpoint: str | None) -> Policy:
+    """The policy `checkpoint` of `run`, checked against its checksums; one warning line per corrupt newer
+    checkpoint that 'latest' skipped (legkit.train.runs.find_intact_policy)."""
+    from legkit.train.runs import find_intact_policy
+
+    policy, skipped = find_intact_policy(run, checkpoint)
+    for folder, problem in skipped:
+        print(f"legkit: warning: checkpoint {folder.name} is corrupt ({problem}); using {policy.label}, "
+              "the newest intact one", file=sys.stderr)
+    return policy
+
+
 def eval_json_name(label: str, sets: list[str]) -> str:
     """RUN/eval-<checkpoint>[-set-<hash>].json: beside the training's own eval.json, never over it."""
     if not sets:
@@ -160,25 +187,25 @@ def eval_json_name(label: str, sets: list[str]) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from legkit.train.runs import find_policy, resolve_run, write_json
+    from legkit.train.runs import resolve_run, write_json
 
     run = resolve_run(args.run)
     if args.episodes < 1:
         raise LegkitError(f"--episodes must be at least 1, got {args.episodes}")
     sets = list(args.set or [])
+    policy = _intact_policy(run, args.checkpoint)
     if args.json:
         out = _writable_file(args.json, "--json")
     elif args.run.startswith("pretrained:"):
         out = None
     else:  # the training's eval.json stays the run's own evaluation
-        label = find_policy(run, args.checkpoint).label
+        label = policy.label
         out = run / eval_json_name(f"{label}-sweep" if args.sweep else label, sets)
     if not args.sweep:
-        _evaluate_and_save(run, args.checkpoint, args.episodes, sets, out)
+        _evaluate_and_save(run, None if policy.label == "final" else policy.label, args.episodes, sets, out)
         return
     from legkit.evaluate.sweep import SWEEP, format_sweep, sweep
 
-    policy = find_policy(run, args.checkpoint)
     print(f"command sweep of {policy.folder} ({policy.label}, {len(SWEEP)} commands x {args.episodes} episodes, "
           "deterministic)")
     result = sweep(policy, args.episodes, sets)
@@ -190,16 +217,17 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     from legkit.evaluate.validate import format_checks, validate
-    from legkit.train.runs import find_policy, resolve_run, write_json
+    from legkit.train.runs import resolve_run, write_json
 
     run = resolve_run(args.run)
-    policy = find_policy(run, args.checkpoint)
+    policy = _intact_policy(run, args.checkpoint)
     out = _writable_file(args.json, "--json") if args.json else None
-    result = validate(policy, list(args.set or []))
+    result = validate(policy, list(args.set or []), robustness_only=args.robustness_only)
     print(f"validation of {policy.folder} ({policy.label})")
     print(format_checks(result))
     if out is None and not args.run.startswith("pretrained:"):
-        out = run / "validate.json"
+        # the robustness scenarios alone never replace a whole suite's record
+        out = run / (f"validate-robustness-{policy.label}.json" if args.robustness_only else "validate.json")
     if out is not None:
         write_json(out, result)
         print(f"wrote {out}")
@@ -209,12 +237,12 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from legkit.export.policy import FORMATS, export_policy, onnx_latency, runtime_latency
-    from legkit.train.runs import PRETRAINED_PREFIX, find_policy, resolve_run
+    from legkit.train.runs import PRETRAINED_PREFIX, resolve_run
 
     if args.format not in FORMATS:
         raise LegkitError(f"--format {args.format} is not an export format; valid: {', '.join(FORMATS)}")
     run = resolve_run(args.run)
-    policy = find_policy(run, args.checkpoint)
+    policy = _intact_policy(run, args.checkpoint)
     if args.out:
         out = Path(args.out)
     elif args.run.startswith(PRETRAINED_PREFIX):
@@ -271,7 +299,7 @@ def cmd_sim2sim(args: argparse.Namespace) -> None:
     if args.against:
         from legkit.export.sim2sim import against_eval
 
-        result["against"] = against_eval(args.against, result, command, args.episodes)
+        result["against"] = against_eval(args.against, result, command, args.episodes, args.seconds)
         print(f"against legkit eval of {args.against} under the same command ({args.episodes} episodes):")
         for key, row in result["against"]["metrics"].items():
             rel = f"{row['relative']:+.1%}" if row["relative"] is not None else "-"
@@ -325,11 +353,11 @@ def _mp4_out(arg: str | None, default: Path) -> Path:
 
 def cmd_video(args: argparse.Namespace) -> None:
     from legkit.media.video import video_of_policy
-    from legkit.train.runs import PRETRAINED_PREFIX, find_policy, resolve_run
+    from legkit.train.runs import PRETRAINED_PREFIX, resolve_run
 
     spec = _video_spec(args)
     run = resolve_run(args.run)
-    policy = find_policy(run, args.checkpoint)
+    policy = _intact_policy(run, args.checkpoint)
     default = (Path(f"{args.run[len(PRETRAINED_PREFIX):]}.mp4") if args.run.startswith(PRETRAINED_PREFIX)
                else run / "videos" / f"video-{policy.label}.mp4")
     out = _mp4_out(args.out, default)
@@ -393,11 +421,11 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def cmd_play(args: argparse.Namespace) -> None:
     from legkit.media.viewer import NO_DISPLAY, has_display, play
-    from legkit.train.runs import find_policy, resolve_run
+    from legkit.train.runs import resolve_run
 
     if not has_display():  # before loading anything
         raise LegkitError(NO_DISPLAY)
-    policy = find_policy(resolve_run(args.run), args.checkpoint)
+    policy = _intact_policy(resolve_run(args.run), args.checkpoint)
     shown = play(policy, list(args.set or []), seconds=args.seconds, seed=args.seed)
     print(f"played {shown:.1f} s of {policy.folder} ({policy.label})")
 
@@ -481,6 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--chunk-steps", type=count, metavar="N",
                    help="a fresh training process every N steps, at the first checkpoint N steps on, against "
                         "leaks (implies --supervise)")
+    t.add_argument("--wandb", nargs="?", const="", metavar="MODE",
+                   help="also log every TensorBoard scalar and each clip to Weights & Biases (needs pip install "
+                        "wandb): MODE online, or offline (no network; 'wandb sync' later); a bare --wandb is online "
+                        "unless WANDB_MODE says otherwise. Files in RUN/wandb/, project legkit (or WANDB_PROJECT)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a run or pretrained:NAME with deterministic rollouts")
@@ -503,6 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--checkpoint", help="step number, 'latest' or 'best' (default: the final model)")
     v.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a task key for validation")
     v.add_argument("--json", help="write the result here (default: RUN/validate.json)")
+    v.add_argument("--robustness-only", action="store_true",
+                   help="run only the task's robustness scenarios (e.g. on each checkpoint, to find the first that "
+                        "meets them)")
     v.set_defaults(func=cmd_validate)
 
     x = sub.add_parser("export", help="export a policy as ONNX (or TorchScript) with policy.json and the runtime")

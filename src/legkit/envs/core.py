@@ -12,6 +12,7 @@ import numpy as np
 from legkit import LegkitError
 from legkit.robots import get_robot
 from legkit.sim.batch import BatchSim
+from legkit.sim.power import AppliedTorque, joint_power
 from legkit.sim.scene import build_model
 from legkit.tasks.config import TaskConfig
 from legkit.tasks.commands import VelocityCommand
@@ -125,6 +126,10 @@ class LeggedBatch:
         """Robots reset because the policy gave a non-finite action."""
         self.bad_physics_count = 0
         """Robots reset because their physics state became non-finite or exploded."""
+        self._applied: AppliedTorque | None = None
+        """Applied joint torques from the torque sensors, built at the first `step_power`."""
+        self._parked = np.zeros(num_envs, dtype=bool)
+        """Robots whose physics blew up in the last `step` (parked at a finite state)."""
         self.reset()
 
     def control_map(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -260,6 +265,7 @@ class LeggedBatch:
             event.step()
         self.sim.step(self._ctrl)
         bad_physics = ~np.isfinite(self.sim.state).all(axis=1) | (np.abs(self.sim.qvel) > 1e3).any(axis=1)
+        self._parked = bad_physics
         if bad_physics.any():
             # Park the broken robots at a finite state until the caller resets them.
             self.sim.state[bad_physics] = self.sim.state0
@@ -281,6 +287,23 @@ class LeggedBatch:
         self.bad_physics_count += int(bad_physics.sum())
         self.commands.step()
         return reward, s.terminated.copy(), truncated
+
+    def step_power(self) -> np.ndarray:
+        """Mechanical power of the joint actuators over the last `step` (W), (num_envs,): the mean over its physics
+        steps of sum |tau * qdot| with the torque each step applied (sim/power.py)."""
+        if len(self.torque_sensors) != self.robot.num_joints:
+            raise LegkitError(f"robot '{self.robot.name}' names {len(self.torque_sensors)} torque sensors for "
+                              f"{self.robot.num_joints} joints; mechanical power needs one actuatorfrc sensor "
+                              "per joint")
+        if self._applied is None:
+            self._applied = AppliedTorque(self.model, self.actuators)
+        qvel = self.sim.substep_qvel[:, :, self.joint_dof]  # (num_envs, decimation + 1, joints)
+        force = self.sim.substep_sensordata[:, :, self.torque_sensors]
+        with np.errstate(invalid="ignore", over="ignore"):  # a blown-up robot's substeps may not be finite
+            torque = self._applied(force, qvel[:, :-1], qvel[:, 1:])
+            power = joint_power(torque, qvel[:, 1:]).mean(axis=1)
+        power[self._parked] = 0.0  # a blown-up step has no meaningful work (its episode ends here)
+        return power
 
     def close(self) -> None:
         self.sim.close()

@@ -16,7 +16,6 @@ from legkit.envs.core import LeggedBatch
 from legkit.evaluate.gait import left_right_pairs
 from legkit.tasks.config import PushConfig, undisturbed
 from legkit.tasks.observations import layout_difference
-from legkit.tasks.rewards import energy
 from legkit.train.config import Config, validate
 from legkit.train.runs import Policy
 from legkit.train.trainer import load_model, read_normalization
@@ -36,7 +35,8 @@ class Trace:
     action_abs: np.ndarray
     """Mean |action| over joints."""
     power: np.ndarray
-    """Mechanical power sum |tau * qdot| (W)."""
+    """Mechanical power of the joint actuators, sum |tau * qdot| (W), averaged over the control step's physics
+    steps with the torque each applied (sim/power.py)."""
     reward: np.ndarray
     """The task's reward (the training reward, before any normalization)."""
     terminated: np.ndarray
@@ -201,7 +201,7 @@ def rollout_model(model: PPO, norm: VecNormalize, episodes: int, cfg: Config, se
             rec["command"].append(s.command.copy())
             rec["height"].append(s.base_pos[:, 2].copy())
             rec["action_abs"].append(np.abs(s.action).mean(axis=1))
-            rec["power"].append(energy(s))
+            rec["power"].append(batch.step_power())
             if feet is not None:  # every substep: touchdowns between control steps count
                 for key, value in zip(("foot_force", "foot_height", "foot_speed"),
                                       feet.read(batch.sim.substep_sensordata)):

@@ -110,13 +110,25 @@ def robustness_configs(policy: Policy, vc: ValidationConfig, sets: list[str]) ->
     return out
 
 
-def validate(policy: Policy, sets: list[str] | None = None, seed: int = 777) -> dict:
-    """Run the task's validation suite on `policy`; returns the checks and the nominal metrics."""
+def validate(policy: Policy, sets: list[str] | None = None, seed: int = 777, robustness_only: bool = False) -> dict:
+    """Run the task's validation suite on `policy`; returns the checks and the nominal metrics.
+    `robustness_only`: only the robustness scenarios (no nominal metrics), e.g. to find the first
+    checkpoint that meets them."""
     cfg = load_run_config(policy, sets)
     # The suite belongs to the task, not to the run: take it from the task's current definition (plus
     # any task.validation --set), so that runs saved before a threshold changed are judged the same way.
     vc = build_config(cfg.task_name, sets=[s for s in sets or [] if s.startswith("task.validation.")]).task.validation
     scenarios = robustness_configs(policy, vc, list(sets or []))  # before any rollout: a bad scenario fails fast
+    if robustness_only and not scenarios:
+        raise LegkitError(f"--robustness-only: task {cfg.task_name} has no robustness scenarios "
+                          "(task.validation.robustness)")
+    robustness = _robustness_traces(policy, vc, scenarios, seed)
+    if robustness_only:
+        checks = judge_robustness(robustness)
+        return {"task": cfg.task_name, "policy": str(policy.folder), "checkpoint": policy.label, "step": policy.step,
+                "passed": all(c.passed for c in checks), "checks": [asdict(c) for c in checks],
+                "robustness_metrics": {sc.name: compute_metrics(t) for sc, t in robustness},
+                "validation_config": asdict(vc)}
     nominal = rollout(policy, vc.episodes, cfg, seed=seed, max_steps=vc.max_steps)
     seeds = {s: rollout(policy, vc.seed_episodes, cfg, seed=s, max_steps=vc.max_steps) for s in vc.seeds}
     long = rollout(policy, 1, cfg, seed=seed + 1, max_steps=vc.long_steps)
@@ -124,19 +136,25 @@ def validate(policy: Policy, sets: list[str] | None = None, seed: int = 777) -> 
                    pushes=PushConfig(vc.push_force, vc.push_interval_s, vc.push_duration_s))
     randomized = rollout(policy, vc.episodes, cfg, seed=seed + 3, max_steps=vc.max_steps,
                          randomize=(vc.mass_range, vc.friction_range))
-    # Each scenario has its own seed (seed + 4, seed + 5, ... in list order); `max_steps` sets its episode length.
-    robustness = []
-    for i, (sc, sc_cfg) in enumerate(scenarios):
-        try:
-            robustness.append((sc, rollout(policy, vc.episodes, sc_cfg, seed=seed + 4 + i, max_steps=vc.max_steps)))
-        except LegkitError as exc:  # e.g. a scenario that changes the observations the model takes
-            raise LegkitError(f"robustness scenario '{sc.name}': {exc}") from None
     checks = judge(vc, nominal, seeds, long, push, randomized, robustness)
     return {"task": cfg.task_name, "policy": str(policy.folder), "checkpoint": policy.label, "step": policy.step,
             "passed": all(c.passed for c in checks), "checks": [asdict(c) for c in checks],
             "nominal_metrics": compute_metrics(nominal),
             "robustness_metrics": {sc.name: compute_metrics(t) for sc, t in robustness},
             "validation_config": asdict(vc)}
+
+
+def _robustness_traces(policy: Policy, vc: ValidationConfig, scenarios: list[tuple[Scenario, Config]],
+                       seed: int) -> list[tuple[Scenario, Trace]]:
+    """Each robustness scenario's rollout, with its own seed (seed + 4, seed + 5, ... in list order);
+    `vc.max_steps` sets its episode length."""
+    robustness = []
+    for i, (sc, sc_cfg) in enumerate(scenarios):
+        try:
+            robustness.append((sc, rollout(policy, vc.episodes, sc_cfg, seed=seed + 4 + i, max_steps=vc.max_steps)))
+        except LegkitError as exc:  # e.g. a scenario that changes the observations the model takes
+            raise LegkitError(f"robustness scenario '{sc.name}': {exc}") from None
+    return robustness
 
 
 def format_checks(result: dict) -> str:

@@ -68,10 +68,10 @@ class ExportedActor(nn.Module):
         self.register_buffer("mean", th.as_tensor(np.asarray(mean, dtype=np.float64)))
         self.register_buffer("std", th.as_tensor(np.asarray(std, dtype=np.float64)))
         self.clip = clip
-        # an asymmetric actor's extractor: its features are the inputs, then its state estimate (if any)
-        self.extractor = policy.pi_features_extractor if actor_indices_of(policy) is not None else None
-        self.net = policy.mlp_extractor.policy_net
-        self.head = policy.action_net
+        # An asymmetric actor's features are its inputs, then its state estimate (if any), and with a mirror
+        # the same for the reflected inputs; its mean action may combine both (policy.mean_actions).
+        self.asymmetric = actor_indices_of(policy) is not None
+        self.policy = policy
         self.register_buffer("offset", f32(ctrl_offset))
         self.register_buffer("gain", f32(ctrl_gain))
         self.register_buffer("low", f32(ctrl_low))
@@ -82,9 +82,12 @@ class ExportedActor(nn.Module):
         if self.clip != float("inf"):
             x = th.clamp(x, -self.clip, self.clip)
         x = x.float()
-        if self.extractor is not None:
-            x = self.extractor.features(x)
-        action = th.clamp(self.head(self.net(x)), -1.0, 1.0)
+        p = self.policy
+        if self.asymmetric:
+            mean = p.mean_actions(p.mlp_extractor.forward_actor(p.pi_features_extractor.features(x)))
+        else:
+            mean = p.action_net(p.mlp_extractor.forward_actor(x))
+        action = th.clamp(mean, -1.0, 1.0)
         return action, th.minimum(th.maximum(self.offset + self.gain * action, self.low), self.high)
 
 

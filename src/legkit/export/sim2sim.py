@@ -4,7 +4,8 @@ Nothing of legkit's env is used: the model file is loaded as it is (a ground pla
 none), joints are matched by name, the actuators are switched off and the loop runs its own PD at the
 exported gains at every physics step, as a robot's motor drivers do. Sensor readings come from the free
 joint (IMU: angular velocity and orientation) and the joints (encoders); a policy that reads the base
-velocity or height gets the simulator's true value, an ideal estimator. The result is legkit eval's metrics.
+velocity or height gets the simulator's true value, an ideal estimator. The result is legkit eval's metrics;
+mechanical power is measured as eval measures it (sim/power.py), at every physics step with the applied torque.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from legkit import LegkitError
 from legkit.evaluate.metrics import compute_metrics
 from legkit.evaluate.rollout import Trace
 from legkit.runtime import PolicyRuntime
+from legkit.sim.power import AppliedTorque, joint_power
 from legkit.tasks.state import quat_rotate_inverse
 
 GROUND = (mujoco.mjtGeom.mjGEOM_PLANE, mujoco.mjtGeom.mjGEOM_HFIELD)
@@ -61,6 +63,7 @@ class Robot:
                 raise LegkitError("the model lacks actuators named as the policy's: "
                                   + ", ".join(j["actuator"] for j, a in zip(spec["joints"], acts) if a < 0))
             self.actuators = np.asarray(acts, dtype=np.int64)
+            self.applied = AppliedTorque(m, self.actuators)
         # The base's own geoms: touching the ground with them is a fall.
         self.base_geoms = set(np.flatnonzero(m.geom_bodyid == self.base_body).tolist())
         self.ground_geoms = set(np.flatnonzero(np.isin(m.geom_type, [int(g) for g in GROUND])).tolist())
@@ -104,15 +107,18 @@ def sim2sim(export: Path, model_path: Path, episodes: int = 10, command: tuple[f
         runtime.reset()
         for t in range(steps):
             targets = runtime.step(_sensors(d, robot, cmd, spec))
+            power = 0.0
             for _ in range(substeps):
+                qd = d.qvel[robot.dof].copy()
                 if robot.position:
-                    q, qd = d.qpos[robot.qpos], d.qvel[robot.dof]
-                    tau = np.clip(runtime.kp * (targets - q) - runtime.kd * qd, -limit, limit)
+                    tau = np.clip(runtime.kp * (targets - d.qpos[robot.qpos]) - runtime.kd * qd, -limit, limit)
                     d.qfrc_applied[robot.dof] = tau
                 else:
                     d.ctrl[robot.actuators] = targets
-                    tau = d.actuator_force[robot.actuators]
                 mujoco.mj_step(m, d)
+                if not robot.position:  # the force the step computed, as the integrator applied it
+                    tau = robot.applied(d.actuator_force[robot.actuators], qd, d.qvel[robot.dof])
+                power += float(joint_power(tau, d.qvel[robot.dof]))  # as legkit eval: every physics step
             quat = d.qpos[b + 3:b + 7][None]
             lin = quat_rotate_inverse(quat, d.qvel[robot.base_dof:robot.base_dof + 3][None])[0]
             rec["alive"][t, ep] = True
@@ -120,7 +126,7 @@ def sim2sim(export: Path, model_path: Path, episodes: int = 10, command: tuple[f
             rec["command"][t, ep] = cmd
             rec["height"][t, ep] = d.qpos[b + 2]
             rec["action_abs"][t, ep] = float(np.mean(np.abs(runtime.last_action)))
-            rec["power"][t, ep] = float(np.sum(np.abs(tau * d.qvel[robot.dof])))  # as legkit eval: at the step's end
+            rec["power"][t, ep] = power / substeps
             length[ep] = t + 1
             fell = d.qpos[b + 2] < term["min_base_height"] or (touch_ends and _base_touches(d, robot))
             if t + 1 > term["grace_steps"] and fell:
@@ -165,9 +171,10 @@ COMPARED = ("mean_forward_velocity", "linear_velocity_tracking_rms", "survival_r
             "energy_per_metre_J")
 
 
-def against_eval(spec: str, result: dict, command: tuple[float, float, float], episodes: int) -> dict:
-    """legkit eval of policy `spec` (RUN or pretrained:NAME) under `command` held for whole episodes, beside
-    the sim2sim `result`: each compared metric with its relative difference."""
+def against_eval(spec: str, result: dict, command: tuple[float, float, float], episodes: int,
+                 seconds: float | None = None) -> dict:
+    """legkit eval of policy `spec` (RUN or pretrained:NAME) under `command` held for whole episodes of `seconds`
+    (s; default the task's), beside the sim2sim `result`: each compared metric with its relative difference."""
     from legkit.evaluate.rollout import load_run_config, rollout
     from legkit.evaluate.sweep import fixed_command
     from legkit.train.runs import find_policy, resolve_run
@@ -175,7 +182,8 @@ def against_eval(spec: str, result: dict, command: tuple[float, float, float], e
     policy = find_policy(resolve_run(spec), None)
     cfg = load_run_config(policy)
     cfg = replace(cfg, task=fixed_command(cfg.task, *command))
-    ref = compute_metrics(rollout(policy, episodes, cfg))
+    steps = None if seconds is None else int(round(seconds / cfg.task.control_dt))
+    ref = compute_metrics(rollout(policy, episodes, cfg, max_steps=steps))
     rows = {}
     for key in COMPARED:
         a, b = ref.get(key), result["metrics"].get(key)

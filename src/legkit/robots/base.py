@@ -61,6 +61,12 @@ class RobotSpec:
     max_base_height: float = 0.0
     """Highest base height (m) reachable with the feet on the ground (0: unknown). Height targets
     above it are rejected, since no policy can reach them."""
+    mirror_joints: tuple[str, ...] = ()
+    """Under the left-right reflection (y -> -y in the base frame), the joint each joint becomes, in `joints`
+    order (empty: the robot declares no mirror, and a symmetric policy cannot be trained for it)."""
+    mirror_signs: tuple[float, ...] = ()
+    """+1 or -1 per joint, in `joints` order: the sign the reflection gives that joint's angle (an axis along
+    x, such as an abduction joint, flips; an axis along y, such as a knee, keeps its sign)."""
     edit_spec: Callable[[Any], None] | None = None
     """Optional edit of the MjSpec before compiling (e.g. adding sensors to a model legkit does not own)."""
     extra: dict = field(default_factory=dict)
@@ -70,6 +76,13 @@ class RobotSpec:
     def home(self) -> np.ndarray:
         """Home pose as an array, shape (num_joints,)."""
         return np.asarray(self.home_pose, dtype=np.float64)
+
+    def joint_mirror(self) -> tuple[np.ndarray, np.ndarray]:
+        """(index, sign) arrays, shape (num_joints,): joint i of the mirror image is sign[i] * joint index[i]."""
+        if not self.mirror_joints:
+            raise ValueError(f"the {self.name} declares no left-right mirror (mirror_joints)")
+        index = np.array([self.joints.index(j) for j in self.mirror_joints], dtype=np.int64)
+        return index, np.asarray(self.mirror_signs, dtype=np.float64)
 
     @property
     def num_joints(self) -> int:

@@ -24,6 +24,7 @@ from legkit.robots.base import RobotSpec
 
 LEGS = ("FL", "FR", "RL", "RR")
 PARTS = ("hip", "thigh", "calf")
+MIRROR_LEG = {"FL": "FR", "FR": "FL", "RL": "RR", "RR": "RL"}
 
 
 def _xml() -> Path:
@@ -50,4 +51,7 @@ GO2 = RobotSpec(
     foot_pos_sensors=tuple(f"{leg}_foot_pos" for leg in LEGS),
     foot_vel_sensors=tuple(f"{leg}_foot_vel" for leg in LEGS),
     init_height=0.30,
+    # Left and right legs mirror each other; the abduction (hip) axis is along x in both, so its angle flips.
+    mirror_joints=tuple(f"{MIRROR_LEG[leg]}_{part}_joint" for leg in LEGS for part in PARTS),
+    mirror_signs=(-1.0, 1.0, 1.0) * 4,
 )

@@ -74,6 +74,8 @@ class BatchSim:
         self._out_state = np.zeros((num_envs, decimation, self.nstate))
         self._out_sensor = np.zeros((num_envs, decimation, model.nsensordata))
         self.sensordata = np.zeros((num_envs, model.nsensordata))
+        self._in_qvel = np.zeros((num_envs, model.nv))
+        """qvel of the state the last `step` started from."""
         self.ctrl_delay = np.zeros(num_envs, dtype=np.int64)
         """Actuation latency per robot, in physics steps (0 .. decimation): the first `ctrl_delay[i]` physics
         steps of a `step` still apply robot i's previous controls."""
@@ -103,6 +105,15 @@ class BatchSim:
         view.flags.writeable = False
         return view
 
+    @property
+    def substep_qvel(self) -> np.ndarray:
+        """qvel before and after every physics step of the last `step`, (num_envs, decimation + 1, nv), a copy.
+
+        Entry [:, 0] is the state the step started from, [:, k + 1] the state physics step k ended in, so physics
+        step k runs from [:, k] to [:, k + 1] (and its sensors, `substep_sensordata[:, k]`, read [:, k]).
+        """
+        return np.concatenate([self._in_qvel[:, None], self._out_state[:, :, self._qvel_slice]], axis=1)
+
     def set_state(self, env_ids: np.ndarray, qpos: np.ndarray, qvel: np.ndarray) -> None:
         """Overwrite the state of the robots `env_ids` with `qpos` (k, nq) and `qvel` (k, nv), time 0."""
         self.state[env_ids] = self.state0
@@ -123,6 +134,7 @@ class BatchSim:
         self._fresh[:] = False
         if self.qfrc_applied is not None:
             self._ctrl[:, :, nu:] = self.qfrc_applied[:, None, :]
+        np.copyto(self._in_qvel, self.qvel)
         self._pool.rollout(
             self._models, self._datas, self.state, self._ctrl,
             skip_checks=True, nstep=self.decimation, state=self._out_state,

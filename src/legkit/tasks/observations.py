@@ -36,6 +36,20 @@ PRIVILEGED = ("base_lin_vel", "base_height", "ground_friction", "payload", "moto
 """Terms the simulator knows and a robot has no sensor for."""
 
 
+MIRROR_SIGNS = {
+    "base_lin_vel": (1.0, -1.0, 1.0),  # a vector: its y flips
+    "projected_gravity": (1.0, -1.0, 1.0),
+    "base_ang_vel": (-1.0, 1.0, -1.0),  # an angular velocity (axial vector): roll and yaw rate flip
+    "command": (1.0, -1.0, -1.0),  # vx, vy, yaw rate
+    "push_force": (1.0, -1.0),
+    "base_height": (1.0,), "target_height": (1.0,),
+    "ground_friction": (1.0,), "payload": (1.0,), "motor_strength": (1.0,),
+}
+"""Under the left-right reflection (y -> -y), the sign of each entry of these terms (entries stay in place)."""
+JOINT_TERMS = ("joint_pos", "joint_vel", "last_action")
+"""Terms in joint order: the reflection permutes them by the robot's mirror_joints and signs."""
+
+
 @dataclass(frozen=True)
 class HistoryConfig:
     """The `history` observation term: the last `length` observed frames of `terms`, newest first.
@@ -95,3 +109,41 @@ def layout_difference(trained: list, current: list) -> str | None:
     longer, which = (old, "model") if len(old) > len(new) else (new, "task")
     extra = ", ".join(n for n, _ in longer[min(len(old), len(new)):])
     return f"the {which} has the extra terms {extra}; the model was trained on {', '.join(n for n, _ in old)}"
+
+
+def mirror_map(layout: list, joint_index: np.ndarray, joint_sign: np.ndarray,
+               history_terms: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """The left-right reflection of a flat observation with `layout` ((name, start, size) list), as
+    (index, sign) arrays of shape (obs_dim,): the mirrored observation is `sign * obs[..., index]`.
+
+    `joint_index`/`joint_sign` are the robot's joint mirror (RobotSpec.joint_mirror); `history_terms` the
+    terms each `history` frame holds (task.observation_history.terms). Raises ValueError naming a term
+    that has no reflection.
+    """
+    dim = sum(int(k) for _, _, k in layout)
+    index, sign = np.arange(dim), np.ones(dim)
+    for name, start, size in layout:
+        start, size = int(start), int(size)
+        if name in JOINT_TERMS:
+            index[start:start + size] = start + joint_index
+            sign[start:start + size] = joint_sign
+        elif name in MIRROR_SIGNS and len(MIRROR_SIGNS[name]) == size:
+            sign[start:start + size] = MIRROR_SIGNS[name]
+        elif name != "history":
+            raise ValueError(f"observation term '{name}' has no left-right reflection")
+    for name, start, size in layout:
+        if name != "history":
+            continue
+        # A frame holds the history terms' entries in observation order; reflect each frame as those entries.
+        src = np.asarray(term_indices(layout, history_terms), dtype=np.int64)
+        where = {int(i): j for j, i in enumerate(src)}
+        if not len(src) or int(size) % len(src):
+            raise ValueError(f"the history term ({size} values) does not hold whole frames of {list(history_terms)}")
+        if any(int(index[i]) not in where for i in src):
+            raise ValueError(f"the history terms {list(history_terms)} are not closed under the reflection")
+        frame_index = np.array([where[int(index[i])] for i in src])
+        for f in range(int(size) // len(src)):
+            first = int(start) + f * len(src)
+            index[first:first + len(src)] = first + frame_index
+            sign[first:first + len(src)] = sign[src]
+    return index, sign

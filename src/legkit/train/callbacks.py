@@ -15,7 +15,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from legkit import LegkitError
 from legkit.envs.vec_env import LegkitVecEnv
-from legkit.train.checkpoints import save_checkpoint
+from legkit.train.checkpoints import atomic_write, save_checkpoint
 
 
 def current_rss_mb() -> float:
@@ -46,6 +46,11 @@ class EpisodeLogger(BaseCallback):
         names = self.env.batch.rewards.names
         if self.csv_path.exists():
             _drop_partial_line(self.csv_path)  # a process killed mid-write left half a row
+            # A resume trains again what was logged after its checkpoint: those rows would be there twice.
+            dropped = drop_rows_after(self.csv_path, self.num_timesteps)
+            if dropped:
+                print(f"{self.csv_path.name}: dropped {dropped} episodes logged after step {self.num_timesteps}, "
+                      "which is trained again from its checkpoint")
         new = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
         self._file = open(self.csv_path, "a", newline="")
         self._writer = csv.writer(self._file)
@@ -202,6 +207,21 @@ class Checkpointer(BaseCallback):
             self.stopped = self._save()
 
 
+def drop_rows_after(path: Path, step: int) -> int:
+    """Rewrite the csv at `path` (header, then rows whose first column is the step) without the rows of steps
+    after `step`, atomically (a new file renamed over it); returns how many were dropped (0: left as it was)."""
+    header, *rows = path.read_bytes().splitlines(keepends=True) or [b""]
+
+    def after(row: bytes) -> bool:
+        first = row.split(b",", 1)[0]
+        return first.isdigit() and int(first) > step
+
+    keep = [row for row in rows if not after(row)]
+    if len(keep) < len(rows):
+        atomic_write(path, header + b"".join(keep))
+    return len(rows) - len(keep)
+
+
 def _drop_partial_line(path: Path) -> None:
     """Cut an append-only text file back to its last complete line."""
     with open(path, "rb+") as f:
@@ -349,7 +369,7 @@ class EstimatorTraining(BaseCallback):
                 self._optimizer.zero_grad()
                 loss.backward()
                 self._optimizer.step()
-                loss_sum, count = loss_sum + float(loss) * len(batch), count + len(batch)
+                loss_sum, count = loss_sum + float(loss.detach()) * len(batch), count + len(batch)
         # no stale gradients for PPO's gradient clipping, which norms over every policy parameter
         self._optimizer.zero_grad(set_to_none=True)
         policy.set_training_mode(False)
@@ -363,3 +383,21 @@ class EstimatorTraining(BaseCallback):
             std = np.sqrt(np.asarray(norm.obs_rms.var)[policy.estimate_indices] + norm.epsilon)
             self.logger.record("estimator/rmse", float(np.sqrt(np.mean(np.square(err * std)))))
         return mse
+
+
+class SymmetryStatistics(BaseCallback):
+    """At every rollout start, copy VecNormalize's statistics of the actor's inputs into a symmetric policy,
+    which reflects normalized inputs through raw units; the rollout and the update after it use one copy."""
+
+    def _on_rollout_start(self) -> None:
+        policy, norm = self.model.policy, self.model.get_vec_normalize_env()
+        idx = policy.actor_indices
+        if norm is not None and norm.norm_obs:
+            mean = np.asarray(norm.obs_rms.mean)[idx]
+            std = np.sqrt(np.asarray(norm.obs_rms.var)[idx] + norm.epsilon)
+        else:
+            mean, std = np.zeros(len(idx)), np.ones(len(idx))
+        policy.pi_features_extractor.set_statistics(mean, std)
+
+    def _on_step(self) -> bool:
+        return True

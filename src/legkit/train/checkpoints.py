@@ -29,7 +29,7 @@ from legkit import LegkitError
 MODEL, NORM, META = "model.zip", "vecnormalize.pkl", "meta.json"
 CHECKSUMS = "sha256"
 """The meta.json key of a policy folder's checksums: {file name: sha256 hex digest}."""
-TRAINING_TEMPORARIES = tuple(f".{name}.tmp" for name in (MODEL, NORM, META, "config.yaml"))
+TRAINING_TEMPORARIES = tuple(f".{name}.tmp" for name in (MODEL, NORM, META, "config.yaml", "episodes.csv"))
 """Temporary files of the training's own atomic writes at the top of a run (eval's are not touched)."""
 CORRUPT = "corrupt"
 """checkpoints/corrupt/: where a resume moves the corrupt checkpoints it skipped (kept, never deleted)."""

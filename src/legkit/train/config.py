@@ -14,6 +14,7 @@ from legkit.tasks.commands import check_commands
 from legkit.tasks.config import TaskConfig
 from legkit.tasks.observations import OBSERVATIONS
 from legkit.tasks.terms import check_reward_table
+from legkit.train.normalization import FIXED_SCALE_TERMS
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,13 @@ class PPOConfig:
     """Adam learning rate of the state estimator's regression."""
     estimator_epochs: int = 4
     """Passes of the estimator's regression over each rollout."""
+    fixed_scales: tuple[str, ...] = ()
+    """Observation terms normalized by a fixed scale instead of running statistics (legkit.train.normalization):
+    "command" is divided by the largest command of the task's final ranges, per component."""
+    symmetry: bool = False
+    """A left-right symmetric actor by construction: its mean action is the average of the network's action
+    and the mirror image of its action for the mirrored robot (the robot's mirror_joints), so a turn or a
+    step to the left and to the right are one skill (legkit.train.policies)."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,13 @@ def validate(cfg: Config) -> Config:
             valid = [n for n in t.observations if n not in p.actor_observations]
             raise LegkitError(f"ppo.estimator: '{name}' must be one of the task's observation terms that the actor "
                               f"does not read; valid: {', '.join(valid) or 'none'}")
+    if p.symmetry:
+        check_symmetry(t)
+    for name in p.fixed_scales:
+        if name not in FIXED_SCALE_TERMS or name not in t.observations:
+            valid = [n for n in FIXED_SCALE_TERMS if n in t.observations]
+            raise LegkitError(f"ppo.fixed_scales: '{name}' cannot have a fixed scale in this task; valid: "
+                              f"{', '.join(valid) or 'none'}")
     if len(set(p.estimator)) != len(p.estimator):
         raise LegkitError(f"invalid ppo.estimator = {list(p.estimator)}: must name each term once")
     check_commands(t)
@@ -252,6 +267,20 @@ def validate(cfg: Config) -> Config:
         if not width >= 0:
             raise LegkitError(f"invalid task.observation_noise.{name} = {width}: must be >= 0 (the noise half-width)")
     return replace(cfg, task=replace(t, rewards=check_reward_table(t.rewards)))
+
+
+def check_symmetry(t: TaskConfig) -> None:
+    """Raise a LegkitError unless task `t`'s robot declares a mirror and every observation term has one."""
+    from legkit.tasks.observations import MIRROR_SIGNS, JOINT_TERMS
+
+    robot = get_robot(t.robot)
+    if not robot.mirror_joints:
+        raise LegkitError(f"ppo.symmetry needs a robot with a left-right mirror; the {robot.name} declares none "
+                          "(RobotSpec.mirror_joints)")
+    for name in t.observations:
+        if name not in MIRROR_SIGNS and name not in JOINT_TERMS and name != "history":
+            raise LegkitError(f"ppo.symmetry: observation term '{name}' has no left-right reflection; terms with one: "
+                              f"{', '.join([*MIRROR_SIGNS, *JOINT_TERMS, 'history'])}")
 
 
 def build_config(task_name: str, config_file: str | None = None, sets: list[str] | None = None,

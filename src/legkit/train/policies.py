@@ -10,6 +10,13 @@ A blind actor can also carry a state estimator (`estimate_indices`): a small net
 features extractor that predicts privileged terms (the base velocity) from the actor's own inputs, trained by
 regression on every rollout (concurrent estimation, Ji et al. 2022). It is part of the actor, so it is in
 the exported graph, and the robot needs no extra sensor.
+
+With `mirror` (the left-right reflection of the actor's inputs and of the action), the actor is symmetric
+by construction: its mean action is the average of the network's action and the mirror image of the
+network's action for the mirrored inputs, and the action std is averaged with its mirror too. A turn to
+the left and one to the right are then one skill, learnt together. The reflection is defined on raw
+observations, so the features extractor keeps the normalizer's mean and std (SymmetryStatistics copies
+them from VecNormalize at every rollout start) to reflect normalized inputs exactly.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch as th
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
@@ -45,16 +53,22 @@ class ObservationSubset(BaseFeaturesExtractor):
     (`estimator_arch` hidden layers) from those same inputs to `estimate_dim` values, trained by regression
     onto privileged observation terms (legkit.train.callbacks.EstimatorTraining), never by the PPO loss (its
     output is detached here). Features: (batch, len(indices) + estimate_dim).
+
+    With `mirror` = (index, sign) over the actor's inputs (sign * x[:, index] is the reflected raw input),
+    the features are two copies side by side, (batch, 2 * (len(indices) + estimate_dim)): those of the
+    inputs and those of their reflection (`copies` = 2).
     """
 
     def __init__(self, observation_space: gym.spaces.Box, indices: list[int], estimate_dim: int = 0,
-                 estimator_arch: tuple[int, ...] | list[int] = (), activation_fn: type[nn.Module] = nn.ELU):
+                 estimator_arch: tuple[int, ...] | list[int] = (), activation_fn: type[nn.Module] = nn.ELU,
+                 mirror: tuple[list[int], list[float]] | None = None, clip: float = 10.0):
         dim = int(observation_space.shape[0])
         if len(observation_space.shape) != 1:
             raise ValueError(f"ObservationSubset needs a flat Box observation, got shape {observation_space.shape}")
         if not indices or len(set(indices)) != len(indices) or not all(0 <= int(i) < dim for i in indices):
             raise ValueError(f"indices must be distinct and in [0, {dim}), got {list(indices)}")
-        super().__init__(observation_space, features_dim=len(indices) + int(estimate_dim))
+        self.copies = 2 if mirror is not None else 1
+        super().__init__(observation_space, features_dim=self.copies * (len(indices) + int(estimate_dim)))
         self.register_buffer("indices", th.as_tensor([int(i) for i in indices], dtype=th.long))
         self.estimator: nn.Module | None = None
         if estimate_dim:
@@ -63,6 +77,27 @@ class ObservationSubset(BaseFeaturesExtractor):
                 layers += [nn.Linear(size, int(width)), activation_fn()]
                 size = int(width)
             self.estimator = nn.Sequential(*layers, nn.Linear(size, int(estimate_dim)))
+        if mirror is not None:
+            index, sign = mirror
+            if sorted(int(i) for i in index) != list(range(len(indices))) or len(sign) != len(indices):
+                raise ValueError("mirror must be a permutation of the actor's inputs with one sign each")
+            self.register_buffer("mirror_index", th.as_tensor([int(i) for i in index], dtype=th.long))
+            self.register_buffer("mirror_sign", th.as_tensor([float(x) for x in sign], dtype=th.float32))
+            # The normalizer's statistics of the actor's inputs (SymmetryStatistics keeps them current).
+            self.register_buffer("obs_mean", th.zeros(len(indices)))
+            self.register_buffer("obs_std", th.ones(len(indices)))
+            self.clip = float(clip)
+
+    def set_statistics(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """The normalizer's mean and std of the actor's inputs (in `indices` order), for the reflection."""
+        self.obs_mean.copy_(th.as_tensor(np.asarray(mean, dtype=np.float32)))
+        self.obs_std.copy_(th.as_tensor(np.asarray(std, dtype=np.float32)))
+
+    def reflect(self, actor_inputs: th.Tensor) -> th.Tensor:
+        """The normalized inputs of the mirror-image robot: normalize(sign * raw[:, index]), clipped as VecNormalize."""
+        raw = actor_inputs * self.obs_std + self.obs_mean
+        return th.clamp((raw[:, self.mirror_index] * self.mirror_sign - self.obs_mean) / self.obs_std,
+                        -self.clip, self.clip)
 
     def estimate(self, actor_inputs: th.Tensor) -> th.Tensor:
         """The estimator's output for the actor's (normalized) inputs; shape (batch, estimate_dim)."""
@@ -70,11 +105,17 @@ class ObservationSubset(BaseFeaturesExtractor):
             raise RuntimeError("this policy has no state estimator")
         return self.estimator(actor_inputs)
 
-    def features(self, actor_inputs: th.Tensor) -> th.Tensor:
-        """The actor's features from its own inputs `obs[:, indices]`: those, then the (detached) estimate."""
+    def _one(self, actor_inputs: th.Tensor) -> th.Tensor:
         if self.estimator is None:
             return actor_inputs
         return th.cat([actor_inputs, self.estimator(actor_inputs).detach()], dim=1)
+
+    def features(self, actor_inputs: th.Tensor) -> th.Tensor:
+        """The actor's features from its own inputs `obs[:, indices]`: those, then the (detached) estimate;
+        with a mirror, the same for the reflected inputs beside them."""
+        if self.copies == 1:
+            return self._one(actor_inputs)
+        return th.cat([self._one(actor_inputs), self._one(self.reflect(actor_inputs))], dim=1)
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
         return self.features(observations[:, self.indices])
@@ -82,14 +123,20 @@ class ObservationSubset(BaseFeaturesExtractor):
 
 class AsymmetricMlpExtractor(nn.Module):
     """SB3's MlpExtractor with separate input sizes: the policy net takes `actor_dim` features, the value
-    net `critic_dim` (same layers, attribute names and interface: forward_actor, forward_critic, latent dims)."""
+    net `critic_dim` (same layers, attribute names and interface: forward_actor, forward_critic, latent dims).
+
+    With `copies` = 2 the actor's features are two inputs side by side (an input and its reflection): the
+    one policy net runs on each half, and forward_actor returns both latents side by side; `latent_dim_pi`
+    is one latent's size.
+    """
 
     def __init__(self, actor_dim: int, critic_dim: int, net_arch: list[int] | dict[str, list[int]],
-                 activation_fn: type[nn.Module], device: th.device | str = "cpu"):
+                 activation_fn: type[nn.Module], device: th.device | str = "cpu", copies: int = 1):
         super().__init__()
         pi = net_arch.get("pi", []) if isinstance(net_arch, dict) else net_arch
         vf = net_arch.get("vf", []) if isinstance(net_arch, dict) else net_arch
-        self.policy_net, self.latent_dim_pi = self._mlp(actor_dim, pi, activation_fn)
+        self.copies = copies
+        self.policy_net, self.latent_dim_pi = self._mlp(actor_dim // copies, pi, activation_fn)
         self.value_net, self.latent_dim_vf = self._mlp(critic_dim, vf, activation_fn)
         self.to(device)
 
@@ -105,7 +152,9 @@ class AsymmetricMlpExtractor(nn.Module):
         raise RuntimeError("the actor and critic read different features: call forward_actor / forward_critic")
 
     def forward_actor(self, features: th.Tensor) -> th.Tensor:
-        return self.policy_net(features)
+        if self.copies == 1:
+            return self.policy_net(features)
+        return th.cat([self.policy_net(half) for half in features.chunk(self.copies, dim=1)], dim=1)
 
     def forward_critic(self, features: th.Tensor) -> th.Tensor:
         return self.value_net(features)
@@ -118,11 +167,16 @@ class AsymmetricActorCriticPolicy(ActorCriticPolicy):
     Features extractors are not shared: the critic's is `features_extractor_class` (FlattenExtractor by
     default) over the whole observation, the actor's an ObservationSubset. SB3's `features_extractor`
     attribute is the actor's, as for any unshared ActorCriticPolicy.
+
+    Optional: `estimate_indices` (privileged entries a state estimator inside the actor predicts) and
+    `mirror` = {"inputs": [index, sign] over the actor's inputs, "actions": [index, sign], "clip": c}
+    (a left-right symmetric actor, see the module docstring).
     """
 
     def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space, lr_schedule,
                  actor_indices: list[int], estimate_indices: list[int] | None = None,
-                 estimator_arch: list[int] | tuple[int, ...] = (128, 64), **kwargs: Any):
+                 estimator_arch: list[int] | tuple[int, ...] = (128, 64), mirror: dict | None = None,
+                 **kwargs: Any):
         if kwargs.pop("share_features_extractor", False):
             raise ValueError("AsymmetricActorCriticPolicy cannot share a features extractor: the actor reads a subset")
         if kwargs.get("features_extractor_class", FlattenExtractor) is not FlattenExtractor:
@@ -132,26 +186,51 @@ class AsymmetricActorCriticPolicy(ActorCriticPolicy):
         self.actor_indices = [int(i) for i in actor_indices]
         self.estimate_indices = [int(i) for i in (estimate_indices or [])]
         self.estimator_arch = [int(w) for w in estimator_arch]
+        self.mirror = mirror
         if set(self.estimate_indices) & set(self.actor_indices):
             raise ValueError("the estimator's targets must not be inputs of the actor")
         super().__init__(observation_space, action_space, lr_schedule, share_features_extractor=False, **kwargs)
+        if mirror is not None:
+            index, sign = mirror["actions"]
+            if sorted(int(i) for i in index) != list(range(self.action_space.shape[0])):
+                raise ValueError("mirror['actions'] must be a permutation of the actions")
+            self.register_buffer("action_mirror_index", th.as_tensor([int(i) for i in index], dtype=th.long))
+            self.register_buffer("action_mirror_sign", th.as_tensor([float(x) for x in sign], dtype=th.float32))
 
     def _build_mlp_extractor(self) -> None:
         # ActorCriticPolicy.__init__ made both extractors from features_extractor_class; swap in the actor's
         # before _build sets up the orthogonal initialisation and the optimizer over the final modules.
-        self.pi_features_extractor = ObservationSubset(self.observation_space, self.actor_indices,
-                                                       len(self.estimate_indices), self.estimator_arch,
-                                                       self.activation_fn)
+        m = self.mirror
+        self.pi_features_extractor = ObservationSubset(
+            self.observation_space, self.actor_indices, len(self.estimate_indices), self.estimator_arch,
+            self.activation_fn, (m["inputs"][0], m["inputs"][1]) if m else None, float(m["clip"]) if m else 10.0)
         self.features_extractor = self.pi_features_extractor
         self.features_dim = self.pi_features_extractor.features_dim
         self.mlp_extractor = AsymmetricMlpExtractor(self.pi_features_extractor.features_dim,
                                                     self.vf_features_extractor.features_dim, self.net_arch,
-                                                    self.activation_fn, self.device)
+                                                    self.activation_fn, self.device,
+                                                    self.pi_features_extractor.copies)
+
+    def mean_actions(self, latent_pi: th.Tensor) -> th.Tensor:
+        """The Gaussian's mean from the actor's latent; symmetric: the average of the action for the inputs
+        and the mirror image of the action for the reflected inputs."""
+        if self.mirror is None:
+            return self.action_net(latent_pi)
+        own, reflected = latent_pi.chunk(2, dim=1)
+        mirrored = self.action_net(reflected)[:, self.action_mirror_index] * self.action_mirror_sign
+        return 0.5 * (self.action_net(own) + mirrored)
+
+    def _get_action_dist_from_latent(self, latent_pi: th.Tensor):
+        if self.mirror is None:
+            return super()._get_action_dist_from_latent(latent_pi)
+        log_std = 0.5 * (self.log_std + self.log_std[self.action_mirror_index])  # a joint and its mirror alike
+        return self.action_dist.proba_distribution(self.mean_actions(latent_pi), log_std)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         # What policy.save / BasePolicy.load need to rebuild this policy on its own.
         return {**super()._get_constructor_parameters(), "actor_indices": self.actor_indices,
-                "estimate_indices": self.estimate_indices, "estimator_arch": self.estimator_arch}
+                "estimate_indices": self.estimate_indices, "estimator_arch": self.estimator_arch,
+                "mirror": self.mirror}
 
     def estimator_parameters(self) -> list[nn.Parameter]:
         """The state estimator's parameters (empty without one): trained by regression, not by PPO."""

@@ -31,6 +31,8 @@ FIXED = {
     "ppo.actor_observations": "the actor's inputs",
     "ppo.estimator": "the actor's inputs",
     "ppo.estimator_net_arch": "the network's shape",
+    "ppo.symmetry": "the network's shape",
+    "ppo.fixed_scales": "how the network's inputs were normalized",
     "ppo.log_std_init": "a setting that only applies when a network is created",
     "ppo.normalize_reward": "how the saved returns were normalized",
 }

@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 
 from legkit import LegkitError
-from legkit.train.checkpoints import META, MODEL, NORM, atomic_write, listed, save_final, save_policy  # noqa: F401
+from legkit.train.checkpoints import (META, MODEL, NORM, atomic_write, latest_intact, listed,  # noqa: F401
+                                      save_final, save_policy, step_of, verify)
 
 CONFIG, BEST = "config.yaml", "best"
 PRETRAINED_PREFIX = "pretrained:"
@@ -125,6 +126,32 @@ def find_policy(run: Path, checkpoint: str | None = None) -> Policy:
             raise LegkitError(f"run '{run}' has no checkpoint '{checkpoint}'; valid: latest{best}, {valid}")
         c = matches[0]
     return Policy(c, c / MODEL, c / NORM, config, c.name)
+
+
+def find_intact_policy(run: Path, checkpoint: str | None = None) -> tuple[Policy, list[tuple[Path, str]]]:
+    """`find_policy`, with a checkpoint or best model checked against its meta.json checksums (`verify`).
+
+    Returns the policy and the newer corrupt checkpoints skipped on the way (folder, what is wrong): asked for
+    'latest' (or no final model), a corrupt newest checkpoint falls back to the newest intact one, as a resume
+    does. A corrupt checkpoint asked for by step, or a corrupt best model, is a one-line error naming the file
+    and the newest intact checkpoint. The final model carries no checksums and is not checked.
+    """
+    policy = find_policy(run, checkpoint)
+    if policy.label == "final":
+        return policy, []
+    problem = verify(policy.folder)
+    if problem is None:
+        return policy, []
+    intact, skipped = latest_intact(run / "checkpoints")
+    if checkpoint in (None, "latest") and intact is not None:
+        return find_policy(run, intact.name), skipped
+    if intact is not None:
+        valid = f"the newest intact checkpoint is {step_of(intact)} (--checkpoint {step_of(intact)})"
+    else:
+        final = (run / MODEL).exists() and (run / NORM).exists()
+        valid = "no checkpoint of the run is intact" + ("; leave out --checkpoint for the final model" if final else "")
+    what = f"{policy.folder}/{problem}" if problem.startswith((MODEL, NORM, META)) else f"{policy.folder}: {problem}"
+    raise LegkitError(f"{what}: the {'best model' if policy.label == BEST else 'checkpoint'} is corrupt; {valid}")
 
 
 def new_run_dir(name: str, root: Path = Path("runs")) -> Path:

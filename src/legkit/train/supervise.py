@@ -27,7 +27,8 @@ wait4, seconds). A child stopped by an error records nothing: a refused resume l
 Test hook: LEGKIT_TEST_CRASH_AT=STEP[:SIGNAL],... makes the child that runs after i restarts kill itself
 with SIGNAL (default KILL) at its first step at or past the i-th STEP (legkit.train.callbacks.InjectedCrash).
 
-Needs os.fork (Linux, macOS); a child dies with the supervisor (Linux: PR_SET_PDEATHSIG).
+Needs os.fork (Linux, macOS); a child dies with the supervisor (Linux: PR_SET_PDEATHSIG). The supervisor
+holds the run's lock; the children share it (train/lock.py).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from legkit import LegkitError
 from legkit.config import load_yaml
 from legkit.train.checkpoints import latest_intact, step_of
 from legkit.train.config import Config, build_config
+from legkit.train.lock import hold_run
 from legkit.train.resume import ResumePlan, plan_resume
 from legkit.train.runs import CONFIG, META, checkpoints, write_json
 
@@ -111,7 +113,15 @@ class Ended:
 
 
 def supervise(run: Path, cfg: Config, plan: ResumePlan | None, segment: Segment, sup: Supervision) -> dict:
-    """Train `run` to cfg.run.total_steps in child processes (the first one from `plan`); returns the final meta."""
+    """Train `run` to cfg.run.total_steps in child processes (the first one from `plan`); returns the final meta.
+
+    The supervisor holds the run's lock (train/lock.py) throughout, across restarts: each forked child shares
+    it, so no other trainer can take the run between two children."""
+    with hold_run(run):
+        return _supervise(run, cfg, plan, segment, sup)
+
+
+def _supervise(run: Path, cfg: Config, plan: ResumePlan | None, segment: Segment, sup: Supervision) -> dict:
     _preload()
     restarts, streak, chunk = 0, 0, 0
     total = cfg.run.total_steps

@@ -19,19 +19,26 @@ from legkit import LegkitError, __version__
 from legkit.config import to_dict
 from legkit.envs.vec_env import LegkitVecEnv
 from legkit.sim.log import mujoco_warnings_to
-from legkit.tasks.observations import layout_difference
+from legkit.robots import get_robot
+from legkit.tasks.observations import layout_difference, mirror_map
 from legkit.train.callbacks import (Checkpointer, EpisodeLogger, EstimatorTraining, LinearSchedule, NaNGuard,
-                                    TorchThreads, injected_crashes)
+                                    SymmetryStatistics, TorchThreads, injected_crashes)
 from legkit.train.checkpoints import recover, save_checkpoint, set_aside
 from legkit.train.config import Config
+from legkit.train.lock import holding_run
+from legkit.train.normalization import pinned_statistics
 from legkit.train.policies import AsymmetricActorCriticPolicy, observation_indices
 from legkit.train.resume import ResumePlan
 from legkit.train.runs import CONFIG, checkpoints, git_revision, save_final, write_json, write_yaml
 from legkit.train.video_callback import ClipRenderer, VideoCallback
+from legkit.train.wandb_log import WandbOutputFormat, WandbSettings
 
+CLIP_OBS = 10.0
+"""VecNormalize clips normalized observations to +-CLIP_OBS."""
 ACTIVATION = {"elu": torch.nn.ELU, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
-HISTORY = ("resumes", "restarts", "processes")
-"""meta.json lists that every later session of a run carries on (resumes; supervised restarts and processes)."""
+HISTORY = ("resumes", "restarts", "processes", "wandb_id")
+"""meta.json entries that every later session of a run carries on (resumes; supervised restarts and processes;
+the id of its wandb run)."""
 
 
 def load_model(model_path: Path, env=None, **changes) -> PPO:
@@ -84,22 +91,38 @@ def ppo_settings(cfg: Config) -> dict:
 
 
 def policy_choice(cfg: Config, obs_layout: list) -> tuple[str | type, dict]:
-    """The SB3 policy and policy_kwargs for `cfg.ppo`: MlpPolicy, or with `ppo.actor_observations` an
-    AsymmetricActorCriticPolicy whose actor reads those terms of `obs_layout` ((name, start, size) list)."""
+    """The SB3 policy and policy_kwargs for `cfg.ppo`: MlpPolicy, or with `ppo.actor_observations` (or a
+    state estimator, or symmetry) an AsymmetricActorCriticPolicy whose actor reads those terms of
+    `obs_layout` ((name, start, size) list; all of them without actor_observations)."""
     p = cfg.ppo
     kwargs = {"net_arch": {"pi": list(p.net_arch), "vf": list(p.net_arch)},
               "activation_fn": ACTIVATION[p.activation], "log_std_init": p.log_std_init}
-    if not p.actor_observations:
+    if not p.actor_observations and not p.symmetry:
         return "MlpPolicy", kwargs
-    kwargs["actor_indices"] = observation_indices(obs_layout, p.actor_observations)
+    names = p.actor_observations or tuple(str(n) for n, _, _ in obs_layout)
+    kwargs["actor_indices"] = observation_indices(obs_layout, names)
+    if p.symmetry:
+        kwargs["mirror"] = symmetry_kwargs(cfg, obs_layout, kwargs["actor_indices"])
     if p.estimator:
         kwargs["estimate_indices"] = observation_indices(obs_layout, p.estimator)
         kwargs["estimator_arch"] = list(p.estimator_net_arch)
     return AsymmetricActorCriticPolicy, kwargs
 
 
+def symmetry_kwargs(cfg: Config, obs_layout: list, actor_indices: list[int]) -> dict:
+    """The policy's `mirror` argument: the reflection of the actor's inputs (in their order) and of the action."""
+    robot = get_robot(cfg.task.robot)
+    joint_index, joint_sign = robot.joint_mirror()
+    index, sign = mirror_map(obs_layout, joint_index, joint_sign, cfg.task.observation_history.terms)
+    where = {i: j for j, i in enumerate(actor_indices)}
+    if any(int(index[i]) not in where for i in actor_indices):
+        raise LegkitError("ppo.symmetry: the actor's inputs are not closed under the left-right reflection")
+    return {"inputs": [[where[int(index[i])] for i in actor_indices], [float(sign[i]) for i in actor_indices]],
+            "actions": [joint_index.tolist(), joint_sign.tolist()], "clip": CLIP_OBS}
+
+
 def _build_model(cfg: Config, env: VecNormalize) -> PPO:
-    layout = env.unwrapped.batch.obs_layout if cfg.ppo.actor_observations else []  # LegkitVecEnv under the wrappers
+    layout = env.unwrapped.batch.obs_layout  # LegkitVecEnv under the wrappers
     policy, policy_kwargs = policy_choice(cfg, layout)
     model = PPO(
         policy, env, **ppo_settings(cfg), seed=cfg.run.seed, device="cpu", verbose=0,
@@ -109,16 +132,17 @@ def _build_model(cfg: Config, env: VecNormalize) -> PPO:
     return model
 
 
+@holding_run  # one trainer per run folder (train/lock.py)
 def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar: bool = True,
           extra_callbacks: tuple = (), render_clip: ClipRenderer | None = None,
-          chunk_steps: int | None = None) -> dict:
+          chunk_steps: int | None = None, wandb: WandbSettings | None = None) -> dict:
     """Train `cfg` in run folder `run` (continuing a checkpoint as `resume` plans); returns meta.
 
     `render_clip` renders the clips that `run.video_every` asks for (legkit.media.video.TrainingClips;
     train cannot import media, the room below it, so the caller passes it in). With `chunk_steps`,
     training stops at the first checkpoint `chunk_steps` or more steps from where it started (one chunk
     of supervised training, legkit.train.supervise): meta then has "finished": False and no final model
-    is written.
+    is written. With `wandb`, every scalar and clip also goes to a wandb run (legkit.train.wandb_log).
     """
     r = cfg.run
     clips = bool(r.video_every) and r.video_every <= r.total_steps
@@ -132,6 +156,9 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
     recover(run)  # what a killed process left half done
     old = _read_meta(run)
     crash = injected_crashes(len(old.get("restarts", [])))  # a test hook; None unless LEGKIT_TEST_CRASH_AT is set
+    # Before anything is built or written: a run whose wandb run cannot start stays as it was. One wandb
+    # run (its id in meta.json) for every session of this run.
+    board = WandbOutputFormat.start(wandb, run, to_dict(cfg), old.get("wandb_id")) if wandb is not None else None
     update_threads = r.torch_threads or os.cpu_count() or 1
     # The same torch threads for every run from the start (network initialisation included): float results
     # depend on the thread count, and a seed must give the same weights whatever ran before in the process.
@@ -145,8 +172,11 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         "joints": list(env.batch.robot.joints), "control_dt": cfg.task.control_dt, "action_scale": cfg.task.action_scale,
         "actor_observations": list(cfg.ppo.actor_observations),  # [] = the actor reads every obs_layout term
         "estimated_observations": list(cfg.ppo.estimator),  # predicted inside the actor from its own inputs
+        "symmetric_actor": cfg.ppo.symmetry,
         **{key: old[key] for key in HISTORY if key in old}, "finished": False,
     }
+    if board is not None:
+        meta["wandb_id"] = board.run.id
     if resume is not None:
         latest = resume.checkpoint
         try:
@@ -159,6 +189,8 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         except LegkitError:
             env.close()
             torch.set_num_threads(threads_before)
+            if board is not None:
+                board.finish(failed=True)
             raise
         vecnorm.gamma = cfg.ppo.gamma  # the return that reward normalization estimates
         write_yaml(run / CONFIG, to_dict(cfg))  # only now: a failed resume leaves the run untouched
@@ -177,8 +209,10 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
             print(f"changed on resume (applied, and recorded in meta.json):\n{resume.describe()}")
     else:
         write_yaml(run / CONFIG, to_dict(cfg))
-        vecnorm = VecNormalize(env, norm_obs=True, norm_reward=cfg.ppo.normalize_reward, clip_obs=10.0,
+        vecnorm = VecNormalize(env, norm_obs=True, norm_reward=cfg.ppo.normalize_reward, clip_obs=CLIP_OBS,
                                gamma=cfg.ppo.gamma)
+        if cfg.ppo.fixed_scales:  # commands by their own scale, not by running statistics
+            vecnorm.obs_rms = pinned_statistics(env.batch.obs_layout, cfg.task, cfg.ppo.fixed_scales)
         model = _build_model(cfg, vecnorm)
         wall_before = 0.0
     meta["started"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -186,6 +220,8 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
     model.tensorboard_log = str(run / "tb")
     # The TensorBoard logger SB3's learn() would make, made here: one run PPO_1, continued on resume.
     model.set_logger(configure_logger(0, str(run / "tb"), "PPO", reset_num_timesteps=resume is None))
+    if board is not None:
+        model.logger.output_formats.append(board)
 
     def current_meta() -> dict:
         extra = {"curriculum_stage": env.batch.curriculum.stage} if env.batch.curriculum is not None else {}
@@ -203,6 +239,8 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         callbacks.append(crash)
     if clips:
         callbacks.append(VideoCallback(run / "videos", r.video_every, render_clip, r.video_tensorboard))
+    if cfg.ppo.symmetry:
+        callbacks.append(SymmetryStatistics())
     if cfg.ppo.estimator:
         callbacks.append(EstimatorTraining(cfg.ppo.estimator_learning_rate, cfg.ppo.estimator_epochs,
                                            cfg.ppo.batch_size))
@@ -233,6 +271,8 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
             save_checkpoint(run / "checkpoints", model.num_timesteps, model, vecnorm, final, r.keep_checkpoints)
         save_final(run, model, vecnorm, final)
     finally:
+        if board is not None:  # before a supervised child's os._exit: its part of the wandb run ends here
+            board.finish(failed=sys.exc_info()[0] is not None)
         env.close()
         torch.set_num_threads(threads_before)
     return final

@@ -16,6 +16,8 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
 
+from legkit.train.wandb_log import log_clip
+
 
 class ClipRenderer(Protocol):
     preview_fps: int
@@ -38,7 +40,8 @@ class VideoCallback(BaseCallback):
 
     With `tensorboard`, the preview frames go to TensorBoard as an animated GIF under
     `video/policy` (TensorBoard's image panel plays it). The time spent is logged as
-    perf/video_seconds so that its cost is visible next to perf/steps_per_second.
+    perf/video_seconds so that its cost is visible next to perf/steps_per_second. A run that logs to
+    wandb also gets each MP4 there, as a wandb Video under `video/policy`.
     """
 
     def __init__(self, folder: Path, every: int, render: ClipRenderer, tensorboard: bool = True):
@@ -63,6 +66,7 @@ class VideoCallback(BaseCallback):
             preview = self.render(self.model, self.model.get_vec_normalize_env(), path)
             if self.tensorboard and len(preview):
                 self._log_gif(preview, step)
+            log_clip(self.model.logger, path, step)  # the MP4 itself, when the run logs to wandb
             self.clips.append(path)
             self.seconds += time.perf_counter() - t0
             self.logger.record("perf/video_seconds", self.seconds)
