@@ -20,7 +20,8 @@ SMALL = ["run.num_envs=8", "ppo.n_steps=32", "ppo.batch_size=128", "ppo.n_epochs
 
 @pytest.fixture
 def blind():
-    cfg = build_config("go2-joystick", sets=SMALL + [f"ppo.actor_observations={BLIND}", "ppo.estimator=[base_lin_vel]"])
+    cfg = build_config("go2-joystick", sets=SMALL + [f"ppo.actor_observations={BLIND}", "ppo.estimator=[base_lin_vel]",
+                                                    "ppo.symmetry=false"])  # the estimator alone
     env = VecNormalize(LegkitVecEnv(cfg.task, cfg.run.num_envs, seed=0, nthread=1), gamma=cfg.ppo.gamma)
     yield _build_model(cfg, env), env
     env.close()
@@ -108,7 +109,7 @@ def test_bad_estimator_settings_are_named(sets, message):
 
 
 def test_fixed_command_scales_survive_training_and_load_with_plain_vecnormalize(tmp_path):
-    from legkit.train.normalization import PinnedRunningMeanStd, command_scale
+    from legkit.train.normalization import PinnedRunningMeanStd, command_statistics
 
     cfg = build_config("go2-joystick", sets=SMALL + ["ppo.fixed_scales=[command]"])
     from legkit.train.normalization import pinned_statistics
@@ -119,9 +120,10 @@ def test_fixed_command_scales_survive_training_and_load_with_plain_vecnormalize(
         model = _build_model(cfg, env)
         model.learn(8 * 32 * 2)
         block = _layout_block(env, "command")
-        np.testing.assert_array_equal(env.obs_rms.mean[block], 0.0)
-        np.testing.assert_allclose(env.obs_rms.var[block], np.square([2.0, 0.8, 1.5]))  # the final ranges
-        np.testing.assert_allclose(command_scale(cfg.task), [2.0, 0.8, 1.5])
+        # the final ranges vx -1..2, vy -0.8..0.8, yaw -1.5..1.5: U(lo, hi) has mean (lo + hi) / 2, var (hi - lo)^2 / 12
+        np.testing.assert_allclose(env.obs_rms.mean[block], [0.5, 0.0, 0.0])
+        np.testing.assert_allclose(env.obs_rms.var[block], np.square([3.0, 1.6, 3.0]) / 12)
+        np.testing.assert_allclose(command_statistics(cfg.task)[0], [0.5, 0.0, 0.0])
         assert not np.allclose(env.obs_rms.var[_layout_block(env, "joint_vel")], 1.0)  # the rest still runs
         env.save(str(tmp_path / "vn.pkl"))
     finally:
@@ -130,7 +132,7 @@ def test_fixed_command_scales_survive_training_and_load_with_plain_vecnormalize(
     try:
         assert isinstance(loaded.obs_rms, PinnedRunningMeanStd)
         loaded.obs_rms.update(np.full((5, loaded.observation_space.shape[0]), 7.0))
-        np.testing.assert_array_equal(loaded.obs_rms.mean[block], 0.0)
+        np.testing.assert_allclose(loaded.obs_rms.mean[block], [0.5, 0.0, 0.0])
     finally:
         loaded.close()
     with pytest.raises(LegkitError, match="fixed_scales: 'joint_vel'.*valid: command"):

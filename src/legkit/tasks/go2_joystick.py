@@ -3,7 +3,9 @@
 By the end of its command curriculum: vx in [-1.0, 2.0] m/s, vy in [-0.8, 0.8] m/s, yaw rate in
 [-1.5, 1.5] rad/s, resampled every 5 s, 10% of draws the zero command. Trained under domain
 randomization (ground friction 0.3-1.2, payload 0-3 kg, motor strength x 0.85-1.15, up to 20 ms of
-actuation latency, pushes of up to 100 N every 3 s) and sensor noise on what the robot measures.
+actuation latency, pushes of up to 100 N every 3 s) and sensor noise on what the robot measures. The
+actor (configs/go2-joystick.yaml) reads only what a Go2 measures, estimates its base velocity inside,
+and is left-right symmetric.
 """
 
 from __future__ import annotations

@@ -61,8 +61,8 @@ class PPOConfig:
     estimator_epochs: int = 4
     """Passes of the estimator's regression over each rollout."""
     fixed_scales: tuple[str, ...] = ()
-    """Observation terms normalized by a fixed scale instead of running statistics (legkit.train.normalization):
-    "command" is divided by the largest command of the task's final ranges, per component."""
+    """Observation terms normalized by fixed statistics instead of running ones (legkit.train.normalization):
+    "command" by the mean and std of a uniform draw from the task's final command ranges."""
     symmetry: bool = False
     """A left-right symmetric actor by construction: its mean action is the average of the network's action
     and the mirror image of its action for the mirrored robot (the robot's mirror_joints), so a turn or a

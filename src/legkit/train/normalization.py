@@ -2,8 +2,8 @@
 
 VecNormalize scales every observation entry by a running mean and variance. For a command that is wrong:
 its statistics are those of the command distribution seen so far (a range that was zero has a std of 1e-5,
-and a wider command later pins at the clip), while a command has a natural scale, the largest command the
-task asks for. PinnedRunningMeanStd keeps chosen entries at a fixed mean and variance; it replaces
+and a wider command later pins at the clip), while the task says what it will ask for: its final command
+ranges. PinnedRunningMeanStd keeps chosen entries at a fixed mean and variance; it replaces
 VecNormalize's `obs_rms`, is pickled with it, and loads with plain `VecNormalize.load` wherever legkit is
 importable. Export and evaluation read its mean and var as any VecNormalize's.
 """
@@ -39,18 +39,25 @@ class PinnedRunningMeanStd(RunningMeanStd):
         self._pin()
 
 
-def command_scale(task) -> np.ndarray:
-    """The largest |command| per component (vx m/s, vy m/s, yaw rad/s) of the task's final command ranges;
-    1 for a component that is always zero."""
+def command_statistics(task) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance per component (vx m/s, vy m/s, yaw rad/s) of a uniform draw from the task's final
+    command ranges: what running statistics would settle at once training draws the final commands. A
+    component that is always zero gets variance 1.
+
+    (A first version divided by the largest command instead; that made the command inputs 3-5x smaller than
+    the other inputs early in the curriculum, and go2-joystick stood still under every command for 3.6 M
+    steps: docs/results.md, joyE.)"""
     stages = task.command_curriculum.stages
     src = stages[-1] if stages else task.commands
-    scale = np.array([max(abs(lo), abs(hi)) for lo, hi in (src.lin_vel_x, src.lin_vel_y, src.ang_vel_yaw)])
-    return np.where(scale > 0, scale, 1.0)
+    ranges = np.array([src.lin_vel_x, src.lin_vel_y, src.ang_vel_yaw], dtype=np.float64)
+    mean = ranges.mean(axis=1)
+    var = np.square(ranges[:, 1] - ranges[:, 0]) / 12.0  # the variance of U(lo, hi)
+    return mean, np.where(var > 0, var, 1.0)
 
 
 def pinned_statistics(layout: list, task, terms: tuple[str, ...], epsilon: float = 1e-4) -> PinnedRunningMeanStd:
     """Running statistics for an observation with `layout` ((name, start, size)) whose `terms` have fixed
-    scales: mean 0 and variance scale^2 (the command: command_scale)."""
+    statistics (the command: command_statistics)."""
     dim = sum(int(k) for _, _, k in layout)
     pinned, mean, var = [], [], []
     blocks = {str(n): (int(s), int(k)) for n, s, k in layout}
@@ -60,8 +67,8 @@ def pinned_statistics(layout: list, task, terms: tuple[str, ...], epsilon: float
         if name not in blocks:
             raise LegkitError(f"ppo.fixed_scales: '{name}' is not one of the task's observation terms")
         start, size = blocks[name]
-        scale = command_scale(task)
+        m, v = command_statistics(task)
         pinned += list(range(start, start + size))
-        mean += [0.0] * size
-        var += list(np.square(scale))
+        mean += list(m)
+        var += list(v)
     return PinnedRunningMeanStd((dim,), np.array(pinned), np.array(mean), np.array(var), epsilon)
