@@ -137,3 +137,29 @@ def test_fixed_command_scales_survive_training_and_load_with_plain_vecnormalize(
         loaded.close()
     with pytest.raises(LegkitError, match="fixed_scales: 'joint_vel'.*valid: command"):
         build_config("go2-joystick", sets=["ppo.fixed_scales=[joint_vel]"])
+
+
+def test_reward_stages_change_the_parameters_at_their_step():
+    """task.reward_stages: the tracking kernel sharpens once training reaches the stage's step (and at once
+    on a resume past it); evaluation configs score with the last stage's parameters."""
+    from legkit.tasks.config import undisturbed
+    from legkit.train.callbacks import RewardStages
+
+    stage = "task.reward_stages=[{step: 512, params: {track_lin_vel: {sigma: 0.05}}}]"
+    cfg = build_config("go2-joystick", sets=SMALL + [stage, "ppo.symmetry=false"])
+    env = VecNormalize(LegkitVecEnv(cfg.task, cfg.run.num_envs, seed=0, nthread=1), gamma=cfg.ppo.gamma)
+    try:
+        model = _build_model(cfg, env)
+        batch = env.unwrapped.batch
+        sigma = lambda: dict((n, p) for n, _, _, p in batch.rewards._terms)["track_lin_vel"]["sigma"]  # noqa: E731
+        cb = RewardStages(env.unwrapped)
+        model.learn(256, callback=cb)  # one rollout: before the stage
+        assert sigma() == 0.25 and cb.in_force == 0
+        model.learn(512, callback=cb, reset_num_timesteps=False)  # reaches 512 at a rollout start
+        assert sigma() == 0.05 and cb.in_force == 1
+        assert dict((n, p) for n, _, _, p in batch.rewards._terms)["track_lin_vel"]["slow_speed"] == 0.5  # kept
+    finally:
+        env.close()
+    assert undisturbed(cfg.task).rewards["track_lin_vel"].params["sigma"] == 0.05
+    with pytest.raises(LegkitError, match="reward term 'nope'"):
+        build_config("go2-joystick", sets=["task.reward_stages=[{step: 5, params: {nope: {sigma: 0.2}}}]"])

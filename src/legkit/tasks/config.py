@@ -10,7 +10,7 @@ from legkit.tasks.commands import CommandConfig
 from legkit.tasks.curriculum import CommandCurriculumConfig, CurriculumConfig
 from legkit.tasks.events import LatencyConfig, PushConfig
 from legkit.tasks.observations import HistoryConfig
-from legkit.tasks.terms import RewardTerm
+from legkit.tasks.terms import RewardStage, RewardTerm, staged_rewards
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,9 @@ class TaskConfig:
     """Observation terms, in order (see legkit.tasks.observations)."""
     rewards: dict[str, RewardTerm] = field(default_factory=dict)
     """Reward weight table: term name -> weight and parameters (see legkit.tasks.rewards)."""
+    reward_stages: tuple[RewardStage, ...] = ()
+    """Reward parameters that change at given training steps (legkit.train.callbacks.RewardStages);
+    evaluation always scores with the last stage's."""
     reward_scale_by_dt: bool = True
     """Multiply every weight by the control period, so weights are per second."""
     termination: TerminationConfig = field(default_factory=TerminationConfig)
@@ -156,8 +159,10 @@ def undisturbed(task: TaskConfig, pushes: PushConfig | None = None) -> TaskConfi
     randomization, latency and observation noise; with `pushes` if given.
 
     Evaluation, validation and videos set their own disturbances: a policy trained with pushes
-    is judged undisturbed unless a scenario (or a `--set`) disturbs it.
+    is judged undisturbed unless a scenario (or a `--set`) disturbs it. Rewards are the last reward
+    stage's, so that every evaluation of a run scores with one reward.
     """
     stages = tuple(replace(st, push_force=0.0) for st in task.curriculum.stages)
     return replace(task, pushes=pushes or PushConfig(), curriculum=replace(task.curriculum, stages=stages),
-                   randomization=PhysicsRandomization(), latency=LatencyConfig(), observation_noise={})
+                   randomization=PhysicsRandomization(), latency=LatencyConfig(), observation_noise={},
+                   rewards=staged_rewards(task.rewards, task.reward_stages), reward_stages=())

@@ -23,6 +23,31 @@ class RewardTerm:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RewardStage:
+    """Reward parameters that take effect once training has run `step` environment steps (e.g. a tracking
+    kernel sharpened once the commands are learnt: a wide kernel teaches to walk, a sharp one to be precise)."""
+
+    step: int
+    """Environment steps (summed over robots) from which these parameters hold."""
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Reward term -> parameters set over the term's own (the weight table's other entries stay)."""
+
+
+def staged_rewards(table: dict[str, RewardTerm], stages, step: int | None = None) -> dict[str, RewardTerm]:
+    """The weight table in force at `step` (None: after every stage) under `stages` (RewardStage list)."""
+    out = dict(table)
+    for st in sorted(stages, key=lambda st: st.step):
+        if step is not None and st.step > step:
+            break
+        for name, params in st.params.items():
+            if name not in out:
+                raise LegkitError(f"task.reward_stages: step {st.step} sets reward term '{name}', which is not in "
+                                  f"task.rewards; valid: {', '.join(out)}")
+            out[name] = RewardTerm(out[name].weight, {**out[name].params, **dict(params)})
+    return out
+
+
 PARAM_RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("track_lin_vel", "sigma"): (lambda v: v > 0, "> 0 (it divides the squared error)"),
     ("track_ang_vel", "sigma"): (lambda v: v > 0, "> 0 (it divides the squared error)"),
@@ -116,6 +141,11 @@ class RewardManager:
             self.episode_sums[name] += weighted
             total += weighted
         return total
+
+    def set_params(self, table: dict[str, RewardTerm]) -> None:
+        """Take the parameters of `table` (the same terms and weights; a reward stage's) from the next step on."""
+        table = check_reward_table(table)
+        self._terms = [(name, fn, scale, dict(table[name].params)) for name, fn, scale, _ in self._terms]
 
     def reset(self, env_ids: np.ndarray) -> dict[str, np.ndarray]:
         """Return the finished episode sums of `env_ids` per term, then zero them and reset stateful terms."""

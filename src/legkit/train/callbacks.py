@@ -401,3 +401,26 @@ class SymmetryStatistics(BaseCallback):
 
     def _on_step(self) -> bool:
         return True
+
+
+class RewardStages(BaseCallback):
+    """Set the reward parameters of `task.reward_stages` when training reaches each stage's step (at the start
+    of a rollout; on resume, every stage already reached at once). Logs `reward_stage` (stages in force)."""
+
+    def __init__(self, env: LegkitVecEnv):
+        super().__init__()
+        self.env = env
+        self.in_force = -1
+
+    def _on_rollout_start(self) -> None:
+        from legkit.tasks.terms import staged_rewards
+
+        task = self.env.batch.task
+        reached = sum(1 for st in task.reward_stages if st.step <= self.num_timesteps)
+        if reached != self.in_force:
+            self.env.batch.rewards.set_params(staged_rewards(task.rewards, task.reward_stages, self.num_timesteps))
+            self.in_force = reached
+        self.logger.record("reward_stage", reached)
+
+    def _on_step(self) -> bool:
+        return True

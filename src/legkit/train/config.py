@@ -13,7 +13,7 @@ from legkit.tasks import TASKS, get_task
 from legkit.tasks.commands import check_commands
 from legkit.tasks.config import TaskConfig
 from legkit.tasks.observations import OBSERVATIONS
-from legkit.tasks.terms import check_reward_table
+from legkit.tasks.terms import check_reward_table, staged_rewards
 from legkit.train.normalization import FIXED_SCALE_TERMS
 
 
@@ -266,6 +266,10 @@ def validate(cfg: Config) -> Config:
                               f"valid: {', '.join(t.observations)}")
         if not width >= 0:
             raise LegkitError(f"invalid task.observation_noise.{name} = {width}: must be >= 0 (the noise half-width)")
+    for i, st in enumerate(t.reward_stages):
+        if not st.step >= 0:
+            raise LegkitError(f"invalid task.reward_stages[{i}].step = {st.step}: must be >= 0 (environment steps)")
+    check_reward_table(staged_rewards(t.rewards, t.reward_stages))  # every stage's parameters, named if wrong
     return replace(cfg, task=replace(t, rewards=check_reward_table(t.rewards)))
 
 

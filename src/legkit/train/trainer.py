@@ -22,7 +22,7 @@ from legkit.sim.log import mujoco_warnings_to
 from legkit.robots import get_robot
 from legkit.tasks.observations import layout_difference, mirror_map
 from legkit.train.callbacks import (Checkpointer, EpisodeLogger, EstimatorTraining, LinearSchedule, NaNGuard,
-                                    SymmetryStatistics, TorchThreads, injected_crashes)
+                                    RewardStages, SymmetryStatistics, TorchThreads, injected_crashes)
 from legkit.train.checkpoints import recover, save_checkpoint, set_aside
 from legkit.train.config import Config
 from legkit.train.lock import holding_run
@@ -239,6 +239,8 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         callbacks.append(crash)
     if clips:
         callbacks.append(VideoCallback(run / "videos", r.video_every, render_clip, r.video_tensorboard))
+    if cfg.task.reward_stages:
+        callbacks.append(RewardStages(env))
     if cfg.ppo.symmetry:
         callbacks.append(SymmetryStatistics())
     if cfg.ppo.estimator:
