@@ -54,3 +54,29 @@ def test_humanoid_stand_is_shipped_and_stands(tmp_path):
     # evaluated at the curriculum's final 1.28 m target: no falls in 15 s, torso within 2 cm of it
     assert metrics["survival_rate"] == 1.0
     assert 1.26 <= metrics["mean_base_height"] <= 1.30
+
+
+def test_go2_joystick_is_shipped_blind_and_follows_commands(tmp_path):
+    """The shipped joystick policy reads only what a Go2 measures (its base velocity is estimated inside the
+    actor) and walks the way it is told: forward, sideways and turning, one at a time."""
+    folder = resolve_run("pretrained:go2-joystick")
+    for name in ("model.zip", "vecnormalize.pkl", "config.yaml", "meta.json", "eval.json", "validate.json",
+                 "sweep.json"):
+        assert (folder / name).is_file(), name
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 2_000_000
+    meta = json.loads((folder / "meta.json").read_text())
+    assert "base_lin_vel" not in meta["actor_observations"] and meta["estimated_observations"] == ["base_lin_vel"]
+    assert meta["symmetric_actor"] is True
+    fixed = ["task.command_curriculum.stages=[]", "task.commands.standing_share=0",
+             "task.commands.single_axis_share=0", "task.commands.resample_seconds=0"]
+    for command, axis, sign in (((1.0, 0.0, 0.0), 0, 1), ((0.0, -0.5, 0.0), 1, -1)):
+        out = tmp_path / f"eval-{axis}.json"
+        sets = fixed + [f"task.commands.lin_vel_x=[{command[0]},{command[0]}]",
+                        f"task.commands.lin_vel_y=[{command[1]},{command[1]}]", "task.commands.ang_vel_yaw=[0,0]"]
+        args = ["eval", "pretrained:go2-joystick", "--episodes", "2", "--json", str(out)]
+        for s in sets:
+            args += ["--set", s]
+        assert main(args) == 0
+        metrics = json.loads(out.read_text())["metrics"]
+        assert metrics["survival_rate"] == 1.0
+        assert metrics["linear_velocity_tracking_rms"] <= 0.25, metrics["linear_velocity_tracking_rms"]
