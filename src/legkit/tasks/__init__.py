@@ -13,7 +13,8 @@ from legkit.tasks.humanoid_stand import humanoid_stand
 TASKS: dict[str, tuple[Callable[[], TaskConfig], str]] = {
     "go2-walk": (go2_walk, "Go2 walks forward at a commanded 0.5-1.0 m/s on flat ground"),
     "go2-joystick": (go2_joystick, "Go2 follows omnidirectional commands (vx -1..2, vy +-0.8 m/s, yaw +-1.5 rad/s) "
-                                   "under randomized physics, pushes, latency and sensor noise (no shipped policy yet)"),
+                                   "under randomized physics, pushes, latency and sensor noise, from what a Go2 "
+                                   "measures"),
     "humanoid-stand": (humanoid_stand, "humanoid stands still at a torso height raised by a curriculum, then under pushes"),
 }
 
