@@ -25,6 +25,7 @@ from legkit import LegkitError, __version__
 from legkit.envs.core import LeggedBatch
 from legkit.evaluate.rollout import load_policy, load_run_config
 from legkit.tasks.observations import PRIVILEGED
+from legkit.train.normalization import normalizer_statistics
 from legkit.train.policies import ObservationSubset
 from legkit.train.runs import Policy, git_revision
 
@@ -58,12 +59,8 @@ class ExportedActor(nn.Module):
         super().__init__()
         policy = model.policy
         f32 = lambda x: th.as_tensor(np.asarray(x, dtype=np.float32))  # noqa: E731
-        if norm.norm_obs:
-            mean = np.asarray(norm.obs_rms.mean)[actor_indices]
-            std = np.sqrt(np.asarray(norm.obs_rms.var)[actor_indices] + norm.epsilon)
-            clip = float(norm.clip_obs)
-        else:
-            mean, std, clip = np.zeros(len(actor_indices)), np.ones(len(actor_indices)), float("inf")
+        mean, std = normalizer_statistics(norm, actor_indices)
+        clip = float(norm.clip_obs) if norm.norm_obs else float("inf")
         # In float64, as VecNormalize computes it, then float32 for the network: parity to the last bit or two.
         self.register_buffer("mean", th.as_tensor(np.asarray(mean, dtype=np.float64)))
         self.register_buffer("std", th.as_tensor(np.asarray(std, dtype=np.float64)))

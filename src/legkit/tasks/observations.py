@@ -48,6 +48,8 @@ MIRROR_SIGNS = {
 """Under the left-right reflection (y -> -y), the sign of each entry of these terms (entries stay in place)."""
 JOINT_TERMS = ("joint_pos", "joint_vel", "last_action")
 """Terms in joint order: the reflection permutes them by the robot's mirror_joints and signs."""
+REFLECTED = (*MIRROR_SIGNS, *JOINT_TERMS, "history")
+"""Every observation term with a left-right reflection (`history` reflects frame by frame)."""
 
 
 @dataclass(frozen=True)
@@ -131,19 +133,16 @@ def mirror_map(layout: list, joint_index: np.ndarray, joint_sign: np.ndarray,
             sign[start:start + size] = MIRROR_SIGNS[name]
         elif name != "history":
             raise ValueError(f"observation term '{name}' has no left-right reflection")
-    for name, start, size in layout:
-        if name != "history":
-            continue
-        # A frame holds the history terms' entries in observation order; reflect each frame as those entries.
-        src = np.asarray(term_indices(layout, history_terms), dtype=np.int64)
+    history = [(int(start), int(size)) for name, start, size in layout if name == "history"]
+    if history:  # a frame holds the history terms' entries in observation order: reflect each frame as those
+        (start, size), src = history[0], np.asarray(term_indices(layout, history_terms), dtype=np.int64)
         where = {int(i): j for j, i in enumerate(src)}
-        if not len(src) or int(size) % len(src):
+        if not len(src) or size % len(src):
             raise ValueError(f"the history term ({size} values) does not hold whole frames of {list(history_terms)}")
         if any(int(index[i]) not in where for i in src):
             raise ValueError(f"the history terms {list(history_terms)} are not closed under the reflection")
         frame_index = np.array([where[int(index[i])] for i in src])
-        for f in range(int(size) // len(src)):
-            first = int(start) + f * len(src)
+        for first in range(start, start + size, len(src)):
             index[first:first + len(src)] = first + frame_index
             sign[first:first + len(src)] = sign[src]
     return index, sign

@@ -15,7 +15,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from legkit import LegkitError
 from legkit.envs.vec_env import LegkitVecEnv
+from legkit.tasks.terms import staged_rewards
 from legkit.train.checkpoints import atomic_write, save_checkpoint
+from legkit.train.normalization import normalizer_statistics
 
 
 def current_rss_mb() -> float:
@@ -361,7 +363,6 @@ class EstimatorTraining(BaseCallback):
         y_all = torch.as_tensor(obs[:, policy.estimate_indices])
         rng = np.random.default_rng(self.num_timesteps)
         policy.set_training_mode(True)
-        loss_sum, count = 0.0, 0
         for _ in range(self.epochs):
             loss_sum, count = 0.0, 0
             for batch in np.array_split(rng.permutation(len(obs)), max(1, len(obs) // self.batch_size)):
@@ -375,13 +376,11 @@ class EstimatorTraining(BaseCallback):
         policy.set_training_mode(False)
         mse = loss_sum / max(1, count)
         self.logger.record("estimator/loss", mse)
-        norm = self.model.get_vec_normalize_env()
-        if norm is not None and norm.norm_obs:
-            # back to the target's units: normalized error x the normalizer's std, per entry
-            with torch.no_grad():
-                err = (extractor.estimate(x_all) - y_all).numpy()
-            std = np.sqrt(np.asarray(norm.obs_rms.var)[policy.estimate_indices] + norm.epsilon)
-            self.logger.record("estimator/rmse", float(np.sqrt(np.mean(np.square(err * std)))))
+        # back to the target's units: normalized error x the normalizer's std, per entry
+        with torch.no_grad():
+            err = (extractor.estimate(x_all) - y_all).numpy()
+        _, std = normalizer_statistics(self.model.get_vec_normalize_env(), policy.estimate_indices)
+        self.logger.record("estimator/rmse", float(np.sqrt(np.mean(np.square(err * std)))))
         return mse
 
 
@@ -390,13 +389,8 @@ class SymmetryStatistics(BaseCallback):
     which reflects normalized inputs through raw units; the rollout and the update after it use one copy."""
 
     def _on_rollout_start(self) -> None:
-        policy, norm = self.model.policy, self.model.get_vec_normalize_env()
-        idx = policy.actor_indices
-        if norm is not None and norm.norm_obs:
-            mean = np.asarray(norm.obs_rms.mean)[idx]
-            std = np.sqrt(np.asarray(norm.obs_rms.var)[idx] + norm.epsilon)
-        else:
-            mean, std = np.zeros(len(idx)), np.ones(len(idx))
+        policy = self.model.policy
+        mean, std = normalizer_statistics(self.model.get_vec_normalize_env(), policy.actor_indices)
         policy.pi_features_extractor.set_statistics(mean, std)
 
     def _on_step(self) -> bool:
@@ -413,8 +407,6 @@ class RewardStages(BaseCallback):
         self.in_force = -1
 
     def _on_rollout_start(self) -> None:
-        from legkit.tasks.terms import staged_rewards
-
         task = self.env.batch.task
         reached = sum(1 for st in task.reward_stages if st.step <= self.num_timesteps)
         if reached != self.in_force:

@@ -12,7 +12,7 @@ from legkit.robots import get_robot
 from legkit.tasks import TASKS, get_task
 from legkit.tasks.commands import check_commands
 from legkit.tasks.config import TaskConfig
-from legkit.tasks.observations import OBSERVATIONS
+from legkit.tasks.observations import OBSERVATIONS, REFLECTED
 from legkit.tasks.terms import check_reward_table, staged_rewards
 from legkit.train.normalization import FIXED_SCALE_TERMS
 
@@ -236,6 +236,8 @@ def validate(cfg: Config) -> Config:
     if p.estimator and not p.actor_observations:
         raise LegkitError("ppo.estimator needs ppo.actor_observations: the estimator predicts, for an actor that "
                           "reads only those terms, the terms it cannot read")
+    if len(set(p.estimator)) != len(p.estimator):
+        raise LegkitError(f"invalid ppo.estimator = {list(p.estimator)}: must name each term once")
     for name in p.estimator:
         if name not in t.observations or name in p.actor_observations:
             valid = [n for n in t.observations if n not in p.actor_observations]
@@ -248,8 +250,6 @@ def validate(cfg: Config) -> Config:
             valid = [n for n in FIXED_SCALE_TERMS if n in t.observations]
             raise LegkitError(f"ppo.fixed_scales: '{name}' cannot have a fixed scale in this task; valid: "
                               f"{', '.join(valid) or 'none'}")
-    if len(set(p.estimator)) != len(p.estimator):
-        raise LegkitError(f"invalid ppo.estimator = {list(p.estimator)}: must name each term once")
     check_commands(t)
     robot = get_robot(t.robot)  # unknown robots fail here, before a run folder is created
     for i, st in enumerate(cur.stages):
@@ -275,16 +275,14 @@ def validate(cfg: Config) -> Config:
 
 def check_symmetry(t: TaskConfig) -> None:
     """Raise a LegkitError unless task `t`'s robot declares a mirror and every observation term has one."""
-    from legkit.tasks.observations import MIRROR_SIGNS, JOINT_TERMS
-
     robot = get_robot(t.robot)
     if not robot.mirror_joints:
         raise LegkitError(f"ppo.symmetry needs a robot with a left-right mirror; the {robot.name} declares none "
                           "(RobotSpec.mirror_joints)")
     for name in t.observations:
-        if name not in MIRROR_SIGNS and name not in JOINT_TERMS and name != "history":
+        if name not in REFLECTED:
             raise LegkitError(f"ppo.symmetry: observation term '{name}' has no left-right reflection; terms with one: "
-                              f"{', '.join([*MIRROR_SIGNS, *JOINT_TERMS, 'history'])}")
+                              f"{', '.join(REFLECTED)}")
 
 
 def build_config(task_name: str, config_file: str | None = None, sets: list[str] | None = None,

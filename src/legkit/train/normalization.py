@@ -19,6 +19,15 @@ FIXED_SCALE_TERMS = ("command",)
 """Observation terms that `ppo.fixed_scales` can name."""
 
 
+def normalizer_statistics(norm, indices) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std that VecNormalize `norm` scales observation entries `indices` by: (obs - mean) / std with
+    std = sqrt(var + epsilon), float64; zeros and ones when it does not normalize observations (or is None)."""
+    if norm is None or not norm.norm_obs:
+        return np.zeros(len(indices)), np.ones(len(indices))
+    return (np.asarray(norm.obs_rms.mean, dtype=np.float64)[indices],
+            np.sqrt(np.asarray(norm.obs_rms.var, dtype=np.float64)[indices] + norm.epsilon))
+
+
 class PinnedRunningMeanStd(RunningMeanStd):
     """SB3's RunningMeanStd whose entries `pinned` keep the mean `pinned_mean` and variance `pinned_var`."""
 

@@ -31,6 +31,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Flatten
 from torch import nn
 
 from legkit import LegkitError
+from legkit.tasks.observations import term_indices
 
 
 def observation_indices(layout: list, names: tuple[str, ...] | list[str]) -> list[int]:
@@ -42,8 +43,7 @@ def observation_indices(layout: list, names: tuple[str, ...] | list[str]) -> lis
     for name in names:
         if name not in known:
             raise LegkitError(f"actor observation '{name}' is not in the observation layout; valid: {', '.join(known)}")
-    wanted = set(names)
-    return [i for n, start, size in layout if n in wanted for i in range(int(start), int(start) + int(size))]
+    return term_indices(layout, names)
 
 
 class ObservationSubset(BaseFeaturesExtractor):
