@@ -1,8 +1,8 @@
 """Observation normalization with fixed scales for some entries (commands), running statistics for the rest.
 
 VecNormalize scales every observation entry by a running mean and variance. For a command that is wrong:
-its statistics are those of the command distribution seen so far (a range that was zero has a std of 1e-5,
-and a wider command later pins at the clip), while the task says what it will ask for: its final command
+its statistics are those of the command distribution seen so far (pretrained:go2-walk's normalizer divides
+its always-zero sideways and yaw commands by 1.0e-4, and a wider command later pins at the clip), while the task says what it will ask for: its final command
 ranges. PinnedRunningMeanStd keeps chosen entries at a fixed mean and variance; it replaces
 VecNormalize's `obs_rms`, is pickled with it, and loads with plain `VecNormalize.load` wherever legkit is
 importable. Export and evaluation read its mean and var as any VecNormalize's.
