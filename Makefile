@@ -9,9 +9,10 @@ STAMP  := $(VENV)/.legkit-installed
 
 # System packages, Debian/Ubuntu: installed when missing and running as root (otherwise listed).
 #   GL_PKGS    headless OpenGL for videos (Mesa's EGL, and OSMesa as the fallback)
-#   TEST_PKGS  Chromium (the report test opens the HTML), Xvfb (the viewer test), a font
+#   TEST_PKGS  Chromium (the report test opens the HTML), Xvfb (the viewer test), a font, PostgreSQL (the
+#              `legkit tune` test starts a server of its own)
 GL_PKGS   := libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6
-TEST_PKGS := chromium xvfb xauth fonts-dejavu-core
+TEST_PKGS := chromium xvfb xauth fonts-dejavu-core postgresql
 
 # $(call apt_install,PACKAGES): quiet when everything is there; one apt-get update before installing.
 define apt_install

@@ -56,8 +56,60 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    if args.seeds is not None:
+        return _train_seeds(args)
+    if args.jobs is not None:
+        raise LegkitError("--jobs runs seeds in parallel: give it with --seeds")
     with contextlib.ExitStack() as held:  # the run's lock (train/lock.py): from before the run is read to the end
         _train_command(args, held)
+
+
+def _train_seeds(args: argparse.Namespace) -> None:
+    """`--seeds`: the config checked once, a parent folder, one `legkit train` process per seed, then statistics."""
+    from legkit.evaluate.aggregate import format_group, load_seed_group
+    from legkit.train.config import build_config
+    from legkit.train.runs import new_run_dir
+    from legkit.train.seeds import SEEDS_FILE, parse_seeds, train_seeds
+
+    seeds = parse_seeds(args.seeds)
+    clash = [flag for flag, given in (("--seed", args.seed is not None), ("--resume", args.resume),
+                                      ("--run-folder", args.run_folder)) if given]
+    if clash:
+        raise LegkitError(f"--seeds trains one run per seed: it cannot be combined with {', '.join(clash)}")
+    if not args.task:
+        raise LegkitError("name a task to train with --seeds (see 'legkit list')")
+    jobs = 1 if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise LegkitError(f"--jobs must be >= 1, got {jobs}")
+    jobs = min(jobs, len(seeds))
+    sets = list(args.set or [])
+    if args.steps is not None:
+        sets.append(f"run.total_steps={args.steps}")
+    if args.envs is not None:
+        sets.append(f"run.num_envs={args.envs}")
+    build_config(args.task, args.config, sets)  # bad input: one line, before any folder is made
+    child = [args.task, *(["--config", str(Path(args.config).resolve())] if args.config else []),
+             *[a for s in sets for a in ("--set", s)]]
+    if args.no_progress or jobs > 1:
+        child.append("--no-progress")
+    if args.supervise:
+        child.append("--supervise")
+    if args.max_restarts is not None:
+        child += ["--max-restarts", str(args.max_restarts)]
+    if args.chunk_steps is not None:
+        child += ["--chunk-steps", str(args.chunk_steps)]
+    if args.wandb is not None:
+        child += ["--wandb", args.wandb] if args.wandb else ["--wandb"]
+    parent = new_run_dir(f"{args.name or args.task}-seeds", Path(args.runs))
+    (parent / SEEDS_FILE).write_text(json.dumps({"task": args.task, "command": " ".join(sys.argv)}) + "\n")
+    print(f"seed group: {parent} ({len(seeds)} seeds, {jobs} at a time)")
+    codes = train_seeds(parent, seeds, child, jobs)
+    print(format_group(load_seed_group(parent)))
+    failed = [s for s, c in codes.items() if c != 0]
+    if failed:
+        print(f"legkit: seeds {', '.join(map(str, failed))} failed; their output is above"
+              + (f" and in {parent / 'logs'}" if jobs > 1 else ""), file=sys.stderr)
+        raise _Failed
 
 
 def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None:
@@ -69,7 +121,7 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None
     from legkit.train.config import build_config
     from legkit.train.resume import plan_resume
     from legkit.train.lock import hold_run
-    from legkit.train.runs import CONFIG, new_run_dir, resolve_run
+    from legkit.train.runs import CONFIG, new_run_dir, resolve_run, write_json
     from legkit.train.trainer import train
     from legkit.train.wandb_log import wandb_settings
 
@@ -99,6 +151,9 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None
         if not args.task:
             raise LegkitError("name a task to train (see 'legkit list'), or --resume RUN")
         cfg = build_config(args.task, args.config, sets)
+    if cfg.run.stop_on_success and not (cfg.run.best_every and cfg.task.success.bounds()):
+        raise LegkitError("run.stop_on_success needs the periodic evaluation (run.best_every > 0) and a success bar "
+                          f"(task.success; this task's: {cfg.task.success.describe()})")
     clips = TrainingClips.for_run(cfg)
     if cfg.run.video_every and cfg.run.video_every <= cfg.run.total_steps:
         clips.check()  # no OpenGL: say so now, not after the first million steps
@@ -109,11 +164,19 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None
         given = {"max_restarts": args.max_restarts} if args.max_restarts is not None else {}
         supervision = Supervision(chunk_steps=args.chunk_steps, **given)
         supervision.check(cfg)
-    if plan is None:
+    if plan is None and args.run_folder:  # a seed of `--seeds`: the folder its parent chose
+        run = Path(args.run_folder)
+        try:
+            run.mkdir(parents=True)
+        except FileExistsError:
+            raise LegkitError(f"run folder '{run}' exists; a new run never reuses one") from None
+        held.enter_context(hold_run(run))
+    elif plan is None:
         run = new_run_dir(args.name or args.task, Path(args.runs))
         held.enter_context(hold_run(run))
     print(f"run folder: {run}")
-    best = (BestModel(cfg, run, cfg.run.best_every, cfg.run.best_episodes),) if cfg.run.best_every else ()
+    observers = (_success_stop(cfg.task.success),) if cfg.run.stop_on_success else ()
+    best = (BestModel(cfg, run, cfg.run.best_every, cfg.run.best_episodes, observers),) if cfg.run.best_every else ()
     try:
         if supervision is None:
             meta = train(cfg, run, resume=plan, progress_bar=not args.no_progress, render_clip=clips,
@@ -128,6 +191,9 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None
 
             shutil.rmtree(run, ignore_errors=True)
         raise
+    if best and best[0].stopped_by and supervision is None:
+        saved = json.loads((run / "meta.json").read_text())  # stop_on_success: fewer steps than asked, on purpose
+        write_json(run / "meta.json", {**saved, "stopped_by": best[0].stopped_by})
     print(f"trained {meta['step']} steps in {meta['wall_time_s']:.0f} s")
     if best and (best[0].history or (supervision is not None and (run / "best" / "meta.json").exists())):
         kept = json.loads((run / "best" / "meta.json").read_text())
@@ -135,6 +201,16 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None
               f"{kept['eval']['episodes']} evaluation episodes), in {run / 'best'}; use --checkpoint best")
     if cfg.run.eval_episodes:
         _evaluate_and_save(run, None, cfg.run.eval_episodes, [], run / "eval.json")
+
+
+def _success_stop(bar):
+    """A BestModel observer that ends training at the first evaluation meeting `bar` (run.stop_on_success)."""
+    def stop_on_success(step: int, metrics: dict) -> bool:
+        if bar.met(metrics):
+            print(f"success bar ({bar.describe()}) met at step {step:,}: training stops here (run.stop_on_success)")
+            return False
+        return True
+    return stop_on_success
 
 
 def _evaluate_and_save(run: Path, checkpoint: str | None, episodes: int, sets: list[str], out: Path | None) -> dict:
@@ -382,8 +458,11 @@ def cmd_progression(args: argparse.Namespace) -> None:
 
 def _default_media_dir(specs: list[str], name: str) -> Path:
     """RUN/<name> for one run folder, ./<name> otherwise (several runs, or a packaged policy)."""
+    from legkit.evaluate.aggregate import is_seed_group
     from legkit.train.runs import PRETRAINED_PREFIX, resolve_run
 
+    if len(specs) == 1 and is_seed_group(Path(specs[0])):
+        return Path(specs[0]) / name
     if len(specs) == 1 and not specs[0].startswith(PRETRAINED_PREFIX):
         return resolve_run(specs[0]) / name
     return Path(name)
@@ -465,7 +544,9 @@ def _add_media_parsers(sub) -> None:
     pl.set_defaults(func=cmd_plots)
 
     r = sub.add_parser("report", help="a self-contained HTML report (and SUMMARY.md) of one run or several")
-    r.add_argument("runs", nargs="+", metavar="RUN", help="run folders or pretrained:NAME (several: compared)")
+    r.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run folders or pretrained:NAME (several: compared); or the parent folders of "
+                        "legkit train --seeds, aggregated over their seeds (several groups: compared)")
     r.add_argument("--out", help="folder (default: RUN/report, or ./report for several runs)")
     r.add_argument("--eval-episodes", type=int, default=5,
                    help="episodes per checkpoint for the evaluation-over-training plot (0: skip; default 5)")
@@ -509,6 +590,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--chunk-steps", type=count, metavar="N",
                    help="a fresh training process every N steps, at the first checkpoint N steps on, against "
                         "leaks (implies --supervise)")
+    t.add_argument("--seeds", metavar="LIST",
+                   help="train one run per seed (e.g. 0,1,2 or 0-4) in a common parent folder RUNS/NAME-seeds-TIME, "
+                        "then print the mean, std, 95%% bootstrap CI and IQM of their final evaluations and time "
+                        "to success; legkit report PARENT aggregates them with learning-curve bands")
+    t.add_argument("--jobs", type=int, metavar="J",
+                   help="with --seeds: train J seeds at once, each on cores/J threads (default 1: one after another)")
+    t.add_argument("--run-folder", help=argparse.SUPPRESS)  # a seed of --seeds: this exact new folder
     t.add_argument("--wandb", nargs="?", const="", metavar="MODE",
                    help="also log every TensorBoard scalar and each clip to Weights & Biases (needs pip install "
                         "wandb): MODE online, or offline (no network; 'wandb sync' later); a bare --wandb is online "
@@ -570,6 +658,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     _add_media_parsers(sub)
+
+    from legkit.tune.cli import add_parser as add_tune_parser  # Optuna itself loads only when tune runs
+
+    add_tune_parser(sub)
 
     ls = sub.add_parser("list", help="robots, tasks and pretrained policies")
     ls.set_defaults(func=cmd_list)

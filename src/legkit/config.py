@@ -102,7 +102,8 @@ def coerce(hint: Any, value: Any, path: str) -> Any:
 
 
 def parse_set(item: str) -> tuple[list[str], Any]:
-    """Parse one `--set a.b.c=value` into (["a", "b", "c"], value); the value is read as YAML."""
+    """Parse one `--set a.b.c=value` into (["a", "b", "c"], value); the value is read as YAML (`null` or `~`:
+    None, for a setting that may be off; an empty value is an error)."""
     if "=" not in item:
         raise LegkitError(f"malformed --set '{item}': expected key=value, e.g. ppo.learning_rate=0.001")
     key, raw = item.split("=", 1)
@@ -113,8 +114,8 @@ def parse_set(item: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise LegkitError(f"malformed --set '{item}': the value is not valid YAML ({exc.problem})") from None
-    if value is None:
-        raise LegkitError(f"malformed --set '{item}': missing value after '='")
+    if value is None and raw.strip() not in ("null", "Null", "NULL", "~"):
+        raise LegkitError(f"malformed --set '{item}': missing value after '=' (null or ~ for none)")
     return parts, value
 
 

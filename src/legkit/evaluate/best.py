@@ -7,14 +7,20 @@ rollout of `legkit eval`. When their mean return beats the best so far, the poli
 to RUN/best atomically, with its score in best/meta.json. `legkit eval RUN --checkpoint best`
 (and validate, video) use it. The final model stays at the top of the run folder.
 
+Every evaluation is also a row of RUN/evaluations.csv (legkit.evaluate.success: the step at which the task's
+success bar is first met, "time to walk"), and goes to each `observer(step, metrics)`: `legkit tune` reports
+it to Optuna's pruner there. An observer that returns False stops training after this evaluation.
+
 The callback lives here, not in train/, because it evaluates; the CLI hands it to `train`.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -22,8 +28,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from legkit.evaluate.metrics import compute_metrics
 from legkit.evaluate.rollout import rollout_model
+from legkit.evaluate.success import EVALUATIONS, append_evaluation
 from legkit.tasks.config import undisturbed
 from legkit.train.config import Config
+from legkit.train.callbacks import drop_partial_line, drop_rows_after
 from legkit.train.runs import BEST, META, save_policy
 
 LOGGED = ("mean_return", "survival_rate", "mean_base_height", "mean_forward_velocity", "velocity_tracking_rms")
@@ -35,9 +43,14 @@ SEED = 54321
 class BestModel(BaseCallback):
     """Evaluate every `every` steps and at the end; save the policy to `run/best` when its mean return is the best."""
 
-    def __init__(self, cfg: Config, run: Path, every: int, episodes: int):
+    def __init__(self, cfg: Config, run: Path, every: int, episodes: int,
+                 observers: tuple[Callable[[int, dict], bool], ...] = ()):
         super().__init__()
         self.cfg, self.run, self.folder, self.every, self.episodes = cfg, run, run / BEST, every, episodes
+        self.observers = observers
+        """Called with (step, metrics) after every evaluation; one returning False stops training."""
+        self.stopped_by: str | None = None
+        """Why an observer stopped training (its return value's reason, or its name); None: not stopped."""
         self.calm = replace(cfg, task=undisturbed(cfg.task))
         """The task the policy is scored on: the training's, without its pushes."""
         self.best = -np.inf
@@ -49,6 +62,11 @@ class BestModel(BaseCallback):
 
     def _on_training_start(self) -> None:
         self._next = (self.num_timesteps // self.every + 1) * self.every
+        self._t0, self._wall_before = time.time(), _wall_time(self.run)
+        rows = self.run / EVALUATIONS
+        if rows.exists():  # a resume evaluates again what came after its checkpoint
+            drop_partial_line(rows)
+            drop_rows_after(rows, self.num_timesteps)
         saved = self.folder / META
         if saved.exists():  # resuming: beat the best of the earlier session
             self.best = float(json.loads(saved.read_text()).get("eval", {}).get("mean_return", -np.inf))
@@ -60,7 +78,7 @@ class BestModel(BaseCallback):
             self._next = (self.num_timesteps // self.every + 1) * self.every
 
     def _on_step(self) -> bool:
-        return True
+        return self.stopped_by is None
 
     def _on_training_end(self) -> None:
         finished = self.num_timesteps >= self.cfg.run.total_steps  # not stopped early (e.g. by the NaN guard)
@@ -92,3 +110,13 @@ class BestModel(BaseCallback):
                 "mean_forward_velocity": m["mean_forward_velocity"]}})
         self.logger.record("eval/best_mean_return", self.best)
         self.logger.dump(step)  # at this step, not at the end of the next update
+        append_evaluation(self.run, step, self._wall_before + time.time() - self._t0, m)
+        for observe in self.observers:
+            if observe(step, m) is False and self.stopped_by is None:
+                self.stopped_by = getattr(observe, "__name__", type(observe).__name__)
+
+
+def _wall_time(run: Path) -> float:
+    """Seconds of training that earlier sessions of `run` recorded in its meta.json (0 for a new run)."""
+    path = run / META
+    return float(json.loads(path.read_text()).get("wall_time_s", 0.0)) if path.exists() else 0.0

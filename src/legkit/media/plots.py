@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -337,3 +338,77 @@ def plot_runs(runs: list[RunData], folder: Path) -> dict[str, Path]:
         if path is not None:
             out[name] = path
     return out
+
+
+# -- seed groups: learning curves with bands ---------------------------------------------------------
+
+BAND_POINTS = 80
+"""Points of the common step grid that every seed's curve is resampled onto."""
+
+
+def _on_grid(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """`y(x)` resampled at `grid` (NaN outside x's range)."""
+    out = np.full(len(grid), np.nan)
+    ok = np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) == 0:
+        return out
+    inside = (grid >= x[0]) & (grid <= x[-1])
+    out[inside] = np.interp(grid[inside], x, y)
+    return out
+
+
+def plot_seed_bands(groups: list, path: Path) -> Path | None:
+    """Episode reward and the periodic evaluation's forward velocity, tracking error and survival over steps, for
+    each seed group (legkit.evaluate.aggregate.SeedGroup): the mean over seeds as a line, a band of +-1 standard
+    deviation across seeds, each seed as a thin line. Curves are resampled onto one step grid per group."""
+    from legkit.evaluate.success import read_evaluations
+
+    panels = (("reward", "episode reward (smoothed)"), ("mean_forward_velocity", "forward velocity (m/s), periodic eval"),
+              ("velocity_tracking_rms", "tracking RMS (m/s), periodic eval"), ("survival_rate", "survival, periodic eval"))
+    fig, axes = _figure(1, len(panels), width=16, row_height=3.4)
+    drawn = False
+    for i, group in enumerate(groups):
+        c = COLORS[i % len(COLORS)]
+        series: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k, _ in panels}
+        for run in group.runs:
+            episodes = _read_episodes(run.folder / "episodes.csv")
+            if episodes is not None and "reward" in episodes:
+                x, y = _per_step(episodes["step"], episodes["reward"])
+                series["reward"].append((x, _smooth(y)))
+            rows = read_evaluations(run.folder)
+            for key, _ in panels[1:]:
+                pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+                if pts:
+                    series[key].append(tuple(np.array(v, dtype=float) for v in zip(*pts)))
+        for k, (key, title) in enumerate(panels):
+            ax = axes[0, k]
+            curves = [s for s in series[key] if len(s[0])]
+            if not curves:
+                continue
+            drawn = True
+            grid = np.linspace(0.0, max(float(x[-1]) for x, _ in curves), BAND_POINTS)
+            ys = np.array([_on_grid(x, y, grid) for x, y in curves])
+            for y in ys:
+                ax.plot(grid, y, color=c, alpha=0.3, linewidth=0.7)
+            with warnings.catch_warnings():  # a grid point no seed has reached yet: NaN, no warning
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(ys, axis=0)
+                std = np.nanstd(ys, axis=0, ddof=1) if len(ys) > 1 else np.zeros(len(grid))
+            ax.plot(grid, mean, color=c, linewidth=2.0, label=f"{group.name} ({len(curves)} seeds)")
+            ax.fill_between(grid, mean - std, mean + std, color=c, alpha=0.18, linewidth=0)
+            ax.set_title(title, fontsize=10)
+            if key == "survival_rate":
+                ax.set_ylim(-0.05, 1.05)
+            _steps_axis(ax)
+    if not drawn:
+        return None
+    fig.suptitle("Learning curves over seeds (line: mean; band: +-1 std across seeds; thin: each seed)")
+    handles, labels = axes.flat[0].get_legend_handles_labels() if axes.flat[0].lines else \
+        axes.flat[1].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(groups)), fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+

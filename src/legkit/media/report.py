@@ -6,6 +6,11 @@
     OUT/plots/*.png   the training curves (legkit.media.plots); several runs share overlaid axes
     OUT/videos/*.mp4  a video of each run's final policy
     OUT/evaluations.json  the per-checkpoint evaluations behind the evaluation plot
+
+Given the parent folders of `legkit train --seeds` instead, the report aggregates each over its seeds
+(legkit.evaluate.aggregate): mean, std, 95% bootstrap CI and IQM of the final evaluations and of the time to
+the task's success bar, one row per seed, and learning curves with bands (plots/seeds.png); OUT/aggregate.json
+holds the numbers.
 """
 
 from __future__ import annotations
@@ -184,11 +189,71 @@ def render_markdown(runs: list[RunData], plots: dict[str, Path], videos: dict[st
     return "\n".join(lines) + "\n"
 
 
+def build_seed_report(folders: list[str], out: Path) -> Path:
+    """Write report.html, SUMMARY.md, plots/seeds.png and aggregate.json for seed groups; returns report.html."""
+    from legkit.evaluate.aggregate import STATS_COLUMNS, format_group, load_seed_group, stats_rows
+    from legkit.media.plots import plot_seed_bands
+
+    groups = [load_seed_group(Path(f)) for f in folders]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "aggregate.json").write_text(json.dumps([g.to_json() for g in groups], indent=2) + "\n")
+    band = plot_seed_bands(groups, out / "plots" / "seeds.png")
+    e = html.escape
+    title = f"legkit report: {groups[0].name}" if len(groups) == 1 else f"legkit report: {len(groups)} seed groups"
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{e(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{e(title)}</h1>",
+             f'<p class="meta">generated {e(time.strftime("%Y-%m-%d %H:%M"))} by legkit {e(__version__)}; final '
+             "metrics from each seed's eval.json; time to success from its periodic evaluations (evaluations.csv); "
+             "95% CI: percentile bootstrap of the mean over seeds; IQM: mean without the lowest and highest "
+             "quarter</p>"]
+    md = [f"# {title}", "", f"Generated {time.strftime('%Y-%m-%d %H:%M')} by legkit {__version__}.", ""]
+    for k, g in enumerate(groups):
+        rows = stats_rows(g)
+        parts += [f'<h2>{e(g.name)}</h2>', f'<p class="meta">{e(str(g.folder))}: task {e(str(g.task))}, '
+                  f"{len(g.runs)} seeds; success bar: {e(g.bar)}</p>",
+                  f'<table id="aggregate-{k}"><thead><tr>' + "".join(f"<th>{e(c)}</th>" for c in STATS_COLUMNS)
+                  + "</tr></thead><tbody>"
+                  + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+                  + "</tbody></table>"]
+        seed_cols = ("seed", "run", "forward velocity (m/s)", "tracking RMS (m/s)", "survival", "time to success")
+        seed_rows = [[str(r.seed), r.folder.name, _fmt(r.metrics.get("mean_forward_velocity"), 3),
+                      _fmt(r.metrics.get("velocity_tracking_rms"), 3), _fmt(r.metrics.get("survival_rate"), 3),
+                      f"{r.time_steps:,} steps ({_duration(r.time_s)})" if r.time_steps is not None
+                      else f"not reached in {r.evaluated_to:,} steps"] for r in g.runs]
+        parts += [f'<table id="seeds-{k}"><thead><tr>' + "".join(f"<th>{e(c)}</th>" for c in seed_cols)
+                  + "</tr></thead><tbody>"
+                  + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in seed_rows)
+                  + "</tbody></table>"]
+        md += [f"## {g.name}", "", "```", format_group(g), "```", "",
+               "| " + " | ".join(seed_cols) + " |", "|" + "---|" * len(seed_cols)]
+        md += ["| " + " | ".join(r) + " |" for r in seed_rows] + [""]
+    if band is not None:
+        parts.append(f'<h2>Learning curves</h2><figure id="plot-seeds"><img alt="learning curves over seeds" '
+                     f'src="{_data_uri(band, "image/png")}"><figcaption>line: mean over seeds; band: +-1 standard '
+                     "deviation across seeds; thin lines: each seed</figcaption></figure>")
+        md += ["## Learning curves", "", f"![seeds]({band.relative_to(out)})", ""]
+    parts.append(f"<script>{_JS}</script></body></html>")
+    page = out / "report.html"
+    page.write_text("\n".join(parts), encoding="utf-8")
+    (out / "SUMMARY.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    return page
+
+
 def build_report(specs: list[str], out: Path, eval_episodes: int = 5, video: VideoSpec | None = VideoSpec(
         seconds=8.0, width=640, height=360), log: Callable[[str], None] = print) -> Path:
-    """Write report.html, SUMMARY.md, plots/, videos/ and evaluations.json into `out`; returns report.html."""
+    """Write report.html, SUMMARY.md, plots/, videos/ and evaluations.json into `out`; returns report.html.
+    Seed groups (the parent folders of `legkit train --seeds`) get the aggregated report of build_seed_report."""
+    from legkit.evaluate.aggregate import is_seed_group
+
     if not specs:
         raise LegkitError("name at least one run folder (or pretrained:NAME) to report on")
+    grouped = [is_seed_group(Path(s)) for s in specs]
+    if any(grouped):
+        if not all(grouped):
+            plain = [s for s, g in zip(specs, grouped) if not g]
+            raise LegkitError(f"give seed groups (parents made by legkit train --seeds) or runs, not both: "
+                              f"{', '.join(plain)} {'is a run' if len(plain) == 1 else 'are runs'}")
+        return build_seed_report(specs, out)
     if eval_episodes < 0:
         raise LegkitError(f"--eval-episodes must be 0 (no checkpoint evaluations) or more, got {eval_episodes}")
     runs = [load_run(s) for s in specs]

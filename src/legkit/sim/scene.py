@@ -24,7 +24,11 @@ class PhysicsConfig:
     """Sliding friction of the ground plane (when legkit adds the ground). The ground outranks every
     robot geom in contact priority, so this is the friction of every foot-ground contact."""
     integrator: str = "implicitfast"
-    """One of implicitfast, euler, rk4, implicit."""
+    """One of implicitfast, euler, rk4, implicit. It decides how a position actuator's PD acts: euler applies
+    kp * (target - q) - kv * qdot from the state at the start of each physics step, an explicit PD loop at
+    1 / timestep Hz as a robot's joint controller (and `legkit sim2sim`) computes it; implicitfast (and
+    implicit) fold the damping kv into the velocity update, stabler at large steps but a damping no PD loop
+    applies. Joint damping (dof_damping) is implicit under both."""
     solver: str = "newton"
     """Constraint solver: newton, cg or pgs."""
 

@@ -96,6 +96,37 @@ class ValidationConfig:
 
 
 @dataclass(frozen=True)
+class SuccessBar:
+    """When a task counts as learnt: what the periodic evaluation during training must reach, every set
+    bound at once. "Time to walk" (legkit.evaluate.success) is the first step at which it does. Bounds left
+    None are not checked; a bar with none set is never reached."""
+
+    min_forward_velocity: float | None = None
+    """Mean forward velocity (m/s) at least this."""
+    min_survival: float | None = None
+    """Fraction of evaluation episodes that do not fall, at least this."""
+    max_tracking_rms: float | None = None
+    """Velocity tracking RMS error at most this."""
+    min_base_height: float | None = None
+    """Mean base height (m) at least this."""
+
+    def bounds(self) -> list[tuple[str, str, float]]:
+        """(metric name, '>=' or '<=', value) of every set bound."""
+        pairs = (("mean_forward_velocity", ">=", self.min_forward_velocity), ("survival_rate", ">=", self.min_survival),
+                 ("velocity_tracking_rms", "<=", self.max_tracking_rms), ("mean_base_height", ">=", self.min_base_height))
+        return [(k, op, float(v)) for k, op, v in pairs if v is not None]
+
+    def met(self, metrics: dict) -> bool:
+        """Whether `metrics` (legkit.evaluate.metrics names) meet every set bound (and at least one is set)."""
+        bounds = self.bounds()
+        return bool(bounds) and all(metrics.get(k) is not None and (metrics[k] >= v if op == ">=" else metrics[k] <= v)
+                                    for k, op, v in bounds)
+
+    def describe(self) -> str:
+        return " and ".join(f"{k} {op} {v:g}" for k, op, v in self.bounds()) or "none (never met)"
+
+
+@dataclass(frozen=True)
 class TaskConfig:
     """A task: robot, physics, control, commands, observations, rewards and terminations."""
 
@@ -142,6 +173,8 @@ class TaskConfig:
     """Uniform noise added to observation terms, term name -> half-width in the term's units (e.g.
     `task.observation_noise.joint_vel=1.5`); none by default."""
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    success: SuccessBar = field(default_factory=SuccessBar)
+    """What the periodic evaluation must reach for the task to count as learnt ("time to walk")."""
 
     @property
     def control_dt(self) -> float:

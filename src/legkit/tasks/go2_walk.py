@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from legkit.tasks.config import TaskConfig, ValidationConfig
+from legkit.tasks.config import SuccessBar, TaskConfig, ValidationConfig
 from legkit.tasks.terms import RewardTerm
 
 
@@ -27,4 +27,6 @@ def go2_walk() -> TaskConfig:
         # 20 s episodes are 1000 steps: validation runs them up to 5000 steps (100 s) of walking.
         validation=ValidationConfig(height_range=(0.24, 0.30), max_height_std=0.05, min_forward_velocity=0.5,
                                     min_length=900, push_force=30.0),
+        # "Time to walk" (legkit tune, legkit report): walking at the bottom of the commanded band, not falling.
+        success=SuccessBar(min_forward_velocity=0.5, min_survival=0.95),
     )

@@ -47,7 +47,7 @@ class EpisodeLogger(BaseCallback):
     def _on_training_start(self) -> None:
         names = self.env.batch.rewards.names
         if self.csv_path.exists():
-            _drop_partial_line(self.csv_path)  # a process killed mid-write left half a row
+            drop_partial_line(self.csv_path)  # a process killed mid-write left half a row
             # A resume trains again what was logged after its checkpoint: those rows would be there twice.
             dropped = drop_rows_after(self.csv_path, self.num_timesteps)
             if dropped:
@@ -224,7 +224,7 @@ def drop_rows_after(path: Path, step: int) -> int:
     return len(rows) - len(keep)
 
 
-def _drop_partial_line(path: Path) -> None:
+def drop_partial_line(path: Path) -> None:
     """Cut an append-only text file back to its last complete line."""
     with open(path, "rb+") as f:
         size = f.seek(0, os.SEEK_END)

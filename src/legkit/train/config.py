@@ -90,6 +90,9 @@ class RunConfig:
     RUN/best (0: never)."""
     best_episodes: int = 10
     """Episodes of each of those evaluations."""
+    stop_on_success: bool = False
+    """End training at the first of those evaluations that meets the task's success bar (task.success): to
+    measure the time to success (e.g. over --seeds) without training past it."""
     nthread: int = 0
     """Physics threads; 0 uses every core."""
     torch_threads: int = 0

@@ -36,9 +36,9 @@ from legkit.train.wandb_log import WandbOutputFormat, WandbSettings
 CLIP_OBS = 10.0
 """VecNormalize clips normalized observations to +-CLIP_OBS."""
 ACTIVATION = {"elu": torch.nn.ELU, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
-HISTORY = ("resumes", "restarts", "processes", "wandb_id")
+HISTORY = ("resumes", "restarts", "processes", "wandb_id", "tune")
 """meta.json entries that every later session of a run carries on (resumes; supervised restarts and processes;
-the id of its wandb run)."""
+the id of its wandb run; the `legkit tune` trial it is)."""
 
 
 def load_model(model_path: Path, env=None, **changes) -> PPO:
