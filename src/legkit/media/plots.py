@@ -361,7 +361,8 @@ def _on_grid(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
 def plot_seed_bands(groups: list, path: Path) -> Path | None:
     """Episode reward and the periodic evaluation's forward velocity, tracking error and survival over steps, for
     each seed group (legkit.evaluate.aggregate.SeedGroup): the mean over seeds as a line, a band of +-1 standard
-    deviation across seeds, each seed as a thin line. Curves are resampled onto one step grid per group."""
+    deviation across seeds, each seed as a thin line. Curves are resampled onto one step grid per group; the mean
+    and the band stop where the shortest seed's curve ends."""
     from legkit.evaluate.success import read_evaluations
 
     panels = (("reward", "episode reward (smoothed)"), ("mean_forward_velocity", "forward velocity (m/s), periodic eval"),
@@ -395,6 +396,9 @@ def plot_seed_bands(groups: list, path: Path) -> Path | None:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(ys, axis=0)
                 std = np.nanstd(ys, axis=0, ddof=1) if len(ys) > 1 else np.zeros(len(grid))
+            # Mean and band only where every seed has data: past a seed's end (a shorter run) they would jump.
+            every = np.isfinite(ys).all(axis=0)
+            mean, std = np.where(every, mean, np.nan), np.where(every, std, np.nan)
             ax.plot(grid, mean, color=c, linewidth=2.0, label=f"{group.name} ({len(curves)} seeds)")
             ax.fill_between(grid, mean - std, mean + std, color=c, alpha=0.18, linewidth=0)
             ax.set_title(title, fontsize=10)
@@ -403,7 +407,8 @@ def plot_seed_bands(groups: list, path: Path) -> Path | None:
             _steps_axis(ax)
     if not drawn:
         return None
-    fig.suptitle("Learning curves over seeds (line: mean; band: +-1 std across seeds; thin: each seed)")
+    fig.suptitle("Learning curves over seeds (line: mean; band: +-1 std across seeds, both while every seed has "
+                 "data; thin: each seed)")
     handles, labels = axes.flat[0].get_legend_handles_labels() if axes.flat[0].lines else \
         axes.flat[1].get_legend_handles_labels()
     if handles:
