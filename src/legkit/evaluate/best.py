@@ -50,7 +50,7 @@ class BestModel(BaseCallback):
         self.observers = observers
         """Called with (step, metrics) after every evaluation; one returning False stops training."""
         self.stopped_by: str | None = None
-        """Why an observer stopped training (its return value's reason, or its name); None: not stopped."""
+        """The name of the observer that stopped training; None: not stopped."""
         self.calm = replace(cfg, task=undisturbed(cfg.task))
         """The task the policy is scored on: the training's, without its pushes."""
         self.best = -np.inf
