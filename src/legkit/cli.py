@@ -64,12 +64,22 @@ def cmd_train(args: argparse.Namespace) -> None:
         _train_command(args, held)
 
 
+def _size_sets(args: argparse.Namespace) -> list[str]:
+    """The --set strings of a train command: its --set, then what --steps and --envs stand for."""
+    sets = list(args.set or [])
+    if args.steps is not None:
+        sets.append(f"run.total_steps={args.steps}")
+    if args.envs is not None:
+        sets.append(f"run.num_envs={args.envs}")
+    return sets
+
+
 def _train_seeds(args: argparse.Namespace) -> None:
     """`--seeds`: the config checked once, a parent folder, one `legkit train` process per seed, then statistics."""
     from legkit.evaluate.aggregate import format_group, load_seed_group
     from legkit.train.config import build_config
     from legkit.train.runs import new_run_dir
-    from legkit.train.seeds import SEEDS_FILE, parse_seeds, train_seeds
+    from legkit.train.seeds import parse_seeds, train_seeds
 
     seeds = parse_seeds(args.seeds)
     clash = [flag for flag, given in (("--seed", args.seed is not None), ("--resume", args.resume),
@@ -82,11 +92,7 @@ def _train_seeds(args: argparse.Namespace) -> None:
     if jobs < 1:
         raise LegkitError(f"--jobs must be >= 1, got {jobs}")
     jobs = min(jobs, len(seeds))
-    sets = list(args.set or [])
-    if args.steps is not None:
-        sets.append(f"run.total_steps={args.steps}")
-    if args.envs is not None:
-        sets.append(f"run.num_envs={args.envs}")
+    sets = _size_sets(args)
     build_config(args.task, args.config, sets)  # bad input: one line, before any folder is made
     child = [args.task, *(["--config", str(Path(args.config).resolve())] if args.config else []),
              *[a for s in sets for a in ("--set", s)]]
@@ -101,9 +107,8 @@ def _train_seeds(args: argparse.Namespace) -> None:
     if args.wandb is not None:
         child += ["--wandb", args.wandb] if args.wandb else ["--wandb"]
     parent = new_run_dir(f"{args.name or args.task}-seeds", Path(args.runs))
-    (parent / SEEDS_FILE).write_text(json.dumps({"task": args.task, "command": " ".join(sys.argv)}) + "\n")
     print(f"seed group: {parent} ({len(seeds)} seeds, {jobs} at a time)")
-    codes = train_seeds(parent, seeds, child, jobs)
+    codes = train_seeds(parent, seeds, child, jobs, {"task": args.task, "command": " ".join(sys.argv)})
     print(format_group(load_seed_group(parent)))
     failed = [s for s, c in codes.items() if c != 0]
     if failed:
@@ -126,11 +131,7 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None
     from legkit.train.wandb_log import wandb_settings
 
     wandb = wandb_settings(args.wandb) if args.wandb is not None else None  # installed? (imports it: before a fork)
-    sets = list(args.set or [])
-    if args.steps is not None:
-        sets.append(f"run.total_steps={args.steps}")
-    if args.envs is not None:
-        sets.append(f"run.num_envs={args.envs}")
+    sets = _size_sets(args)
     if args.seed is not None:
         sets.append(f"run.seed={args.seed}")
     # Everything is checked before a run folder is made or a saved file is touched.

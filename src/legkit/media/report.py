@@ -189,6 +189,13 @@ def render_markdown(runs: list[RunData], plots: dict[str, Path], videos: dict[st
     return "\n".join(lines) + "\n"
 
 
+def _html_table(table_id: str, columns, rows) -> str:
+    """An HTML table of display strings, escaped."""
+    e = html.escape
+    return (f'<table id="{e(table_id)}"><thead><tr>' + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr></thead><tbody>"
+            + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows) + "</tbody></table>")
+
+
 def build_seed_report(folders: list[str], out: Path) -> Path:
     """Write report.html, SUMMARY.md, plots/seeds.png and aggregate.json for seed groups; returns report.html."""
     from legkit.evaluate.aggregate import STATS_COLUMNS, format_group, load_seed_group, stats_rows
@@ -210,20 +217,13 @@ def build_seed_report(folders: list[str], out: Path) -> Path:
     for k, g in enumerate(groups):
         rows = stats_rows(g)
         parts += [f'<h2>{e(g.name)}</h2>', f'<p class="meta">{e(str(g.folder))}: task {e(str(g.task))}, '
-                  f"{len(g.runs)} seeds; success bar: {e(g.bar)}</p>",
-                  f'<table id="aggregate-{k}"><thead><tr>' + "".join(f"<th>{e(c)}</th>" for c in STATS_COLUMNS)
-                  + "</tr></thead><tbody>"
-                  + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
-                  + "</tbody></table>"]
+                  f"{len(g.runs)} seeds; success bar: {e(g.bar)}</p>", _html_table(f"aggregate-{k}", STATS_COLUMNS, rows)]
         seed_cols = ("seed", "run", "forward velocity (m/s)", "tracking RMS (m/s)", "survival", "time to success")
         seed_rows = [[str(r.seed), r.folder.name, _fmt(r.metrics.get("mean_forward_velocity"), 3),
                       _fmt(r.metrics.get("velocity_tracking_rms"), 3), _fmt(r.metrics.get("survival_rate"), 3),
                       f"{r.time_steps:,} steps ({_duration(r.time_s)})" if r.time_steps is not None
                       else f"not reached in {r.evaluated_to:,} steps"] for r in g.runs]
-        parts += [f'<table id="seeds-{k}"><thead><tr>' + "".join(f"<th>{e(c)}</th>" for c in seed_cols)
-                  + "</tr></thead><tbody>"
-                  + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in seed_rows)
-                  + "</tbody></table>"]
+        parts.append(_html_table(f"seeds-{k}", seed_cols, seed_rows))
         md += [f"## {g.name}", "", "```", format_group(g), "```", "",
                "| " + " | ".join(seed_cols) + " |", "|" + "---|" * len(seed_cols)]
         md += ["| " + " | ".join(r) + " |" for r in seed_rows] + [""]

@@ -47,16 +47,16 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def train_seeds(parent: Path, seeds: list[int], child_args: list[str], jobs: int = 1) -> dict[int, int]:
+def train_seeds(parent: Path, seeds: list[int], child_args: list[str], jobs: int = 1,
+                info: dict | None = None) -> dict[int, int]:
     """Train one run per seed under `parent` (made by the caller) with `legkit train` + `child_args` + the seed's
-    --seed and run folder; returns seed -> exit code. seeds.json records the plan first, then every result."""
+    --seed and run folder; returns seed -> exit code. seeds.json records `info` (e.g. the task and the command)
+    and the plan first, then every result."""
     cores = os.cpu_count() or 1
     threads = max(1, cores // jobs) if jobs > 1 else 0
-    record = {"seeds": seeds, "jobs": jobs, "arguments": child_args, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "runs": {}}
+    record = {**(info or {}), "seeds": seeds, "jobs": jobs, "arguments": child_args,
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": {}}
     info_path = parent / SEEDS_FILE
-    old = json.loads(info_path.read_text()) if info_path.exists() else {}
-    record = {**old, **record}
     _write(info_path, record)
     pending = list(seeds)
     running: dict[int, tuple[subprocess.Popen, object]] = {}
