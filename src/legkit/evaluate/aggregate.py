@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from legkit import LegkitError
-from legkit.config import load_yaml
+from legkit.config import from_dict, load_yaml
 from legkit.evaluate.success import read_evaluations, time_to_success
 from legkit.tasks.config import SuccessBar
 from legkit.train.seeds import SEEDS_FILE
@@ -121,12 +121,9 @@ def is_seed_group(folder: Path) -> bool:
     return (Path(folder) / SEEDS_FILE).is_file()
 
 
-def _bar(config: dict) -> SuccessBar:
-    fields = (config.get("task") or {}).get("success") or {}
-    try:
-        return SuccessBar(**fields)
-    except TypeError:
-        return SuccessBar()
+def _bar(config: dict, run: Path) -> SuccessBar:
+    """The success bar a run's config.yaml recorded (none: a run from before task.success existed)."""
+    return from_dict(SuccessBar, (config.get("task") or {}).get("success") or {}, f"{run}: task.success")
 
 
 def load_seed_group(folder: Path) -> SeedGroup:
@@ -144,7 +141,7 @@ def load_seed_group(folder: Path) -> SeedGroup:
     for child in children:
         meta = json.loads((child / "meta.json").read_text())
         config = load_yaml(str(child / "config.yaml")) if (child / "config.yaml").exists() else {}
-        bar = _bar(config)
+        bar = _bar(config, child)
         bars.add(bar.describe())
         ev = child / "eval.json"
         metrics = json.loads(ev.read_text()).get("metrics", {}) if ev.exists() else {}
