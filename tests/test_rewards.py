@@ -68,13 +68,14 @@ def test_orientation():
 def test_base_height():
     s = make_state()
     s.base_pos[:] = [[3.0, 4.0, 0.25], [0.0, 0.0, 0.27]]
+    s.base_height[:] = s.base_pos[:, 2]  # a plane: height above the ground is z
     np.testing.assert_allclose(call("base_height", s), [0.0004, 0.0], atol=1e-12)
     np.testing.assert_allclose(call("base_height", s, target=0.3), [0.0025, 0.0009], atol=1e-12)
 
 
 def test_base_too_low():
     s = make_state(3)
-    s.base_pos[:, 2] = [0.10, 0.15, 0.20]
+    s.base_pos[:, 2] = s.base_height[:] = [0.10, 0.15, 0.20]  # a plane: height above the ground is z
     np.testing.assert_array_equal(call("base_too_low", s), [1.0, 0.0, 0.0])  # strictly below 0.15
     np.testing.assert_array_equal(call("base_too_low", s, threshold=0.18), [1.0, 1.0, 0.0])
 
@@ -128,7 +129,7 @@ def test_termination_and_alive():
 def test_height_target():
     s = make_state(3)
     s.target_height[:] = [1.28, 1.28, 1.10]
-    s.base_pos[:, 2] = [1.28, 1.18, 1.20]
+    s.base_pos[:, 2] = s.base_height[:] = [1.28, 1.18, 1.20]  # a plane: height above the ground is z
     # exp(-((z - target) / sigma)^2): 1 at the target; 0.1 m off with sigma 0.1 -> e^-1
     np.testing.assert_allclose(call("height_target", s, sigma=0.1), [1.0, math.exp(-1.0), math.exp(-1.0)])
     np.testing.assert_allclose(call("height_target", s, sigma=0.05)[1], math.exp(-4.0))
@@ -318,7 +319,7 @@ def test_reward_manager_passes_params():
     table = {"base_height": RewardTerm(-10.0, {"target": 0.3})}
     rm = RewardManager(table, num_envs=2, num_feet=NUM_FEET, dt=DT, scale_by_dt=False)
     s = make_state(2)
-    s.base_pos[:, 2] = [0.2, 0.3]
+    s.base_pos[:, 2] = s.base_height[:] = [0.2, 0.3]  # a plane: height above the ground is z
     np.testing.assert_allclose(rm.compute(s), [-10.0 * 0.01, 0.0], atol=1e-12)
 
 
@@ -451,7 +452,7 @@ def test_termination_terms_fire_on_their_own_condition_after_the_grace_steps():
 
     s = make_state(4)
     cfg = TerminationConfig(min_base_height=0.12, base_contact_force=1.0, grace_steps=5)
-    s.base_pos[:, 2] = [0.3, 0.1, 0.3, 0.1]
+    s.base_pos[:, 2] = s.base_height[:] = [0.3, 0.1, 0.3, 0.1]  # a plane: height above the ground is z
     s.base_contact_force[:] = [0.0, 0.0, 5.0, 5.0]
     s.episode_step[:] = 6
     counts = {}

@@ -158,6 +158,12 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None
     clips = TrainingClips.for_run(cfg)
     if cfg.run.video_every and cfg.run.video_every <= cfg.run.total_steps:
         clips.check()  # no OpenGL: say so now, not after the first million steps
+    if plan is None and cfg.task.gait is not None:  # a residual task: its baseline must walk the right way
+        from legkit.evaluate.scripted import check_baseline
+
+        speed = check_baseline(cfg)
+        if speed is not None:
+            print(f"baseline {cfg.task.gait.type}: {speed:+.3f} m/s along the commanded direction")
     supervision = None
     if args.supervise or args.max_restarts is not None or args.chunk_steps is not None:
         from legkit.train.supervise import Supervision, supervise
@@ -305,6 +311,23 @@ def cmd_validate(args: argparse.Namespace) -> None:
     if out is None and not args.run.startswith("pretrained:"):
         # the robustness scenarios alone never replace a whole suite's record
         out = run / (f"validate-robustness-{policy.label}.json" if args.robustness_only else "validate.json")
+    if out is not None:
+        write_json(out, result)
+        print(f"wrote {out}")
+    if not result["passed"]:
+        raise _Failed()
+
+
+def cmd_diagnose(args: argparse.Namespace) -> None:
+    from legkit.evaluate.diagnose import diagnose, format_diagnosis
+    from legkit.train.runs import PRETRAINED_PREFIX, resolve_run, write_json
+
+    run = resolve_run(args.run)
+    out = _writable_file(args.json, "--json") if args.json else None
+    result = diagnose(run, args.run, window=args.window)
+    print(format_diagnosis(result))
+    if out is None and not args.run.startswith(PRETRAINED_PREFIX) and os.access(run, os.W_OK):
+        out = run / "diagnose.json"
     if out is not None:
         write_json(out, result)
         print(f"wrote {out}")
@@ -629,6 +652,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "meets them)")
     v.set_defaults(func=cmd_validate)
 
+    dg = sub.add_parser("diagnose", help="check a run for the usual RL failures (stands still, walks backwards, "
+                                         "lies down, a dominating penalty, collapse, plateau, policy std, saturated "
+                                         "actions or residual, NaN stop); exit 1 when one fails")
+    dg.add_argument("run", help="run folder or pretrained:NAME")
+    dg.add_argument("--window", type=int, default=100, metavar="N",
+                    help="episodes at the end of training that reward shares and training means are taken over, "
+                         "and the rolling-mean width of the return curve (default 100)")
+    dg.add_argument("--json", help="write the checks here (default: RUN/diagnose.json; none for pretrained:NAME)")
+    dg.set_defaults(func=cmd_diagnose)
+
     x = sub.add_parser("export", help="export a policy as ONNX (or TorchScript) with policy.json and the runtime")
     x.add_argument("run", help="run folder or pretrained:NAME")
     x.add_argument("--checkpoint", help="step number, 'latest' or 'best' (default: the final model)")
@@ -660,6 +693,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_media_parsers(sub)
 
+    from legkit.evaluate.commands import add_parsers as add_gait_parsers
+
+    add_gait_parsers(sub)
     from legkit.tune.cli import add_parser as add_tune_parser  # Optuna itself loads only when tune runs
 
     add_tune_parser(sub)

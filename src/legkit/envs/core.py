@@ -18,6 +18,7 @@ from legkit.tasks.config import TaskConfig
 from legkit.tasks.commands import VelocityCommand
 from legkit.tasks.curriculum import CommandCurriculum, HeightCurriculum
 from legkit.tasks.events import Pushes, build_events
+from legkit.tasks.ground import Ground
 from legkit.tasks.observations import OBSERVATIONS, compute_observation, observation_layout, term_indices
 from legkit.tasks.state import BatchState
 from legkit.tasks.terminations import falls
@@ -47,10 +48,14 @@ class LeggedBatch:
         self.task = task
         self.robot = get_robot(task.robot)
         self.num_envs = num_envs
-        self.model = build_model(self.robot, task.physics)
+        self.rng = np.random.default_rng(seed)
+        self.ground = Ground(task.terrain, task.terrain_curriculum, task.height_scan, num_envs, self.rng)
+        """Spawn points, the ground under each robot, height scans and the terrain curriculum (tasks/ground.py)."""
+        self.model = build_model(self.robot, task.physics, self.ground.terrain)
         pushes = Pushes.wanted(self)
         self.sim = BatchSim(self.model, num_envs, task.decimation, nthread, external_forces or pushes)
-        self.rng = np.random.default_rng(seed)
+        if self.robot.extra.get("max_joint_speed"):  # hobby servos: no faster than their rated speed
+            self.sim.set_servo_speed(self.robot.extra["max_joint_speed"])
         self.dt = task.control_dt
         self.max_steps = task.max_episode_steps
 
@@ -85,6 +90,15 @@ class LeggedBatch:
 
         self.state = BatchState(num_envs, r.num_joints, len(self.foot_sensors), len(self.undesired_sensors), self.dt)
         self.state.ground_friction[:] = task.physics.floor_friction
+        if "height_scan" in task.observations:
+            self.state.height_scan = np.zeros((num_envs, len(self.ground.grid)))
+        self.gait = None
+        """The scripted gait of a residual task (legkit.gaits): joint target = gait target + action_scale * action."""
+        if task.gait is not None:
+            if r.control != "position":
+                raise LegkitError(f"task.gait needs a position-controlled robot; the {r.name} is {r.control}-controlled")
+            from legkit.gaits import GaitController
+            self.gait = GaitController(r, m, task.gait, num_envs, self.dt)
         self._history_src = self._history_setup(task)
         self.rewards = RewardManager(task.rewards, num_envs, len(self.foot_sensors), self.dt, task.reward_scale_by_dt)
         self.obs_layout = observation_layout(task.observations, self.state)
@@ -164,9 +178,15 @@ class LeggedBatch:
         ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
         k = len(ids)
         rc = self.task.reset
+        s = self.state
+        ended = (s.terminated[ids] | (self.time_limit[ids] >= self.max_steps)) & record & (s.episode_step[ids] > 0)
+        origin = self.ground.spawn(ids, self.sim.qpos[ids, :2].copy(), ended, s.terminated[ids])
         qpos = np.tile(self.model.qpos0, (k, 1))
-        qpos[:, 2] = self.robot.reset_height
+        qpos[:, :2] = origin[:, :2]
+        qpos[:, 2] = self.robot.reset_height + origin[:, 2]
         yaw = self.rng.uniform(-rc.yaw_range, rc.yaw_range, k)
+        if self.ground.fixed_heading:  # along the evaluation row (the draw above keeps the random stream)
+            yaw[:] = 0.0
         qpos[:, 3], qpos[:, 6] = np.cos(yaw / 2), np.sin(yaw / 2)
         qpos[:, 4:6] = 0.0
         qpos[:, self.joint_qpos] = self.home + self.rng.uniform(-rc.joint_pos_noise, rc.joint_pos_noise,
@@ -175,8 +195,9 @@ class LeggedBatch:
         qvel = np.zeros((k, self.model.nv))
         qvel[:, :6] = self.rng.uniform(-rc.base_vel_noise, rc.base_vel_noise, (k, 6))
         self.sim.set_state(ids, qpos, qvel)
+        if self.gait is not None:  # before the state update: it shows the new phase
+            self.gait.reset(ids)
         self._update_state()  # the new pose, for terms that read it (heading commands)
-        s = self.state
         if self.curriculum is not None:  # judges the ending episodes, then sets the stage of the new ones
             judged = (s.terminated[ids] | (self.time_limit[ids] >= self.max_steps)) & record
             self.curriculum.start(self, ids, judged)
@@ -207,17 +228,25 @@ class LeggedBatch:
         return {"return": self.episode_return[env_ids].copy(), "length": self.state.episode_step[env_ids].copy(),
                 "mean_height": self.episode_height_sum[env_ids] / steps,
                 "mean_action": self.episode_action_sum[env_ids] / steps,
-                "stage": self.state.stage[env_ids].copy()}
+                "stage": self.state.stage[env_ids].copy(), "terrain_level": self.ground.levels(env_ids)}
 
     # -- stepping ----------------------------------------------------------------------------
     def _update_state(self) -> None:
         s, sd = self.state, self.sim.sensordata
+        if self.ground.terrain is not None:  # heights are measured from the ground under the base
+            s.ground_height[:] = self.ground.height(self.sim.qpos[:, 0], self.sim.qpos[:, 1])
         s.update_kinematics(self.sim.qpos, self.sim.qvel, self.home, self.joint_qpos, self.joint_dof)
         np.take(sd, self.torque_sensors, axis=1, out=s.joint_torque)
         np.take(sd, self.foot_sensors, axis=1, out=s.foot_force)
         np.take(sd, self.undesired_sensors, axis=1, out=s.undesired_force)
         if len(self.base_sensors):
             np.sum(sd[:, self.base_sensors], axis=1, out=s.base_contact_force)
+        if s.height_scan.shape[1]:
+            q = s.base_quat
+            yaw = np.arctan2(2 * (q[:, 0] * q[:, 3] + q[:, 1] * q[:, 2]), 1 - 2 * (q[:, 2] ** 2 + q[:, 3] ** 2))
+            s.height_scan[:] = self.ground.scan(s.base_pos, yaw)
+        if self.gait is not None:
+            s.gait_phase[:] = self.gait.phase_features()
 
     def observe(self, ids: np.ndarray | None = None) -> np.ndarray:
         """Current observations, (num_envs, obs_dim) float32 (a buffer reused between calls), with the
@@ -258,12 +287,14 @@ class LeggedBatch:
         np.copyto(s.last_action, s.action)
         np.clip(np.where(bad_action[:, None], 0.0, actions), -1.0, 1.0, out=s.action)
         np.multiply(s.action, self._ctrl_gain, out=self._ctrl)
-        self._ctrl += self._ctrl_offset
+        self._ctrl += self._ctrl_offset if self.gait is None else self.gait.joint_targets()
         np.clip(self._ctrl, self.ctrl_low, self.ctrl_high, out=self._ctrl)
 
         for event in self.events.values():
             event.step()
         self.sim.step(self._ctrl)
+        if self.gait is not None:
+            self.gait.step()
         bad_physics = ~np.isfinite(self.sim.state).all(axis=1) | (np.abs(self.sim.qvel) > 1e3).any(axis=1)
         self._parked = bad_physics
         if bad_physics.any():
@@ -276,15 +307,16 @@ class LeggedBatch:
         fell = falls(s, self.task.termination, self.termination_counts)
         broken = bad_action | bad_physics
         np.logical_or(fell, broken, out=s.terminated)
-        truncated = (s.episode_step >= self.time_limit) & ~s.terminated
+        truncated = ((s.episode_step >= self.time_limit) | self.ground.off_edge(s.base_pos)) & ~s.terminated
 
         reward = self.rewards.compute(s)
         reward[broken] = 0.0
         self.episode_return += reward
-        self.episode_height_sum += s.base_pos[:, 2]
+        self.episode_height_sum += s.base_height
         self.episode_action_sum += np.abs(s.action).mean(axis=1)
         self.bad_action_count += int(bad_action.sum())
         self.bad_physics_count += int(bad_physics.sum())
+        self.ground.step(s.command, self.dt)
         self.commands.step()
         return reward, s.terminated.copy(), truncated
 

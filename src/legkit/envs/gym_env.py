@@ -35,7 +35,7 @@ class LegkitGymEnv(gym.Env):
     def step(self, action: np.ndarray):
         reward, terminated, truncated = self.batch.step(np.asarray(action)[None, :])
         obs = self.batch.observe()[0].copy()
-        info = {"base_height": float(self.batch.state.base_pos[0, 2])}
+        info = {"base_height": float(self.batch.state.base_height[0])}
         return obs, float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ import torch
 from legkit.envs.gym_env import LegkitGymEnv
 from legkit.envs.vec_env import LegkitVecEnv
 from legkit.sim.batch import BatchSim
+from legkit.sim.terrain import TerrainConfig
 from legkit.train.callbacks import TorchThreads
 from legkit.train.config import Config, build_config
 
@@ -110,6 +111,25 @@ def hand_built_rate(task_name: str, num_envs: int, seconds: float, subproc: bool
         venv.close()
 
 
+def contacts_per_step(env: LegkitVecEnv, sample: int = 64) -> float:
+    """Mean number of contacts MuJoCo keeps per robot at the batch's current states (up to `sample` robots)."""
+    b = env.batch
+    data = mujoco.MjData(b.model)
+    counts = []
+    for state in b.sim.state[:sample]:
+        mujoco.mj_setState(b.model, data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        mujoco.mj_forward(b.model, data)
+        counts.append(data.ncon)
+    return float(np.mean(counts))
+
+
+def _warm(env: LegkitVecEnv, rng: np.random.Generator) -> None:
+    """Reach a typical mix of standing, stepping and fallen robots."""
+    env.reset()
+    for _ in range(50):
+        env.step(rng.uniform(-1, 1, (env.num_envs, env.batch.action_dim)).astype(np.float32))
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process and its finished children (MB)."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -128,15 +148,21 @@ def run_bench(task_name: str = "go2-walk", envs: tuple[int, ...] = (64, 256, 102
     subproc = hand_built_rate(task_name, hand_envs, seconds, subproc=True)
     for n in envs:
         env = LegkitVecEnv(cfg.task, n, seed=0)
-        env.reset()
         rng = np.random.default_rng(0)
-        for _ in range(50):  # reach a typical mix of standing, stepping and fallen robots
-            env.step(rng.uniform(-1, 1, (n, env.batch.action_dim)).astype(np.float32))
-        row = {"num_envs": n}
+        _warm(env, rng)
+        row = {"num_envs": n, "contacts": contacts_per_step(env)}
         row["physics_1core"] = physics_limit(env, seconds, nthread=0)
         row["physics_all_cores"] = physics_limit(env, seconds, nthread=cores)
         row["env"] = env_rate(env, seconds, rng)
         env.close()
+        if cfg.task.terrain.kind != "plane":  # what the terrain costs: the same task on flat ground
+            flat = LegkitVecEnv(replace(cfg.task, terrain=TerrainConfig()), n, seed=0)
+            _warm(flat, np.random.default_rng(0))
+            row["flat_contacts"] = contacts_per_step(flat)
+            row["flat_physics_all_cores"] = physics_limit(flat, seconds, nthread=cores)
+            row["flat_env"] = env_rate(flat, seconds, np.random.default_rng(0))
+            row["terrain_cost"] = row["flat_env"] / row["env"]
+            flat.close()
         row["ppo"] = ppo_rate(cfg, n, seconds) if include_ppo else None
         row["dummy_vec_env"], row["subproc_vec_env"] = dummy, subproc
         lim = row["physics_all_cores"]
@@ -150,7 +176,8 @@ def run_bench(task_name: str = "go2-walk", envs: tuple[int, ...] = (64, 256, 102
         "task": task_name, "seconds": seconds, "hand_built_envs": hand_envs,
         "machine": {"cores": cores, "platform": platform.platform(), "processor": platform.machine(),
                     "python": platform.python_version(), "mujoco": mujoco.__version__, "torch": torch.__version__},
-        "decimation": cfg.task.decimation, "timestep": cfg.task.physics.timestep, "results": rows,
+        "decimation": cfg.task.decimation, "timestep": cfg.task.physics.timestep, "terrain": cfg.task.terrain.kind,
+        "results": rows,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
@@ -170,4 +197,11 @@ def format_bench(result: dict) -> str:
             f"{r['dummy_vec_env']:8.0f} {r['subproc_vec_env']:8.0f} {r['env_over_limit']:8.0%} {ppo_ratio} "
             f"{r['env_over_dummy']:7.1f}x {r['env_over_subproc']:7.1f}x {r['peak_rss_mb']:7.0f}"
         )
+    lines.append("contacts per robot: " + ", ".join(f"{r['num_envs']} envs {r['contacts']:.1f}" for r in result["results"]))
+    if any("terrain_cost" in r for r in result["results"]):
+        lines.append(f"terrain ({result['terrain']}) against flat ground, the same task and batch:")
+        for r in result["results"]:
+            lines.append(f"  {r['num_envs']:>5} envs: env {r['env']:.0f} vs flat {r['flat_env']:.0f} steps/s "
+                         f"({r['terrain_cost']:.2f}x the time per step); physics {r['physics_all_cores']:.0f} vs "
+                         f"{r['flat_physics_all_cores']:.0f}; contacts {r['contacts']:.1f} vs {r['flat_contacts']:.1f}")
     return "\n".join(lines)

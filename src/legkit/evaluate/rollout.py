@@ -53,7 +53,8 @@ class Trace:
     """Touch force of each foot (N) at every physics substep, (steps * decimation, episodes, feet); the foot
     arrays are None for robots without foot position and velocity sensors."""
     foot_height: np.ndarray | None = None
-    """Height (m) of each foot's lowest point above the ground plane z = 0: foot centre minus foot radius."""
+    """Height (m) of each foot's lowest point above the ground under it: foot centre minus foot radius minus the
+    ground's height there (z = 0 on a plane)."""
     foot_speed: np.ndarray | None = None
     """Horizontal (world xy) speed of each foot (m/s)."""
     foot_pairs: tuple[tuple[int, int], ...] = ()
@@ -80,6 +81,7 @@ class FootSensors:
 
         self.touch = batch.foot_sensors
         self.pos_z = np.array([adr(n) + 2 for n in r.foot_pos_sensors])
+        self.ground = batch.ground
         self.vel_x = np.array([adr(n) for n in r.foot_vel_sensors])
         geoms = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, name) for name in r.feet]
         if min(geoms) < 0 or any(m.geom_type[g] != mujoco.mjtGeom.mjGEOM_SPHERE for g in geoms):
@@ -94,7 +96,10 @@ class FootSensors:
         each (substeps, envs, feet)."""
         sub = np.swapaxes(sub, 0, 1)
         speed = np.hypot(sub[..., self.vel_x], sub[..., self.vel_x + 1])
-        return sub[..., self.touch].copy(), sub[..., self.pos_z] - self.radius, speed
+        height = sub[..., self.pos_z] - self.radius
+        if self.ground.terrain is not None:  # above the ground under the foot
+            height -= self.ground.height(sub[..., self.pos_z - 2], sub[..., self.pos_z - 1])
+        return sub[..., self.touch].copy(), height, speed
 
 
 def load_run_config(policy: Policy, sets: list[str] | None = None) -> Config:
@@ -199,7 +204,7 @@ def rollout_model(model: PPO, norm: VecNormalize, episodes: int, cfg: Config, se
             rec["reward"].append(reward.copy())
             rec["vel"].append(np.column_stack([s.base_lin_vel[:, :2], s.base_ang_vel[:, 2]]))
             rec["command"].append(s.command.copy())
-            rec["height"].append(s.base_pos[:, 2].copy())
+            rec["height"].append(s.base_height.copy())
             rec["action_abs"].append(np.abs(s.action).mean(axis=1))
             rec["power"].append(batch.step_power())
             if feet is not None:  # every substep: touchdowns between control steps count

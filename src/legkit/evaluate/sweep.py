@@ -75,16 +75,25 @@ def sweep(policy: Policy, episodes: int, sets: list[str] | None = None, seed: in
     """
     cfg = load_run_config(policy, sets)
     model, norm = load_policy(policy)
+    records = sweep_model(model, norm, cfg, episodes, seed, commands, progress, layout=policy.obs_layout)
+    return {"task": cfg.task_name, "policy": str(policy.folder), "checkpoint": policy.label, "step": policy.step,
+            "seed": seed, "overrides": list(sets or []), "commands": records}
+
+
+def sweep_model(model, norm, cfg, episodes: int, seed: int = 12345,
+                commands: dict[str, tuple[float, float, float]] = SWEEP,
+                progress: Callable[[str], None] | None = None, layout: list | None = None) -> list[dict]:
+    """The sweep's records ({"name", "command", "metrics"} per command) of a model in memory (or a scripted
+    gait: legkit.evaluate.scripted) on `cfg`'s task."""
     records = []
     for name, (vx, vy, yaw) in commands.items():
         if progress is not None:
             progress(name)
         task = fixed_command(cfg.task, vx, vy, yaw)
-        trace = rollout_model(model, norm, episodes, replace(cfg, task=task), seed, layout=policy.obs_layout)
+        trace = rollout_model(model, norm, episodes, replace(cfg, task=task), seed, layout=layout)
         records.append({"name": name, "command": [vx, vy, yaw],
                         "metrics": {**tracking_metrics(trace), **compute_metrics(trace)}})
-    return {"task": cfg.task_name, "policy": str(policy.folder), "checkpoint": policy.label, "step": policy.step,
-            "seed": seed, "overrides": list(sets or []), "commands": records}
+    return records
 
 
 COLUMNS = (
@@ -112,4 +121,4 @@ def format_sweep(result: dict) -> str:
                      for r in rows)
 
 
-__all__ = ["SWEEP", "fixed_command", "format_sweep", "sweep", "tracking_metrics"]
+__all__ = ["SWEEP", "fixed_command", "format_sweep", "sweep", "sweep_model", "tracking_metrics"]

@@ -241,6 +241,10 @@ def export_policy(policy: Policy, out: Path, fmt: str = "onnx", samples: int = 1
         raise LegkitError(f"unknown export format '{fmt}'; valid: {', '.join(FORMATS)}")
     cfg = load_run_config(policy)
     task = cfg.task
+    if task.gait is not None:
+        raise LegkitError(f"'{policy.folder}' is a residual policy on a scripted {task.gait.type} (task.gait): its joint "
+                          "targets are the gait's plus its action, and the export and runtime carry no gait generator "
+                          "yet; export a policy without task.gait")
     model, norm = load_policy(policy)
     env = LeggedBatch(task, 1, nthread=1)
     try:

@@ -12,16 +12,14 @@ eval.json, validate.json, and evaluations of the checkpoints that `evaluate_chec
 
 from __future__ import annotations
 
-import csv
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from legkit import LegkitError
 from legkit.config import load_yaml
+from legkit.train.logs import read_episodes, read_json, read_scalars
 from legkit.train.runs import CONFIG, META, PRETRAINED_PREFIX, checkpoints, find_policy, resolve_run
 
 EPISODE_COLUMNS = ("step", "reward", "length", "time", "terminated", "mean_height", "mean_action", "curriculum_stage")
@@ -63,56 +61,16 @@ class RunData:
         return float(physics.get("timestep", 0.005)) * int(task.get("decimation", 4))
 
 
-def _read_json(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise LegkitError(f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-
-
-def _read_episodes(path: Path) -> dict[str, np.ndarray] | None:
-    """episodes.csv as float columns (empty cells are NaN); None if there is no such file or no rows."""
-    if not path.exists():
-        return None
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if len(rows) < 2:
-        return None
-    header, body = rows[0], [r for r in rows[1:] if len(r) == len(rows[0])]
-    return {name: np.array([_number(r[j]) for r in body]) for j, name in enumerate(header)}
-
-
-def _number(cell: str) -> float:
-    """A CSV cell as a float; empty or non-numeric cells are NaN (plotted as gaps)."""
-    try:
-        return float(cell)
-    except ValueError:
-        return np.nan
-
-
-def _read_scalars(tb: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every scalar of every TensorBoard event file under `tb` (a resumed run appends to the same folder)."""
-    if not tb.is_dir():
-        return {}
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    merged: dict[str, dict[int, float]] = {}
-    for folder in sorted({p.parent for p in tb.rglob("events.out.tfevents.*")}):
-        acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 1, "tensors": 1})
-        acc.Reload()
-        for tag in acc.Tags().get("scalars", []):
-            merged.setdefault(tag, {}).update({e.step: e.value for e in acc.Scalars(tag)})
-    return {tag: (np.array(sorted(v)), np.array([v[k] for k in sorted(v)])) for tag, v in merged.items()}
+def _episodes_of(path: Path) -> dict[str, np.ndarray] | None:
+    return read_episodes(path)[0]
 
 
 def load_run(spec: str | Path) -> RunData:
     """Read a run folder (or pretrained:NAME) for plotting and reporting."""
     folder = resolve_run(str(spec))
     config = load_yaml(str(folder / CONFIG))
-    meta = _read_json(folder / META) or {}
-    episodes = _read_episodes(folder / "episodes.csv")
+    meta = read_json(folder / META) or {}
+    episodes = _episodes_of(folder / "episodes.csv")
     rewards = list((config.get("task") or {}).get("rewards") or {})
     if episodes is not None:
         terms = [n for n in rewards if n in episodes] or [n for n in episodes if n not in EPISODE_COLUMNS]
@@ -120,8 +78,8 @@ def load_run(spec: str | Path) -> RunData:
         terms = rewards
     name = str(spec) if str(spec).startswith(PRETRAINED_PREFIX) else folder.name
     return RunData(name=name, folder=folder, config=config, meta=meta, episodes=episodes, terms=terms,
-                   scalars=_read_scalars(folder / "tb"), eval=_read_json(folder / "eval.json"),
-                   validation=_read_json(folder / "validate.json"))
+                   scalars=read_scalars(folder / "tb"), eval=read_json(folder / "eval.json"),
+                   validation=read_json(folder / "validate.json"))
 
 
 def evaluate_checkpoints(run: RunData, episodes: int, seed: int = 12345, progress=None) -> list[dict]:
@@ -373,7 +331,7 @@ def plot_seed_bands(groups: list, path: Path) -> Path | None:
         c = COLORS[i % len(COLORS)]
         series: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k, _ in panels}
         for run in group.runs:
-            episodes = _read_episodes(run.folder / "episodes.csv")
+            episodes = _episodes_of(run.folder / "episodes.csv")
             if episodes is not None and "reward" in episodes:
                 x, y = _per_step(episodes["step"], episodes["reward"])
                 series["reward"].append((x, _smooth(y)))

@@ -94,22 +94,30 @@ def grid_shape(n: int, width: int, height: int) -> tuple[int, int]:
     return best[1], best[2]
 
 
-def progression_frames(snaps: list[Snapshot], spec: VideoSpec, sets: list[str] | None = None,
-                       seed: int = 0) -> Iterator[np.ndarray]:
-    """Frames (height, width, 3) of all snapshots side by side, each panel labelled with its step."""
+@dataclass(frozen=True)
+class Panel:
+    """One panel of a grid video: a task, what drives its robot, and the label drawn on it."""
+
+    task: object
+    """The TaskConfig the panel's robot runs (every panel must share one scene: robot and ground)."""
+    actor: object
+    """obs -> action (legkit.media.video.Actor)."""
+    label: str
+
+
+def grid_frames(panels: list[Panel], spec: VideoSpec, seed: int = 0) -> Iterator[np.ndarray]:
+    """Frames (height, width, 3) of `panels` side by side, each starting from the same reset (`seed`) and
+    advancing in lock step, labelled with its name and speed."""
     check_spec(spec)
-    cfg = load_run_config(snaps[0].policy, sets)
-    rows, cols = grid_shape(len(snaps), spec.width, spec.height)
+    rows, cols = grid_shape(len(panels), spec.width, spec.height)
     pw, ph = (spec.width // cols) // 2 * 2, (spec.height // rows) // 2 * 2
     if pw < 16 or ph < 16:
-        raise LegkitError(f"{len(snaps)} panels of a {spec.width}x{spec.height} video are too small; "
-                          "raise --width/--height or show fewer checkpoints")
+        raise LegkitError(f"{len(panels)} panels of a {spec.width}x{spec.height} video are too small; "
+                          "raise --width/--height or show fewer panels")
     runners = []
     try:
-        for snap in snaps:
-            actor = policy_actor(*load_policy_for(snap.policy, cfg))
-            runners.append(Runner(cfg.task, actor, seed, spec.camera, label=f"step {snap.step:,}",
-                                  seconds=spec.seconds))
+        for panel in panels:
+            runners.append(Runner(panel.task, panel.actor, seed, spec.camera, label=panel.label, seconds=spec.seconds))
         with Renderer(runners[0].batch.model, pw, ph, spec.quality) as renderer, one_torch_thread():
             frame = np.full((spec.height, spec.width, 3), 24, dtype=np.uint8)
             for i in range(int(round(spec.seconds * spec.fps))):
@@ -117,14 +125,14 @@ def progression_frames(snaps: list[Snapshot], spec: VideoSpec, sets: list[str] |
                 for k, runner in enumerate(runners):
                     runner.advance_to(t)
                     renderer.set_state(runner.state)
-                    panel = renderer.render(runner.camera.cam)
+                    image = renderer.render(runner.camera.cam)
                     r = runner.readout()
                     lines = [runner.label, f"vel {r['vx']:4.2f} m/s"]
                     if runner.episodes > 1:
                         lines.append(f"reset x{runner.episodes - 1}")
-                    panel = draw_text(panel, lines, scale=1.3)
+                    image = draw_text(image, lines, scale=1.3)
                     y, x = (k // cols) * ph, (k % cols) * pw
-                    frame[y:y + ph, x:x + pw] = panel
+                    frame[y:y + ph, x:x + pw] = image
                     frame[y:y + ph, x + pw - 1:x + pw] = 24  # thin separators between panels
                     frame[y + ph - 1:y + ph, x:x + pw] = 24
                 yield draw_text(frame, [f"t {t:4.1f} s  cmd {runners[0].readout()['cmd_vx']:.2f} m/s"],
@@ -132,6 +140,16 @@ def progression_frames(snaps: list[Snapshot], spec: VideoSpec, sets: list[str] |
     finally:
         for runner in runners:
             runner.close()
+
+
+def progression_frames(snaps: list[Snapshot], spec: VideoSpec, sets: list[str] | None = None,
+                       seed: int = 0) -> Iterator[np.ndarray]:
+    """Frames (height, width, 3) of all snapshots side by side, each panel labelled with its step."""
+    check_spec(spec)
+    cfg = load_run_config(snaps[0].policy, sets)
+    panels = [Panel(cfg.task, policy_actor(*load_policy_for(snap.policy, cfg)), f"step {snap.step:,}")
+              for snap in snaps]
+    return grid_frames(panels, spec, seed)
 
 
 def render_progression(snaps: list[Snapshot], spec: VideoSpec, out: Path, sets: list[str] | None = None,

@@ -142,7 +142,7 @@ class Runner:
         """Commanded and measured (0.5 s mean) forward velocity (m/s), base height (m)."""
         s = self.batch.state
         return {"cmd_vx": float(s.command[0, 0]), "cmd_vy": float(s.command[0, 1]), "cmd_yaw": float(s.command[0, 2]),
-                "vx": float(np.mean(self._vel)) if self._vel else 0.0, "height": float(s.base_pos[0, 2])}
+                "vx": float(np.mean(self._vel)) if self._vel else 0.0, "height": float(s.base_height[0])}
 
     def close(self) -> None:
         self.batch.close()

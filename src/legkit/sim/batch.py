@@ -82,6 +82,15 @@ class BatchSim:
         self._last_ctrl = np.zeros((num_envs, model.nu))
         self._fresh = np.ones(num_envs, dtype=bool)
         """Robots whose state was just set: no previous control to hold."""
+        self.servo_speed: np.ndarray | None = None
+        """Rated speed (rad/s) of each actuator's servo, (nu,), or None: position targets apply at once. With it, a
+        servo's own setpoint moves toward the commanded target at most this fast, physics step by physics step,
+        as a hobby servo (and the PiDog maker's software) moves: a servo cannot outrun its rated speed."""
+        self._setpoint = np.zeros((num_envs, model.nu))
+        """The servos' own setpoints (rad) at the end of the last step (with `servo_speed`)."""
+        trn = model.actuator_trnid[:, 0]
+        self._act_qpos = model.jnt_qposadr[trn].astype(np.int64)
+        """qpos address of each actuator's joint (the setpoint starts there at a reset)."""
 
     # Views into the batch state, shape (num_envs, n).
     @property
@@ -121,6 +130,20 @@ class BatchSim:
         self.state[env_ids, self._qpos_slice] = qpos
         self.state[env_ids, self._qvel_slice] = qvel
         self.sensordata[env_ids] = 0.0
+        self._setpoint[env_ids] = self.state[env_ids][:, self._qpos_slice][:, self._act_qpos]
+
+    def set_servo_speed(self, speed) -> None:
+        """Limit every actuator's setpoint speed to `speed` (rad/s, (nu,)); None removes the limit."""
+        if speed is None:
+            self.servo_speed = None
+            return
+        speed = np.asarray(speed, dtype=np.float64).reshape(-1)
+        if speed.shape != (self.model.nu,) or not (speed > 0).all():
+            raise LegkitError(f"servo speeds must be {self.model.nu} positive values (rad/s), got {speed.tolist()}")
+        if (self.model.actuator_trntype != int(mujoco.mjtTrn.mjTRN_JOINT)).any():
+            raise LegkitError("a servo speed limit needs every actuator to drive a joint")
+        self.servo_speed = speed
+        self._setpoint[:] = self.qpos[:, self._act_qpos]
 
     def step(self, ctrl: np.ndarray) -> None:
         """Advance every robot `decimation` physics steps holding `ctrl` (num_envs, nu), after its
@@ -132,6 +155,11 @@ class BatchSim:
             self._ctrl[:, :, :nu] = np.where(held[:, :, None], self._last_ctrl[:, None, :], self._ctrl[:, :, :nu])
         np.copyto(self._last_ctrl, ctrl)
         self._fresh[:] = False
+        if self.servo_speed is not None:  # each servo's setpoint slews toward its target at the rated speed
+            most = self.servo_speed * self.model.opt.timestep
+            for k in range(self.decimation):
+                self._setpoint += np.clip(self._ctrl[:, k, :nu] - self._setpoint, -most, most)
+                self._ctrl[:, k, :nu] = self._setpoint
         if self.qfrc_applied is not None:
             self._ctrl[:, :, nu:] = self.qfrc_applied[:, None, :]
         np.copyto(self._in_qvel, self.qvel)

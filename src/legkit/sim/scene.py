@@ -59,14 +59,18 @@ def _raise_ground_priority(spec: mujoco.MjSpec) -> None:
         g.priority = max(g.priority, top)
 
 
-def build_model(robot: RobotSpec, physics: PhysicsConfig) -> mujoco.MjModel:
-    """Compile the robot with a ground plane and lights into an MjModel."""
+def build_model(robot: RobotSpec, physics: PhysicsConfig, terrain=None) -> mujoco.MjModel:
+    """Compile the robot with a ground and lights into an MjModel: a plane, or `terrain`'s heightfield
+    (a sim.terrain.Terrain) when given."""
     for key, value, valid in (("integrator", physics.integrator, INTEGRATORS), ("solver", physics.solver, SOLVERS)):
         if value not in valid:
             raise LegkitError(f"invalid task.physics.{key} '{value}'; valid: {', '.join(valid)}")
     spec = mujoco.MjSpec.from_file(str(robot.xml()))
     if robot.edit_spec is not None:
         robot.edit_spec(spec)
+    if terrain is not None and robot.has_floor:
+        raise LegkitError(f"the {robot.name}'s MJCF brings its own floor (has_floor), so it cannot be put on "
+                          "task.terrain; use task.terrain.kind=plane")
     if not robot.has_floor:
         tex = spec.add_texture(
             name="grid", type=mujoco.mjtTexture.mjTEXTURE_2D, builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
@@ -74,10 +78,13 @@ def build_model(robot: RobotSpec, physics: PhysicsConfig) -> mujoco.MjModel:
         )
         mat = spec.add_material(name="grid", texrepeat=[1, 1], reflectance=0.1)
         mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = tex.name
-        spec.worldbody.add_geom(
-            name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05], material="grid",
-            contype=1, conaffinity=2, friction=[physics.floor_friction, 0.02, 0.01],
-        )
+        if terrain is None:
+            spec.worldbody.add_geom(
+                name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05], material="grid",
+                contype=1, conaffinity=2, friction=[physics.floor_friction, 0.02, 0.01],
+            )
+        else:
+            terrain.add_to_spec(spec, physics.floor_friction)
         spec.worldbody.add_light(pos=[0, 0, 3], dir=[0, 0, -1], diffuse=[0.7, 0.7, 0.7], castshadow=False)
     _raise_ground_priority(spec)
     model = spec.compile()

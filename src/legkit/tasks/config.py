@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from legkit.gaits.params import GaitParams
 from legkit.sim.randomize import PhysicsRandomization
 from legkit.sim.scene import PhysicsConfig
+from legkit.sim.terrain import TerrainConfig
 from legkit.tasks.commands import CommandConfig
 from legkit.tasks.curriculum import CommandCurriculumConfig, CurriculumConfig
 from legkit.tasks.events import LatencyConfig, PushConfig
+from legkit.tasks.ground import HeightScanConfig, TerrainCurriculumConfig
 from legkit.tasks.observations import HistoryConfig
 from legkit.tasks.terms import RewardStage, RewardTerm, staged_rewards
 
@@ -172,6 +175,18 @@ class TaskConfig:
     observation_noise: dict[str, float] = field(default_factory=dict)
     """Uniform noise added to observation terms, term name -> half-width in the term's units (e.g.
     `task.observation_noise.joint_vel=1.5`); none by default."""
+    gait: GaitParams | None = None
+    """A scripted gait under the policy (residual learning, legkit.gaits): joint target = the gait's target +
+    action_scale * action, and the `gait_phase` observation term. None: targets around the home pose."""
+    baseline_min_speed: float = 0.05
+    """With a gait: training starts only if the gait alone (zero residual) moves at least this fast (m/s) along
+    the commanded direction (legkit.evaluate.scripted.check_baseline); 0 turns the check off."""
+    terrain: TerrainConfig = field(default_factory=TerrainConfig)
+    """The ground: a plane (default), generated tiles in difficulty rows, or a heightmap file (sim/terrain.py)."""
+    terrain_curriculum: TerrainCurriculumConfig = field(default_factory=TerrainCurriculumConfig)
+    """Per-robot terrain levels on tiles, and the evaluation row (tasks/ground.py)."""
+    height_scan: HeightScanConfig = field(default_factory=HeightScanConfig)
+    """The grid of the `height_scan` observation term."""
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     success: SuccessBar = field(default_factory=SuccessBar)
     """What the periodic evaluation must reach for the task to count as learnt ("time to walk")."""
@@ -192,10 +207,12 @@ def undisturbed(task: TaskConfig, pushes: PushConfig | None = None) -> TaskConfi
     randomization, latency and observation noise; with `pushes` if given.
 
     Evaluation, validation and videos set their own disturbances: a policy trained with pushes
-    is judged undisturbed unless a scenario (or a `--set`) disturbs it. Rewards are the last reward
+    is judged undisturbed unless a scenario (or a `--set`) disturbs it. On a terrain, every robot starts on the
+    evaluation row (task.terrain_curriculum.eval_row), not where a curriculum would put it. Rewards are the last reward
     stage's, so that every evaluation of a run scores with one reward.
     """
     stages = tuple(replace(st, push_force=0.0) for st in task.curriculum.stages)
     return replace(task, pushes=pushes or PushConfig(), curriculum=replace(task.curriculum, stages=stages),
+                   terrain_curriculum=replace(task.terrain_curriculum, enabled=False),
                    randomization=PhysicsRandomization(), latency=LatencyConfig(), observation_noise={},
                    rewards=staged_rewards(task.rewards, task.reward_stages), reward_stages=())

@@ -20,9 +20,11 @@ OBSERVATIONS = {
     "joint_pos": lambda s: s.joint_pos_rel,
     "joint_vel": lambda s: s.joint_vel,
     "last_action": lambda s: s.action,
-    "base_height": lambda s: s.base_pos[:, 2:3],
+    "base_height": lambda s: s.base_height[:, None],
     "target_height": lambda s: s.target_height[:, None],
     "history": lambda s: s.history,
+    "height_scan": lambda s: s.height_scan,
+    "gait_phase": lambda s: s.gait_phase,
     # Privileged terms: a real robot cannot measure these; give them to a critic only.
     "ground_friction": lambda s: s.ground_friction[:, None],
     "payload": lambda s: s.payload[:, None],

@@ -71,12 +71,12 @@ def orientation(s: BatchState) -> np.ndarray:
 
 def base_height(s: BatchState, target: float = 0.27) -> np.ndarray:
     """Squared error of base height from `target` (m^2)."""
-    return np.square(s.base_pos[:, 2] - target)
+    return np.square(s.base_height - target)
 
 
 def base_too_low(s: BatchState, threshold: float = 0.15) -> np.ndarray:
     """1 where the base is below `threshold` (m): lying down and crawling is never a gait."""
-    return (s.base_pos[:, 2] < threshold).astype(np.float64)
+    return (s.base_height < threshold).astype(np.float64)
 
 
 def torques(s: BatchState) -> np.ndarray:
@@ -116,7 +116,7 @@ def alive(s: BatchState) -> np.ndarray:
 
 def height_target(s: BatchState, sigma: float = 0.05) -> np.ndarray:
     """Sharp peak at the target height: exp(-((z - target) / sigma)^2), 1 exactly at the target."""
-    return np.exp(-np.square((s.base_pos[:, 2] - s.target_height) / sigma))
+    return np.exp(-np.square((s.base_height - s.target_height) / sigma))
 
 
 def upright(s: BatchState) -> np.ndarray:

@@ -27,6 +27,11 @@ class BatchState:
         """Control period (s)."""
         self.base_pos = np.zeros((n, 3))
         """Base position in the world (m)."""
+        self.ground_height = np.zeros(n)
+        """Height of the ground under the base (m): 0 on a plane, the terrain's under the base on a heightfield."""
+        self.base_height = np.zeros(n)
+        """Base height above the ground under it (m): what height rewards and the fall termination read, so that
+        they mean the same on terrain as on a plane."""
         self.base_quat = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))
         """Base orientation, w-x-y-z."""
         self.base_lin_vel = np.zeros((n, 3))
@@ -63,6 +68,10 @@ class BatchState:
         """Control steps since this robot's reset."""
         self.terminated = np.zeros(n, dtype=bool)
         """Whether this step ended the episode by a fall (set before rewards are computed)."""
+        self.height_scan = np.zeros((n, 0))
+        """Base height above the ground at the points of the height scan (m), (n, K); empty unless observed."""
+        self.gait_phase = np.zeros((n, 2))
+        """sin and cos of the scripted gait's phase (2 pi per cycle); zero for tasks without a gait."""
         self.history = np.zeros((n, 0))
         """Past observation frames, newest first (the `history` observation term; empty without one)."""
         # Privileged quantities: what the simulator knows and a robot does not (for a critic).
@@ -79,6 +88,7 @@ class BatchState:
                           joint_qpos: np.ndarray, joint_dof: np.ndarray) -> None:
         """Fill base and joint quantities from free-joint qpos/qvel (N, nq)/(N, nv)."""
         np.copyto(self.base_pos, qpos[:, 0:3])
+        np.subtract(self.base_pos[:, 2], self.ground_height, out=self.base_height)
         np.copyto(self.base_quat, qpos[:, 3:7])
         # Free joint: qvel[0:3] is the world-frame linear velocity, qvel[3:6] the body-frame angular one.
         self.base_lin_vel[:] = quat_rotate_inverse(self.base_quat, qvel[:, 0:3])

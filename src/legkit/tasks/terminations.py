@@ -14,7 +14,7 @@ from legkit.tasks.state import BatchState
 
 def base_too_low(s: BatchState, cfg) -> np.ndarray:
     """The base is below `min_base_height` (m)."""
-    return s.base_pos[:, 2] < cfg.min_base_height
+    return s.base_height < cfg.min_base_height
 
 
 def base_contact(s: BatchState, cfg) -> np.ndarray:

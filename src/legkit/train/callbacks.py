@@ -77,6 +77,10 @@ class EpisodeLogger(BaseCallback):
         if cur is not None:
             for name, value in cur.scalars().items():
                 self.logger.record(f"curriculum/{name}", value)
+        for name, value in self.env.batch.ground.scalars().items():
+            self.logger.record(f"curriculum/{name}", value)
+        if self.env.batch.gait is not None:  # leg targets of the scripted gait out of reach, clipped (cumulative)
+            self.logger.record("stats/gait_ik_clipped", self.env.batch.gait.clipped_count)
         if episodes:
             self.logger.record("episode/mean_height", float(np.mean([ep["mean_height"] for ep in episodes])))
             self.logger.record("episode/mean_action", float(np.mean([ep["mean_action"] for ep in episodes])))

@@ -204,6 +204,9 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         if stage is not None and env.batch.curriculum is not None:
             env.batch.curriculum.set_stage(stage)
             env.batch.reset(record=False)
+        levels = _read_meta(latest).get("terrain_levels")
+        if levels is not None and env.batch.ground.restore_levels(levels):
+            env.batch.reset(record=False)
         print(f"resuming {run} from {latest.name} ({model.num_timesteps} steps)")
         if resume.changes:
             print(f"changed on resume (applied, and recorded in meta.json):\n{resume.describe()}")
@@ -225,6 +228,8 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
 
     def current_meta() -> dict:
         extra = {"curriculum_stage": env.batch.curriculum.stage} if env.batch.curriculum is not None else {}
+        if env.batch.ground.curriculum is not None:  # per robot: where each stands on the terrain
+            extra["terrain_levels"] = env.batch.ground.curriculum.level.tolist()
         return {**meta, **extra, "wall_time_s": round(wall_before + time.time() - t_start, 1)}
 
     guard = NaNGuard()
@@ -262,6 +267,8 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
                     raise
         if guard.tripped:
             kept = checkpoints(run)
+            # The run's record says why it stopped (legkit diagnose reads it); no model or checkpoint is written.
+            write_json(run / "meta.json", {**_read_meta(run), "nan_stop": f"NaN guard stopped training: {guard.reason}"})
             raise LegkitError(f"NaN guard stopped training: {guard.reason}; nothing more was saved, the last good "
                               f"checkpoint is {kept[-1] if kept else 'none (no checkpoint was written yet)'}")
         if checkpointer is not None and checkpointer.stopped:
