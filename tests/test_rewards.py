@@ -197,8 +197,17 @@ STATELESS_TESTED = {
     "track_lin_vel", "track_ang_vel", "lin_vel_z", "ang_vel_xy", "orientation", "base_height", "base_too_low",
     "torques", "energy", "action_rate", "joint_deviation", "undesired_contacts", "termination", "alive",
     "height_target", "upright", "control_cost", "sustained_bonus", "stand_still", "lin_vel_progress",
-    "yaw_rate_progress",
+    "yaw_rate_progress", "obstacle_contact", "ultrasonic_proximity",
 }
+
+
+def test_obstacle_contact_and_ultrasonic_proximity():
+    s = make_state(4)
+    s.obstacle_contacts[:] = [0, 1, 3, 0]
+    np.testing.assert_array_equal(REWARDS["obstacle_contact"](s), [0.0, 1.0, 1.0, 0.0])
+    s.ultrasonic = np.array([[1.0, 0.1], [1.0, 0.3], [0.0, 2.9], [1.0, 0.25]])  # [echo flag, distance m]
+    np.testing.assert_allclose(REWARDS["ultrasonic_proximity"](s, distance=0.2), [0.5, 0.0, 0.0, 0.0])
+    np.testing.assert_allclose(REWARDS["ultrasonic_proximity"](s, distance=0.5), [0.8, 0.4, 0.0, 0.5])
 
 
 def test_every_registered_term_has_a_test():
@@ -457,6 +466,16 @@ def test_termination_terms_fire_on_their_own_condition_after_the_grace_steps():
     s.episode_step[:] = 6
     counts = {}
     np.testing.assert_array_equal(falls(s, cfg, counts), [False, True, True, True])
-    assert counts == {"base_too_low": 2, "base_contact": 2}
+    assert counts == {"base_too_low": 2, "base_contact": 2, "tilted": 0}
     s.episode_step[:] = 5  # within the grace steps nothing ends an episode
-    assert not falls(s, cfg, counts).any() and counts == {"base_too_low": 2, "base_contact": 2}
+    assert not falls(s, cfg, counts).any() and counts == {"base_too_low": 2, "base_contact": 2, "tilted": 0}
+    # Tipped over: the up axis 1.2 rad from vertical ends the episode under max_tilt 1.0, and never by default
+    s.episode_step[:] = 6
+    s.base_height[:], s.base_contact_force[:] = 0.3, 0.0
+    s.projected_gravity[:] = [0.0, 0.0, -1.0]
+    s.projected_gravity[2] = [0.0, math.sin(1.2), -math.cos(1.2)]
+    tilt = TerminationConfig(min_base_height=0.12, base_contact_force=1.0, grace_steps=5, max_tilt=1.0)
+    counts = {}
+    np.testing.assert_array_equal(falls(s, tilt, counts), [False, False, True, False])
+    assert counts["tilted"] == 1
+    assert not falls(s, cfg, {}).any()

@@ -19,6 +19,7 @@ from legkit.tasks.commands import VelocityCommand
 from legkit.tasks.curriculum import CommandCurriculum, HeightCurriculum
 from legkit.tasks.events import Pushes, build_events
 from legkit.tasks.ground import Ground
+from legkit.tasks.sensing import Sensors, check_sensor_terms
 from legkit.tasks.observations import OBSERVATIONS, compute_observation, observation_layout, term_indices
 from legkit.tasks.state import BatchState
 from legkit.tasks.terminations import falls
@@ -51,7 +52,7 @@ class LeggedBatch:
         self.rng = np.random.default_rng(seed)
         self.ground = Ground(task.terrain, task.terrain_curriculum, task.height_scan, num_envs, self.rng)
         """Spawn points, the ground under each robot, height scans and the terrain curriculum (tasks/ground.py)."""
-        self.model = build_model(self.robot, task.physics, self.ground.terrain)
+        self.model = build_model(self.robot, task.physics, self.ground.terrain, task.arena)
         pushes = Pushes.wanted(self)
         self.sim = BatchSim(self.model, num_envs, task.decimation, nthread, external_forces or pushes)
         if self.robot.extra.get("max_joint_speed"):  # hobby servos: no faster than their rated speed
@@ -92,6 +93,21 @@ class LeggedBatch:
         self.state.ground_friction[:] = task.physics.floor_friction
         if "height_scan" in task.observations:
             self.state.height_scan = np.zeros((num_envs, len(self.ground.grid)))
+        check_sensor_terms(task.observations, task.sensors)
+        if "behaviour" in task.observations:  # the behaviour asked for, one-hot: a command that never changes
+            if task.behaviour not in task.behaviours:
+                raise LegkitError(f"invalid task.behaviour '{task.behaviour}': the `behaviour` term needs one of "
+                                  f"task.behaviours ({', '.join(task.behaviours) or 'none set'})")
+            self.state.behaviour = np.zeros((num_envs, len(task.behaviours)))
+            self.state.behaviour[:, task.behaviours.index(task.behaviour)] = 1.0
+        self.sensors = Sensors(task.sensors, self) if task.sensors.any else None
+        """The robot's own sensors (tasks/sensing.py), or None."""
+        self.arena = None
+        """The obstacle arena (sim/arena.py): obstacles placed anew at every reset, or None."""
+        if task.arena.enabled:
+            from legkit.sim.arena import Arena
+
+            self.arena = Arena(m, task.arena)
         self.gait = None
         """The scripted gait of a residual task (legkit.gaits): joint target = gait target + action_scale * action."""
         if task.gait is not None:
@@ -195,6 +211,10 @@ class LeggedBatch:
         qvel = np.zeros((k, self.model.nv))
         qvel[:, :6] = self.rng.uniform(-rc.base_vel_noise, rc.base_vel_noise, (k, 6))
         self.sim.set_state(ids, qpos, qvel)
+        if self.arena is not None:  # a new layout of obstacles for every new episode
+            self.arena.write(self.sim.mocap, *self.arena.place(self.rng, k), env_ids=ids)
+        if self.sensors is not None:
+            self.sensors.reset(ids)
         if self.gait is not None:  # before the state update: it shows the new phase
             self.gait.reset(ids)
         self._update_state()  # the new pose, for terms that read it (heading commands)
@@ -247,6 +267,10 @@ class LeggedBatch:
             s.height_scan[:] = self.ground.scan(s.base_pos, yaw)
         if self.gait is not None:
             s.gait_phase[:] = self.gait.phase_features()
+        if self.arena is not None:
+            s.obstacle_contacts[:] = self.arena.contacts(sd)
+        if self.sensors is not None:
+            self.sensors.update()
 
     def observe(self, ids: np.ndarray | None = None) -> np.ndarray:
         """Current observations, (num_envs, obs_dim) float32 (a buffer reused between calls), with the

@@ -130,6 +130,54 @@ def _warm(env: LegkitVecEnv, rng: np.random.Generator) -> None:
         env.step(rng.uniform(-1, 1, (env.num_envs, env.batch.action_dim)).astype(np.float32))
 
 
+def camera_costs(env: LegkitVecEnv, seconds: float) -> dict | None:
+    """Frames per second of the task's depth camera for one robot at a time: ray cast (mj_multiRay, what legkit
+    uses) against an OpenGL depth render of the same size from the robot's MJCF camera (None where no GL)."""
+    from legkit.sim.sensors import camera_rate
+
+    b = env.batch
+    cam = b.task.sensors.camera
+    if cam is None:
+        return None
+    rays = camera_rate(b.model, 16, seconds, cam, b.robot.base_body, states=b.sim.state[:16])
+    out = {"camera": f"{cam.width}x{cam.height}", "raycast_fps": rays.robots_per_s, "gl_fps": None}
+    name = b.robot.extra.get("camera")
+    try:
+        import importlib
+
+        from legkit.media.render import gl_backend
+
+        out["gl_backend"] = gl_backend()
+        gl = importlib.import_module(f"mujoco.{out['gl_backend']}").GLContext(cam.width, cam.height)
+    except Exception as exc:  # noqa: BLE001 - no OpenGL here: the ray cast alone is measured
+        out["gl_error"] = str(exc).splitlines()[0]
+        return out
+    m, data = b.model, mujoco.MjData(b.model)
+    gl.make_current()
+    try:
+        con = mujoco.MjrContext(m, mujoco.mjtFontScale.mjFONTSCALE_100)
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, con)
+        scene, option, camera = mujoco.MjvScene(m, maxgeom=1000), mujoco.MjvOption(), mujoco.MjvCamera()
+        camera.type, camera.fixedcamid = mujoco.mjtCamera.mjCAMERA_FIXED, mujoco.mj_name2id(
+            m, mujoco.mjtObj.mjOBJ_CAMERA, name)
+        rect, depth = mujoco.MjrRect(0, 0, cam.width, cam.height), np.empty((cam.height, cam.width), np.float32)
+
+        def frames() -> None:  # what a GL camera costs per robot: its pose, the scene, the render, the read-back
+            for row in b.sim.state[:16]:
+                mujoco.mj_setState(m, data, row, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+                mujoco.mj_kinematics(m, data)
+                mujoco.mj_camlight(m, data)
+                mujoco.mjv_updateScene(m, data, option, None, camera, mujoco.mjtCatBit.mjCAT_ALL, scene)
+                mujoco.mjr_render(rect, scene, con)
+                mujoco.mjr_readPixels(None, depth, rect, con)
+
+        out["gl_fps"] = _rate(frames, min(16, len(b.sim.state)), seconds)
+        con.free()
+    finally:
+        gl.free()
+    return out
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process and its finished children (MB)."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -154,6 +202,8 @@ def run_bench(task_name: str = "go2-walk", envs: tuple[int, ...] = (64, 256, 102
         row["physics_1core"] = physics_limit(env, seconds, nthread=0)
         row["physics_all_cores"] = physics_limit(env, seconds, nthread=cores)
         row["env"] = env_rate(env, seconds, rng)
+        if n == envs[0]:
+            row["camera_costs"] = camera_costs(env, seconds)
         env.close()
         if cfg.task.terrain.kind != "plane":  # what the terrain costs: the same task on flat ground
             flat = LegkitVecEnv(replace(cfg.task, terrain=TerrainConfig()), n, seed=0)
@@ -197,6 +247,12 @@ def format_bench(result: dict) -> str:
             f"{r['dummy_vec_env']:8.0f} {r['subproc_vec_env']:8.0f} {r['env_over_limit']:8.0%} {ppo_ratio} "
             f"{r['env_over_dummy']:7.1f}x {r['env_over_subproc']:7.1f}x {r['peak_rss_mb']:7.0f}"
         )
+    for r in result["results"]:
+        c = r.get("camera_costs")
+        if c:
+            gl = (f"{c['gl_fps']:.0f} ({c['gl_backend']})" if c["gl_fps"] else f"- ({c.get('gl_error', 'no GL')})")
+            lines.append(f"depth camera {c['camera']}, frames/s for one robot: ray cast {c['raycast_fps']:.0f}, "
+                         f"OpenGL render {gl}")
     lines.append("contacts per robot: " + ", ".join(f"{r['num_envs']} envs {r['contacts']:.1f}" for r in result["results"]))
     if any("terrain_cost" in r for r in result["results"]):
         lines.append(f"terrain ({result['terrain']}) against flat ground, the same task and batch:")

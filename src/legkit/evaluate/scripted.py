@@ -18,8 +18,9 @@ from legkit.train.config import Config, build_config
 
 GAIT_PREFIX = "gait:"
 
-DEFAULT_TASK = {"go2": "go2-walk"}
-"""The task a robot's gait runs in when none is named: flat ground, its walking commands."""
+DEFAULT_TASK = {"go2": "go2-walk", "pidog": "pidog-run"}
+"""The task a robot's gait runs in when none is named: the Go2 on flat ground at its walking commands, the PiDog
+in its obstacle arena (`--set task.arena.enabled=false` for flat ground)."""
 
 
 class ZeroResidual:

@@ -126,7 +126,36 @@ GAIT_DEFAULTS: dict[str, dict[str, GaitParams]] = {
         # base 0.22 m up pitched 0.5 rad nose up: front hips 0.32 m, rear hips 0.13 m above the ground
         "sit": dataclasses.replace(_GO2, type="sit", body_height=0.22, pitch=0.5, step_length=0.0, step_height=0.0),
     },
-    # "pidog": the 2-DOF planar legs (PlanarLeg2) get their defaults with the robot model.
+    # The PiDog (2-DOF planar legs, PlanarLeg2). The maker's gaits (FACTS, body height 0.080, lift 0.020): trot in
+    # diagonal pairs, stroke 0.100, cycle 0.54 s (0.37 m/s kinematic); walk one leg at a time in the maker's order
+    # 1, 4, 2, 3 = FL, RR, FR, RL (legkit's walk phases: FL 0, RR 0.25, FR 0.5, RL 0.75), stroke 0.080, cycle 1.3 s.
+    # Run open loop through legkit's trajectories (`legkit.gaits`), the maker's numbers fall over in simulation:
+    # the trot asks 19.6 rad/s of the hips (servos: 7.47), a two-leg stance at 0.080 asks 0.19-0.32 N*m of the knees
+    # (stall 0.22), and with no abduction a two-leg stance on a 0.098-wide robot tips over within its 0.27 s (it
+    # falls even with 5 N*m servos). The defaults below keep the patterns and the lift, and are what stays up open
+    # loop: a higher body (straighter legs, less knee torque), 0.04 strokes, long stances (trot duty 0.7: both
+    # diagonals down 40% of the time), a trot cycle of 0.6 s (0.54 s fails at some frictions). Measured on flat
+    # ground (50 Hz, head and tail at home, 20 s; with the servo speed limit in brackets): trot 0.098 (0.083) m/s
+    # for 0.095 asked, backward -0.107 (-0.104); walk 0.037 (0.037) m/s for 0.038 asked.
+    "pidog": {
+        "trot": GaitParams(type="trot", body_height=0.095, step_length=0.04, step_height=0.02, cycle_time=0.6,
+                           duty_factor=0.7),
+        "walk": GaitParams(type="walk", body_height=0.095, step_length=0.04, step_height=0.02, cycle_time=1.3,
+                           duty_factor=0.8),
+        # pace (same-side pairs) and bound (front pair, rear pair) keep nearly all feet down: a 0.098-wide robot on
+        # one side's feet, or a 0.117-long one on one end's, tips within a tenth of a second. Open loop both stay up
+        # but wobble and advance erratically (20 s: pace -0.003 (0.05) m/s, bound 0.087 (0.03) m/s): starting
+        # points for a residual policy, not gaits to rely on.
+        "pace": GaitParams(type="pace", body_height=0.09, step_length=0.03, step_height=0.015, cycle_time=0.4,
+                           duty_factor=0.85),
+        "bound": GaitParams(type="bound", body_height=0.095, step_length=0.04, step_height=0.02, cycle_time=0.54,
+                            duty_factor=0.9),
+        "stand": GaitParams(type="stand", body_height=0.09, step_length=0.0, step_height=0.0, cycle_time=0.54,
+                            duty_factor=0.7),
+        # base 0.075 m up pitched 0.4 rad nose up: front hips 0.098 m, rear hips 0.052 m above the ground
+        "sit": GaitParams(type="sit", body_height=0.075, pitch=0.4, step_length=0.0, step_height=0.0, cycle_time=0.54,
+                          duty_factor=0.7),
+    },
 }
 """Sensible parameters per robot and gait type."""
 

@@ -124,7 +124,7 @@ def grid_frames(panels: list[Panel], spec: VideoSpec, seed: int = 0) -> Iterator
                 t = i / spec.fps
                 for k, runner in enumerate(runners):
                     runner.advance_to(t)
-                    renderer.set_state(runner.state)
+                    renderer.set_state(runner.state, runner.mocap)
                     image = renderer.render(runner.camera.cam)
                     r = runner.readout()
                     lines = [runner.label, f"vel {r['vx']:4.2f} m/s"]

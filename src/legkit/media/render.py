@@ -116,12 +116,12 @@ class CameraConfig:
 def robot_extent(model: mujoco.MjModel) -> float:
     """The robot's size for framing (m): the largest side of its geoms' bounding box at qpos0.
 
-    Unlike model.stat.extent, it leaves out geoms fixed to the world: gymnasium's humanoid bounds its
-    ground at 20 m, which would put the camera tens of metres away.
+    Unlike model.stat.extent, it leaves out geoms fixed to the world (gymnasium's humanoid bounds its
+    ground at 20 m, which would put the camera tens of metres away) and mocap bodies (an arena's obstacles).
     """
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
-    robot = model.geom_bodyid != 0
+    robot = (model.geom_bodyid != 0) & (model.body_mocapid[model.geom_bodyid] < 0)
     pos, r = data.geom_xpos[robot], model.geom_rbound[robot][:, None]
     return float(np.max((pos + r).max(axis=0) - (pos - r).min(axis=0)))
 
@@ -203,9 +203,13 @@ class Renderer:
         self.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = not fast
         self.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = not fast
 
-    def set_state(self, state: np.ndarray) -> None:
-        """Load one robot's mjSTATE_FULLPHYSICS row (as in BatchSim.state) and compute its kinematics."""
+    def set_state(self, state: np.ndarray, mocap: np.ndarray | None = None) -> None:
+        """Load one robot's mjSTATE_FULLPHYSICS row (as in BatchSim.state), and its mocap poses (BatchSim.mocap:
+        obstacles) when given, and compute its kinematics."""
         mujoco.mj_setState(self.model, self.data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        if mocap is not None:
+            mujoco.mj_setState(self.model, self.data, mocap,
+                               mujoco.mjtState.mjSTATE_MOCAP_POS | mujoco.mjtState.mjSTATE_MOCAP_QUAT)
         mujoco.mj_forward(self.model, self.data)
 
     def render(self, camera: mujoco.MjvCamera) -> np.ndarray:

@@ -138,6 +138,11 @@ class Runner:
         """The robot's mjSTATE_FULLPHYSICS row."""
         return self.batch.sim.state[0]
 
+    @property
+    def mocap(self) -> np.ndarray | None:
+        """The robot's mocap body poses (its obstacles), or None."""
+        return None if self.batch.sim.mocap is None else self.batch.sim.mocap[0]
+
     def readout(self) -> dict[str, float]:
         """Commanded and measured (0.5 s mean) forward velocity (m/s), base height (m)."""
         s = self.batch.state
@@ -206,7 +211,7 @@ def frames(task: TaskConfig, actor: Actor, spec: VideoSpec, seed: int = 0,
             for i in range(int(round(spec.seconds * spec.fps))):
                 t = i / spec.fps
                 runner.advance_to(t)
-                renderer.set_state(runner.state)
+                renderer.set_state(runner.state, runner.mocap)
                 frame = renderer.render(runner.camera.cam)
                 if spec.overlay:
                     frame = draw_text(frame, overlay_lines(t, runner.readout(), lateral))

@@ -12,6 +12,8 @@ import platform
 import threading
 import time
 
+import mujoco
+
 
 from legkit import LegkitError
 from legkit.media.render import CameraConfig
@@ -26,6 +28,14 @@ def has_display() -> bool:
     if platform.system() != "Linux":
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _show(model: mujoco.MjModel, data: mujoco.MjData, runner) -> None:
+    """Load the runner's robot state (and its obstacles' poses) into `data`."""
+    mujoco.mj_setState(model, data, runner.state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    if runner.mocap is not None:
+        mujoco.mj_setState(model, data, runner.mocap, mujoco.mjtState.mjSTATE_MOCAP_POS | mujoco.mjtState.mjSTATE_MOCAP_QUAT)
+    mujoco.mj_forward(model, data)
 
 
 def play(policy, sets: list[str] | None = None, seconds: float | None = None, seed: int = 0) -> float:
@@ -43,8 +53,7 @@ def play(policy, sets: list[str] | None = None, seconds: float | None = None, se
     runner = Runner(cfg.task, policy_actor(*load_policy_for(policy, cfg)), seed, CameraConfig())
     model = runner.batch.model
     data = mujoco.MjData(model)
-    mujoco.mj_setState(model, data, runner.state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
-    mujoco.mj_forward(model, data)
+    _show(model, data, runner)
     before = set(threading.enumerate())
     try:
         viewer = mujoco.viewer.launch_passive(model, data, show_left_ui=False, show_right_ui=False)
@@ -64,8 +73,7 @@ def play(policy, sets: list[str] | None = None, seconds: float | None = None, se
                 runner.step()
                 shown = runner.steps * runner.dt
                 with viewer.lock():
-                    mujoco.mj_setState(model, data, runner.state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
-                    mujoco.mj_forward(model, data)
+                    _show(model, data, runner)
                 viewer.sync()
                 ahead = shown - (time.perf_counter() - start)
                 if ahead > 0:

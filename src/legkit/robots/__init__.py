@@ -6,8 +6,9 @@ from legkit import LegkitError
 from legkit.robots.base import RobotSpec
 from legkit.robots.go2 import GO2
 from legkit.robots.humanoid import HUMANOID
+from legkit.robots.pidog import PIDOG
 
-ROBOTS: dict[str, RobotSpec] = {GO2.name: GO2, HUMANOID.name: HUMANOID}
+ROBOTS: dict[str, RobotSpec] = {GO2.name: GO2, HUMANOID.name: HUMANOID, PIDOG.name: PIDOG}
 
 
 def get_robot(name: str) -> RobotSpec:

@@ -26,6 +26,19 @@ from legkit.sim.randomize import ModelPool, PhysicsRandomization, ground_geoms
 _SPEC = mujoco.mjtState.mjSTATE_FULLPHYSICS
 # Components of mjSTATE_FULLPHYSICS in the order MuJoCo packs them (ascending bit order).
 _COMPONENTS = [bit for bit in (1 << i for i in range(16)) if _SPEC & bit]
+_MOCAP = int(mujoco.mjtState.mjSTATE_MOCAP_POS | mujoco.mjtState.mjSTATE_MOCAP_QUAT)
+
+
+def state_slices(model: mujoco.MjModel, spec: int) -> dict[int, slice]:
+    """Where each component (a mjtState bit) of the packed state `spec` lies: MuJoCo packs them in ascending bit
+    order, each mj_stateSize(model, bit) long."""
+    out, start = {}, 0
+    for bit in (1 << i for i in range(int(mujoco.mjtState.mjNSTATE))):
+        if spec & bit:
+            size = mujoco.mj_stateSize(model, bit)
+            out[bit] = slice(start, start + size)
+            start += size
+    return out
 
 
 class BatchSim:
@@ -70,6 +83,20 @@ class BatchSim:
             self._spec |= int(mujoco.mjtState.mjSTATE_QFRC_APPLIED)
         self.qfrc_applied = np.zeros((num_envs, model.nv)) if external_forces else None
         """External generalized forces held during the next step, (num_envs, nv); None if disabled."""
+        self.mocap: np.ndarray | None = None
+        """Mocap body poses per robot, (num_envs, nmocap * 7): positions then quaternions, as MuJoCo packs
+        mjSTATE_MOCAP_POS | MOCAP_QUAT; None for a model without mocap bodies. mjSTATE_FULLPHYSICS does not hold
+        them, and a rollout puts them back to the model's pose unless each step's controls carry them."""
+        if model.nmocap:
+            self._spec |= _MOCAP
+            data = self._datas[0]
+            row = np.empty(mujoco.mj_stateSize(model, _MOCAP))
+            mujoco.mj_getState(model, data, row, _MOCAP)
+            self.mocap = np.tile(row, (num_envs, 1))
+        slices = state_slices(model, self._spec)
+        self._qfrc_cols = slices.get(int(mujoco.mjtState.mjSTATE_QFRC_APPLIED))
+        self._mocap_cols = slice(slices[int(mujoco.mjtState.mjSTATE_MOCAP_POS)].start,
+                                 slices[int(mujoco.mjtState.mjSTATE_MOCAP_QUAT)].stop) if model.nmocap else None
         self._ctrl = np.zeros((num_envs, decimation, mujoco.mj_stateSize(model, self._spec)))
         self._out_state = np.zeros((num_envs, decimation, self.nstate))
         self._out_sensor = np.zeros((num_envs, decimation, model.nsensordata))
@@ -161,7 +188,9 @@ class BatchSim:
                 self._setpoint += np.clip(self._ctrl[:, k, :nu] - self._setpoint, -most, most)
                 self._ctrl[:, k, :nu] = self._setpoint
         if self.qfrc_applied is not None:
-            self._ctrl[:, :, nu:] = self.qfrc_applied[:, None, :]
+            self._ctrl[:, :, self._qfrc_cols] = self.qfrc_applied[:, None, :]
+        if self.mocap is not None:
+            self._ctrl[:, :, self._mocap_cols] = self.mocap[:, None, :]
         np.copyto(self._in_qvel, self.qvel)
         self._pool.rollout(
             self._models, self._datas, self.state, self._ctrl,

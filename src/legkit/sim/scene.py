@@ -59,9 +59,9 @@ def _raise_ground_priority(spec: mujoco.MjSpec) -> None:
         g.priority = max(g.priority, top)
 
 
-def build_model(robot: RobotSpec, physics: PhysicsConfig, terrain=None) -> mujoco.MjModel:
+def build_model(robot: RobotSpec, physics: PhysicsConfig, terrain=None, arena=None) -> mujoco.MjModel:
     """Compile the robot with a ground and lights into an MjModel: a plane, or `terrain`'s heightfield
-    (a sim.terrain.Terrain) when given."""
+    (a sim.terrain.Terrain) when given; with `arena` (an enabled sim.arena.ArenaConfig), its obstacles."""
     for key, value, valid in (("integrator", physics.integrator, INTEGRATORS), ("solver", physics.solver, SOLVERS)):
         if value not in valid:
             raise LegkitError(f"invalid task.physics.{key} '{value}'; valid: {', '.join(valid)}")
@@ -86,6 +86,12 @@ def build_model(robot: RobotSpec, physics: PhysicsConfig, terrain=None) -> mujoc
         else:
             terrain.add_to_spec(spec, physics.floor_friction)
         spec.worldbody.add_light(pos=[0, 0, 3], dir=[0, 0, -1], diffuse=[0.7, 0.7, 0.7], castshadow=False)
+    if arena is not None and arena.enabled:
+        if terrain is not None:
+            raise LegkitError("the obstacle arena stands on flat ground: use it with task.terrain.kind=plane")
+        from legkit.sim.arena import add_to_spec
+
+        add_to_spec(spec, arena, robot_body=robot.base_body)
     _raise_ground_priority(spec)
     model = spec.compile()
     model.opt.timestep = physics.timestep

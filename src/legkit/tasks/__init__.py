@@ -11,6 +11,7 @@ from legkit.tasks.go2_residual import go2_residual
 from legkit.tasks.go2_rough import go2_rough
 from legkit.tasks.go2_walk import go2_walk
 from legkit.tasks.humanoid_stand import humanoid_stand
+from legkit.tasks.pidog_run import pidog_run
 
 TASKS: dict[str, tuple[Callable[[], TaskConfig], str]] = {
     "go2-walk": (go2_walk, "Go2 walks forward at a commanded 0.5-1.0 m/s on flat ground"),
@@ -20,6 +21,8 @@ TASKS: dict[str, tuple[Callable[[], TaskConfig], str]] = {
     "go2-rough": (go2_rough, "Go2 walks forward at 0.5-1.0 m/s over rough terrain (per-robot terrain curriculum, "
                              "height scan)"),
     "go2-residual": (go2_residual, "Go2 learns residual corrections on a scripted trot over rough terrain"),
+    "pidog-run": (pidog_run, "PiDog runs forward through obstacles placed anew every episode, on its camera, IMU, "
+                             "ultrasonic and joint encoders"),
     "humanoid-stand": (humanoid_stand, "humanoid stands still at a torso height raised by a curriculum, then under pushes"),
 }
 

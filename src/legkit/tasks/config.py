@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from legkit.gaits.params import GaitParams
+from legkit.sim.arena import ArenaConfig
 from legkit.sim.randomize import PhysicsRandomization
 from legkit.sim.scene import PhysicsConfig
 from legkit.sim.terrain import TerrainConfig
@@ -12,6 +13,7 @@ from legkit.tasks.commands import CommandConfig
 from legkit.tasks.curriculum import CommandCurriculumConfig, CurriculumConfig
 from legkit.tasks.events import LatencyConfig, PushConfig
 from legkit.tasks.ground import HeightScanConfig, TerrainCurriculumConfig
+from legkit.tasks.sensing import SensorsConfig
 from legkit.tasks.observations import HistoryConfig
 from legkit.tasks.terms import RewardStage, RewardTerm, staged_rewards
 
@@ -26,6 +28,9 @@ class TerminationConfig:
     """Terminate when the trunk touches the ground with more than this force (N)."""
     grace_steps: int = 20
     """No fall terminations during this many control steps after a reset."""
+    max_tilt: float = 3.1416
+    """Terminate when the base's up axis tilts more than this (rad) from vertical (pi: never): a fall for robots
+    whose body contact cannot tell the ground from an obstacle."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,11 @@ class TaskConfig:
     gait: GaitParams | None = None
     """A scripted gait under the policy (residual learning, legkit.gaits): joint target = the gait's target +
     action_scale * action, and the `gait_phase` observation term. None: targets around the home pose."""
+    behaviours: tuple[str, ...] = ()
+    """The behaviours the `behaviour` observation term names, one-hot in this order (e.g. the scripted gaits a
+    policy imitates: walk_forward, sit, ...); empty without the term."""
+    behaviour: str = ""
+    """The behaviour every robot is asked for (one of `behaviours`): the `behaviour` term's hot entry."""
     baseline_min_speed: float = 0.05
     """With a gait: training starts only if the gait alone (zero residual) moves at least this fast (m/s) along
     the commanded direction (legkit.evaluate.scripted.check_baseline); 0 turns the check off."""
@@ -187,6 +197,10 @@ class TaskConfig:
     """Per-robot terrain levels on tiles, and the evaluation row (tasks/ground.py)."""
     height_scan: HeightScanConfig = field(default_factory=HeightScanConfig)
     """The grid of the `height_scan` observation term."""
+    arena: ArenaConfig = field(default_factory=ArenaConfig)
+    """Obstacles placed anew for every episode of every robot (off by default; sim/arena.py)."""
+    sensors: SensorsConfig = field(default_factory=SensorsConfig)
+    """The robot's own sensors read as observation terms (IMU, ultrasonic, camera, touch; tasks/sensing.py)."""
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     success: SuccessBar = field(default_factory=SuccessBar)
     """What the periodic evaluation must reach for the task to count as learnt ("time to walk")."""

@@ -25,6 +25,11 @@ OBSERVATIONS = {
     "history": lambda s: s.history,
     "height_scan": lambda s: s.height_scan,
     "gait_phase": lambda s: s.gait_phase,
+    "imu": lambda s: s.imu,
+    "ultrasonic": lambda s: s.ultrasonic,
+    "camera": lambda s: s.camera,
+    "touch": lambda s: s.touch,
+    "behaviour": lambda s: s.behaviour,
     # Privileged terms: a real robot cannot measure these; give them to a critic only.
     "ground_friction": lambda s: s.ground_friction[:, None],
     "payload": lambda s: s.payload[:, None],

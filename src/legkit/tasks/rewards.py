@@ -171,6 +171,18 @@ def stand_still(s: BatchState, threshold: float = 0.1) -> np.ndarray:
     return np.where(zero, motion, 0.0)
 
 
+def obstacle_contact(s: BatchState) -> np.ndarray:
+    """1 while the robot touches an obstacle or an arena wall."""
+    return (s.obstacle_contacts > 0).astype(np.float64)
+
+
+def ultrasonic_proximity(s: BatchState, distance: float = 0.3) -> np.ndarray:
+    """How far inside `distance` (m) the ultrasonic's echo is, as a fraction: (distance - d) / distance, 0 when
+    nothing echoes within it (reads the `ultrasonic` observation's [echo flag, distance])."""
+    echo, d = s.ultrasonic[:, 0], s.ultrasonic[:, 1]
+    return np.where(echo > 0, np.clip((distance - d) / distance, 0.0, 1.0), 0.0)
+
+
 REWARDS = {
     "track_lin_vel": track_lin_vel,
     "track_ang_vel": track_ang_vel,
@@ -194,5 +206,7 @@ REWARDS = {
     "sustained_bonus": sustained_bonus,
     "feet_air_time": FeetAirTime,
     "stand_still": stand_still,
+    "obstacle_contact": obstacle_contact,
+    "ultrasonic_proximity": ultrasonic_proximity,
 }
 """Every reward term by config name. Classes are stateful terms, built once per environment."""

@@ -72,6 +72,18 @@ class BatchState:
         """Base height above the ground at the points of the height scan (m), (n, K); empty unless observed."""
         self.gait_phase = np.zeros((n, 2))
         """sin and cos of the scripted gait's phase (2 pi per cycle); zero for tasks without a gait."""
+        self.imu = np.zeros((n, 0))
+        """IMU readings [acc xyz m/s^2, gyro xyz rad/s] as the robot's IMU gives them (tasks/sensing.py)."""
+        self.ultrasonic = np.zeros((n, 0))
+        """Ultrasonic [echo flag, distance m] (max range when there is no echo)."""
+        self.camera = np.zeros((n, 0))
+        """Depth camera image, row by row (m)."""
+        self.touch = np.zeros((n, 0))
+        """Touch sensor readings (N)."""
+        self.behaviour = np.zeros((n, 0))
+        """One-hot of the behaviour asked for (task.behaviours, task.behaviour); empty without one."""
+        self.obstacle_contacts = np.zeros(n)
+        """Contacts between the robot and the arena's obstacles and walls this step (0: none)."""
         self.history = np.zeros((n, 0))
         """Past observation frames, newest first (the `history` observation term; empty without one)."""
         # Privileged quantities: what the simulator knows and a robot does not (for a critic).

@@ -22,9 +22,15 @@ def base_contact(s: BatchState, cfg) -> np.ndarray:
     return s.base_contact_force > cfg.base_contact_force
 
 
+def tilted(s: BatchState, cfg) -> np.ndarray:
+    """The base's up axis is more than `max_tilt` (rad) from vertical (projected gravity z above -cos)."""
+    return s.projected_gravity[:, 2] > -np.cos(cfg.max_tilt)
+
+
 TERMINATIONS = {
     "base_too_low": base_too_low,
     "base_contact": base_contact,
+    "tilted": tilted,
 }
 """Every termination term by name; all of them apply (a term's threshold switches it off, e.g. a huge force)."""
 

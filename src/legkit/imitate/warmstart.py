@@ -1,0 +1,140 @@
+"""Start SB3 models from a cloned policy, and run a cloned policy in closed loop.
+
+`load_into_ppo` copies a BC MLP into an SB3 PPO policy (MlpPolicy), `load_into_recurrent_ppo` a BC LSTM
+into sb3-contrib RecurrentPPO (MlpLstmPolicy): the actor's layers are copied as they are, the critic is
+left as built, and the action log-std is set low. SB3's default log std of 0 (std 1 on actions in [-1, 1])
+would bury the cloned gait in exploration noise on the first rollout; log_std -2 (std 0.14) keeps it
+recognisable. The model then takes the BC normalizer's statistics as its VecNormalize's
+(legkit.imitate.normalizer.set_obs_statistics).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from stable_baselines3 import PPO
+from stable_baselines3.common.distributions import DiagGaussianDistribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from torch import nn
+
+from legkit import LegkitError
+from legkit.imitate.bc import BCPolicy
+
+DEFAULT_LOG_STD = -2.0
+"""Log std of the Gaussian policy after a warm start: std 0.14 on actions in [-1, 1]."""
+
+
+def _describe(module: nn.Module) -> str:
+    """One line naming `module`'s layers and sizes, e.g. `Linear(in_features=4, ...) -> ELU(alpha=1.0)`."""
+    if isinstance(module, nn.Sequential):
+        return " -> ".join(repr(m) for m in module) or "(no layers)"
+    return repr(module)
+
+
+def _check_policy(bc: BCPolicy, policy: ActorCriticPolicy, what: str) -> None:
+    """What both warm starts need: a flat observation read whole, the same sizes, a plain Gaussian."""
+    arch = bc.arch
+    if not isinstance(policy.pi_features_extractor, FlattenExtractor):
+        raise LegkitError(f"the {what} actor reads its observation through "
+                          f"{type(policy.pi_features_extractor).__name__}, but the BC policy reads the whole "
+                          "observation: build it with the default FlattenExtractor (no actor_observations/symmetry)")
+    obs_shape, act_shape = tuple(policy.observation_space.shape), tuple(policy.action_space.shape)
+    if obs_shape != (arch.obs_dim,) or act_shape != (arch.act_dim,):
+        raise LegkitError(f"the {what} policy takes observations {obs_shape} and gives actions {act_shape} but the "
+                          f"BC policy takes ({arch.obs_dim},) and gives ({arch.act_dim},)")
+    if policy.use_sde or policy.squash_output or not isinstance(policy.action_dist, DiagGaussianDistribution):
+        raise LegkitError(f"the {what} policy must use a plain diagonal Gaussian (no gSDE, no squashed output) to "
+                          f"take the BC policy's mean action")
+
+
+def _copy(name: str, ours: nn.Module, theirs: nn.Module, what: str, kwargs_hint: str) -> None:
+    """Copy the BC module `ours` into the SB3 module `theirs` (in place: optimizers keep their parameters)."""
+    if _describe(ours) != _describe(theirs):
+        raise LegkitError(f"the {what} policy's {name} is {_describe(theirs)} but the BC policy's is "
+                          f"{_describe(ours)}: build it with {kwargs_hint}")
+    theirs.load_state_dict(ours.state_dict())
+
+
+def _set_log_std(policy: ActorCriticPolicy, log_std: float) -> None:
+    with torch.no_grad():
+        policy.log_std.fill_(float(log_std))
+
+
+def _net_arch_hint(bc: BCPolicy) -> str:
+    activation = {"elu": "nn.ELU", "tanh": "nn.Tanh", "relu": "nn.ReLU"}[bc.arch.activation]
+    return f"policy_kwargs net_arch=dict(pi={list(bc.arch.net_arch)}, vf=...), activation_fn={activation}"
+
+
+def load_into_ppo(bc: BCPolicy, model: PPO, log_std: float = DEFAULT_LOG_STD) -> None:
+    """Copy the BC MLP into `model`'s actor (mlp_extractor.policy_net, action_net) and set its log std.
+
+    A LegkitError names what differs when the policy is not an MlpPolicy of the same sizes and activation."""
+    if bc.arch.kind != "mlp":
+        raise LegkitError(f"the BC policy is an {bc.arch.kind.upper()}: load it into RecurrentPPO with "
+                          "load_into_recurrent_ppo")
+    policy = model.policy
+    if isinstance(policy, RecurrentActorCriticPolicy) or not isinstance(policy, ActorCriticPolicy):
+        raise LegkitError(f"load_into_ppo needs a PPO with an MlpPolicy, got {type(policy).__name__}")
+    _check_policy(bc, policy, "PPO")
+    hint = _net_arch_hint(bc)
+    _copy("mlp_extractor.policy_net", bc.net.mlp_extractor.policy_net, policy.mlp_extractor.policy_net, "PPO", hint)
+    _copy("action_net", bc.net.action_net, policy.action_net, "PPO", hint)
+    _set_log_std(policy, log_std)
+
+
+def load_into_recurrent_ppo(bc: BCPolicy, model: RecurrentPPO, log_std: float = DEFAULT_LOG_STD) -> None:
+    """Copy the BC LSTM into `model`'s actor (lstm_actor, mlp_extractor.policy_net, action_net) and set its log std.
+
+    The critic's LSTM is left as built. A LegkitError names what differs when the sizes do not match."""
+    if bc.arch.kind != "lstm":
+        raise LegkitError(f"the BC policy is an {bc.arch.kind.upper()}: load it into PPO with load_into_ppo")
+    policy = model.policy
+    if not isinstance(policy, RecurrentActorCriticPolicy):
+        raise LegkitError(f"load_into_recurrent_ppo needs a RecurrentPPO (MlpLstmPolicy), got {type(policy).__name__}")
+    _check_policy(bc, policy, "RecurrentPPO")
+    hint = (f"policy_kwargs lstm_hidden_size={bc.arch.lstm_hidden}, n_lstm_layers={bc.arch.lstm_layers}, "
+            + _net_arch_hint(bc))
+    _copy("lstm_actor", bc.net.lstm_actor, policy.lstm_actor, "RecurrentPPO", hint)
+    _copy("mlp_extractor.policy_net", bc.net.mlp_extractor.policy_net, policy.mlp_extractor.policy_net,
+          "RecurrentPPO", hint)
+    _copy("action_net", bc.net.action_net, policy.action_net, "RecurrentPPO", hint)
+    _set_log_std(policy, log_std)
+
+
+def bc_action(bc: BCPolicy, obs: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None = None,
+              episode_start: np.ndarray | None = None, clip: bool = True
+              ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """The BC policy's action for raw observations `obs` (num_robots, obs_dim); returns (action
+    (num_robots, act_dim) float32, next state).
+
+    For an LSTM, `state` is (h, c), each (layers, num_robots, hidden) as RecurrentPPO.predict uses it (None:
+    zeros), and it is reset to zero where `episode_start` (num_robots,) is True before this step; an MLP
+    returns state None. With `clip`, actions are clipped to [-1, 1] as SB3's predict and the env do.
+    """
+    obs = np.asarray(obs)
+    if obs.ndim != 2 or obs.shape[1] != bc.arch.obs_dim:
+        raise LegkitError(f"bc_action: observations must have shape (num_robots, {bc.arch.obs_dim}), got {obs.shape}")
+    x = torch.from_numpy(bc.normalizer(obs))
+    n = len(x)
+    with torch.no_grad():
+        if bc.arch.kind == "mlp":
+            action, new_state = bc.net(x), None
+        else:
+            shape = (bc.arch.lstm_layers, n, bc.arch.lstm_hidden)
+            if state is None:
+                h, c = torch.zeros(shape), torch.zeros(shape)
+            else:
+                h, c = (torch.as_tensor(np.asarray(s), dtype=torch.float32) for s in state)
+                if tuple(h.shape) != shape or tuple(c.shape) != shape:
+                    raise LegkitError(f"bc_action: the LSTM state must be two arrays of shape {shape}, got "
+                                      f"{tuple(h.shape)} and {tuple(c.shape)}")
+            if episode_start is not None:
+                keep = 1.0 - torch.as_tensor(np.asarray(episode_start), dtype=torch.float32).view(1, n, 1)
+                h, c = keep * h, keep * c
+            out, (h, c) = bc.net(x.unsqueeze(0), (h, c))
+            action, new_state = out[0], (h.numpy(), c.numpy())
+    action = action.numpy()
+    return (np.clip(action, -1.0, 1.0) if clip else action), new_state

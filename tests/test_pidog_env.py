@@ -1,0 +1,105 @@
+"""pidog-run's env: its sensors as observation terms, obstacles placed per episode, contacts, servo speeds, falls."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from legkit import LegkitError
+from legkit.envs.core import LeggedBatch
+from legkit.sim.arena import PARK
+from legkit.tasks import get_task
+from legkit.tasks.sensing import SensorsConfig
+
+
+@pytest.fixture
+def pidog():
+    b = LeggedBatch(get_task("pidog-run"), 4, seed=0)
+    yield b
+    b.close()
+
+
+def _block(batch, name):
+    _, start, size = next(x for x in batch.obs_layout if x[0] == name)
+    return slice(start, start + size)
+
+
+def _clear_and_put(batch, robot: int, x: float | None):
+    """Park every obstacle of `robot`; with `x`, stand the first box `x` m ahead of its base, across its path."""
+    a, sim = batch.arena, batch.sim
+    m = len(a.mocap_ids)
+    pos = np.tile(np.asarray(PARK, dtype=float), (1, m, 1))
+    quat = np.tile([1.0, 0.0, 0.0, 0.0], (1, m, 1))
+    if x is not None:
+        box = int(np.flatnonzero(a.kinds == "box")[-1])
+        base, q = batch.state.base_pos[robot], batch.state.base_quat[robot]
+        yaw = np.arctan2(2 * (q[0] * q[3] + q[1] * q[2]), 1 - 2 * (q[2] ** 2 + q[3] ** 2))
+        ahead = x + a.half_sizes[box, 0]  # the box's near face `x` ahead of the base, square to its heading
+        pos[0, box] = [base[0] + ahead * np.cos(yaw), base[1] + ahead * np.sin(yaw), a.half_sizes[box, 2]]
+        quat[0, box] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+    a.write(sim.mocap, pos, quat, env_ids=np.array([robot]))
+
+
+def test_the_sensed_observation_is_finite_and_laid_out_by_term(pidog):
+    names = [n for n, _, _ in pidog.obs_layout]
+    assert names[:4] == ["imu", "ultrasonic", "camera", "touch"]
+    for _ in range(20):
+        pidog.step(np.zeros((4, 12)))
+    obs = pidog.observe()
+    assert np.isfinite(obs).all()
+    imu = obs[:, _block(pidog, "imu")]
+    assert np.allclose(imu[:, 2], 9.81, atol=0.6)  # standing: the accelerometer reads gravity up
+    assert pidog.sim.servo_speed is not None and pidog.sim.servo_speed.max() == pytest.approx(8.73)
+
+
+def test_the_ultrasonic_and_the_camera_see_an_obstacle_placed_ahead(pidog):
+    s = pidog.state
+    for _ in range(5):
+        pidog.step(np.zeros((4, 12)))
+    _clear_and_put(pidog, 0, None)
+    _clear_and_put(pidog, 1, 0.5)
+    for _ in range(10):  # the camera reads at 10 Hz: every 5 control steps
+        pidog.step(np.zeros((4, 12)))
+    echo, dist = s.ultrasonic[:, 0], s.ultrasonic[:, 1]
+    assert echo[1] == 1.0 and 0.3 < dist[1] < 0.5  # the box's face, measured from the head ahead of the base
+    assert dist[0] > dist[1] + 0.5 or echo[0] == 0.0  # nothing near robot 0 (the arena's walls are 2 m away)
+    depth = s.camera.reshape(4, pidog.task.sensors.camera.height, -1)
+    assert depth[1].min() < 0.6 and depth[1].mean() < depth[0].mean() - 0.3
+
+
+def test_touching_an_obstacle_counts_as_a_contact_not_a_fall(pidog):
+    for _ in range(5):
+        pidog.step(np.zeros((4, 12)))
+    _clear_and_put(pidog, 2, 0.06)
+    for k in range(30):  # walk it into the box: push the base forward
+        pidog.sim.qvel[2, 0] = 0.4
+        _, term, _ = pidog.step(np.zeros((4, 12)))
+        assert not term[2]
+        if pidog.state.obstacle_contacts[2] > 0:
+            break
+    assert pidog.state.obstacle_contacts[2] > 0 and pidog.state.obstacle_contacts[3] == 0
+
+
+def test_a_tipped_pidog_falls(pidog):
+    s = pidog.state
+    for _ in range(25):
+        pidog.step(np.zeros((4, 12)))
+    q = pidog.sim.qpos
+    q[3, 3:7] = [np.cos(0.7), np.sin(0.7), 0.0, 0.0]  # rolled 1.4 rad onto its side
+    _, term, _ = pidog.step(np.zeros((4, 12)))
+    assert term[3] and not term[:3].any() and s.projected_gravity[3, 2] > -np.cos(1.0)
+
+
+def test_a_new_episode_gets_a_new_layout(pidog):
+    before = pidog.sim.mocap.copy()
+    pidog.reset(np.array([0]))
+    after = pidog.sim.mocap
+    assert not np.allclose(before[0], after[0]) and np.allclose(before[1:], after[1:])
+
+
+def test_a_sensor_term_without_its_sensor_is_an_error():
+    task = replace(get_task("pidog-run"), sensors=SensorsConfig())
+    with pytest.raises(LegkitError, match="task.sensors.imu"):
+        LeggedBatch(task, 1)
