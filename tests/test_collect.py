@@ -51,3 +51,17 @@ def test_labels_reproduce_the_gait_and_joint_readings_carry_the_noise(tmp_path):
         np.testing.assert_allclose(b.home + task.action_scale * clean.action[k], ctl.joint_targets()[0], atol=1e-6)
         ctl.step()
     b.close()
+
+
+def test_executed_noise_leaves_the_labels_clean(tmp_path):
+    task = replace(get_task("pidog-run"), arena=replace(get_task("pidog-run").arena, enabled=False))
+    trot = {"trot_forward": PIDOG_BEHAVIOURS["trot_forward"]}
+    quiet = CollectConfig(seconds=1, episode_seconds=1, joint_pos_noise=0.0, joint_vel_noise=0.0)
+    collect("pidog-run", task, trot, quiet, tmp_path / "a.npz")
+    collect("pidog-run", task, trot, replace(quiet, action_noise=0.01), tmp_path / "b.npz")
+    a, b = load_demos(tmp_path / "a.npz"), load_demos(tmp_path / "b.npz")
+    np.testing.assert_array_equal(a.action, b.action)  # the gait's own targets: they depend on its phase alone
+    _, start, size = next(x for x in LeggedBatch(task, 1).obs_layout if x[0] == "joint_pos")
+    assert np.abs(a.obs[:, start:start + size] - b.obs[:, start:start + size]).max() > 0.005  # executed off it
+    assert b.meta["noise"]["executed_action"] == 0.01
+

@@ -103,3 +103,15 @@ def test_a_sensor_term_without_its_sensor_is_an_error():
     task = replace(get_task("pidog-run"), sensors=SensorsConfig())
     with pytest.raises(LegkitError, match="task.sensors.imu"):
         LeggedBatch(task, 1)
+
+
+def test_the_clock_ticks_at_its_period_from_every_reset(pidog):
+    period, dt = pidog.task.clock_period, pidog.dt
+    for _ in range(7):
+        pidog.step(np.zeros((4, 12)))
+    angle = 2 * np.pi * 7 * dt / period
+    np.testing.assert_allclose(pidog.observe()[:, _block(pidog, "clock")], [[np.sin(angle), np.cos(angle)]] * 4,
+                               atol=1e-6)
+    pidog.reset(np.array([1]))
+    np.testing.assert_allclose(pidog.observe()[1, _block(pidog, "clock")], [0.0, 1.0], atol=1e-6)
+    assert period == pytest.approx(0.6)  # the PiDog trot's cycle

@@ -94,6 +94,9 @@ class LeggedBatch:
         if "height_scan" in task.observations:
             self.state.height_scan = np.zeros((num_envs, len(self.ground.grid)))
         check_sensor_terms(task.observations, task.sensors)
+        self._clock = "clock" in task.observations
+        if self._clock and not task.clock_period > 0:
+            raise LegkitError(f"invalid task.clock_period = {task.clock_period}: the `clock` term needs a period > 0 (s)")
         if "behaviour" in task.observations:  # the behaviour asked for, one-hot: a command that never changes
             if task.behaviour not in task.behaviours:
                 raise LegkitError(f"invalid task.behaviour '{task.behaviour}': the `behaviour` term needs one of "
@@ -229,6 +232,7 @@ class LeggedBatch:
         if self._history_src is not None:
             self._history_fresh[ids] = True
         s.episode_step[ids] = 0
+        self._tick_clock()
         s.terminated[ids] = False
         self.time_limit[ids] = self.max_steps
         self.episode_return[ids] = 0.0
@@ -271,6 +275,13 @@ class LeggedBatch:
             s.obstacle_contacts[:] = self.arena.contacts(sd)
         if self.sensors is not None:
             self.sensors.update()
+
+    def _tick_clock(self) -> None:
+        """The `clock` term: the phase of task.clock_period at each robot's time since its reset."""
+        if self._clock:
+            s = self.state
+            angle = 2 * np.pi * s.episode_step * self.dt / self.task.clock_period
+            s.clock[:, 0], s.clock[:, 1] = np.sin(angle), np.cos(angle)
 
     def observe(self, ids: np.ndarray | None = None) -> np.ndarray:
         """Current observations, (num_envs, obs_dim) float32 (a buffer reused between calls), with the
@@ -327,6 +338,7 @@ class LeggedBatch:
             self.sim.sensordata[bad_physics] = 0.0
         self._update_state()
         s.episode_step += 1
+        self._tick_clock()
 
         fell = falls(s, self.task.termination, self.termination_counts)
         broken = bad_action | bad_physics

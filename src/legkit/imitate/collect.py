@@ -55,13 +55,16 @@ class CollectConfig:
     """Gaussian noise std on the recorded joint positions (rad)."""
     joint_vel_noise: float = 0.1
     """Gaussian noise std on the recorded joint velocities (rad/s)."""
+    action_noise: float = 0.0
+    """Gaussian noise std (rad) on the joint targets the demonstrator executes, while the recorded label stays the
+    gait's own target (DART): the demonstrations then show how to get back to the gait from off it."""
     seed: int = 0
 
 
 def behaviour_task(task, robot: str, name: str, behaviour: Behaviour, episode_seconds: float):
     """`task` running behaviour `name` as a scripted gait, asking for it through the `behaviour` term."""
     gait = replace(default_gait(robot, behaviour.gait), **behaviour.params)
-    return replace(task, gait=gait, behaviour=name, episode_seconds=episode_seconds)
+    return replace(task, gait=gait, behaviour=name, episode_seconds=episode_seconds, clock_period=gait.cycle_time)
 
 
 def collect(task_name: str, task, behaviours: dict[str, Behaviour], cfg: CollectConfig, out: Path,
@@ -101,7 +104,8 @@ def collect(task_name: str, task, behaviours: dict[str, Behaviour], cfg: Collect
         raise LegkitError("every demonstration episode fell: no demonstrations to save (check the gaits with legkit gait)")
     meta = {"gaits": list(behaviours), "obs_layout": [[str(a), int(b), int(c)] for a, b, c in layout],
             "action_scale": float(task.action_scale), "control_dt": float(task.control_dt), "task": task_name,
-            "noise": {"joint_pos": cfg.joint_pos_noise, "joint_vel": cfg.joint_vel_noise},
+            "noise": {"joint_pos": cfg.joint_pos_noise, "joint_vel": cfg.joint_vel_noise,
+                      "executed_action": cfg.action_noise},
             "behaviours": {k: to_dict(v) for k, v in behaviours.items()}, "summary": summary}
     save_demos(out, np.concatenate(obs_all), np.concatenate(act_all), np.concatenate(gait_all),
                np.concatenate(ep_all), meta)
@@ -116,6 +120,8 @@ def _rollout(batch: LeggedBatch, cfg: CollectConfig, rng: np.random.Generator):
     obs, act, vx = [], [], []
     fell = np.zeros(batch.num_envs, dtype=bool)
     zero = np.zeros((batch.num_envs, batch.action_dim))
+    legs = np.zeros(batch.action_dim, dtype=bool)
+    legs[batch.gait.kin.joint_index.reshape(-1)] = True  # the head and tail hold still
     for _ in range(batch.max_steps):
         o = batch.observe().copy()
         o[:, pos] += rng.normal(0.0, cfg.joint_pos_noise, o[:, pos].shape)
@@ -124,7 +130,9 @@ def _rollout(batch: LeggedBatch, cfg: CollectConfig, rng: np.random.Generator):
         target = batch.gait.joint_targets()
         obs.append(o)
         act.append(np.clip((target - home) / scale, -1.0, 1.0))
-        _, term, _ = batch.step(zero)  # zero residual: the gait alone
+        # zero residual: the gait alone (the residual is in action units: action_scale rad each)
+        push = zero if cfg.action_noise <= 0 else rng.normal(0.0, cfg.action_noise / scale, zero.shape) * legs
+        _, term, _ = batch.step(push)
         # `last_action` is what the env applied: the gait's, as the imitating policy will have applied it
         s.action[:] = act[-1]
         vx.append(s.base_lin_vel[:, 0].copy())

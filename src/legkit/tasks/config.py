@@ -188,6 +188,9 @@ class TaskConfig:
     policy imitates: walk_forward, sit, ...); empty without the term."""
     behaviour: str = ""
     """The behaviour every robot is asked for (one of `behaviours`): the `behaviour` term's hot entry."""
+    clock_period: float = 0.0
+    """Period (s) of the `clock` observation term (sin, cos of a phase that starts at 0 at every reset): a
+    periodic behaviour's beat, e.g. the cycle of the gait a policy imitates; 0 without the term."""
     baseline_min_speed: float = 0.05
     """With a gait: training starts only if the gait alone (zero residual) moves at least this fast (m/s) along
     the commanded direction (legkit.evaluate.scripted.check_baseline); 0 turns the check off."""

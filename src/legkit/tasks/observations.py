@@ -30,6 +30,7 @@ OBSERVATIONS = {
     "camera": lambda s: s.camera,
     "touch": lambda s: s.touch,
     "behaviour": lambda s: s.behaviour,
+    "clock": lambda s: s.clock,
     # Privileged terms: a real robot cannot measure these; give them to a critic only.
     "ground_friction": lambda s: s.ground_friction[:, None],
     "payload": lambda s: s.payload[:, None],

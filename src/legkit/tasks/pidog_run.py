@@ -8,6 +8,7 @@ the robot may turn to get round an obstacle.
 
 from __future__ import annotations
 
+from legkit.gaits import default_gait
 from legkit.sim.arena import ArenaConfig
 from legkit.sim.scene import PhysicsConfig
 from legkit.sim.sensors import CameraConfig, ImuConfig, UltrasonicConfig
@@ -16,9 +17,10 @@ from legkit.tasks.config import ResetConfig, SuccessBar, TaskConfig, Termination
 from legkit.tasks.sensing import SensorsConfig
 from legkit.tasks.terms import RewardTerm
 
-SENSED = ("imu", "ultrasonic", "camera", "touch", "joint_pos", "joint_vel", "behaviour")
+SENSED = ("imu", "ultrasonic", "camera", "touch", "joint_pos", "joint_vel", "behaviour", "clock")
 """What the PiDog measures: its IMU, ultrasonic, depth camera and head touch, its 12 servo encoders (position and
-speed), and the behaviour it is asked for. Not its last action: a policy cloned from demonstrations learns to
+speed), the behaviour it is asked for and a clock at that behaviour's beat (a gait's phase: a perturbed robot's
+readings no longer show it, and without it cloned gaits lose step). Not its last action: a policy cloned from demonstrations learns to
 copy the demonstrator's last action (a near-zero training loss) and then feeds its own errors back to itself."""
 
 BEHAVIOURS = ("walk_forward", "walk_backward", "trot_forward", "turn_left", "turn_right", "stand", "sit")
@@ -38,6 +40,7 @@ def pidog_run() -> TaskConfig:
         observations=SENSED,
         behaviours=BEHAVIOURS,
         behaviour="trot_forward",
+        clock_period=default_gait("pidog", "trot").cycle_time,  # running is trot_forward: the trot's beat
         sensors=SensorsConfig(imu=ImuConfig(), ultrasonic=UltrasonicConfig(), camera=CameraConfig(),
                               touch=("head_touch",)),
         arena=ArenaConfig(enabled=True),

@@ -80,6 +80,8 @@ class BatchState:
         """Depth camera image, row by row (m)."""
         self.touch = np.zeros((n, 0))
         """Touch sensor readings (N)."""
+        self.clock = np.zeros((n, 2))
+        """sin and cos of 2 pi t / task.clock_period, t the time since the robot's reset (the `clock` term)."""
         self.behaviour = np.zeros((n, 0))
         """One-hot of the behaviour asked for (task.behaviours, task.behaviour); empty without one."""
         self.obstacle_contacts = np.zeros(n)
