@@ -15,7 +15,7 @@ from legkit.sim.batch import BatchSim
 from legkit.sim.power import AppliedTorque, joint_power
 from legkit.sim.scene import build_model
 from legkit.tasks.config import TaskConfig
-from legkit.tasks.commands import VelocityCommand
+from legkit.tasks.commands import VelocityCommand, behaviour_onehot
 from legkit.tasks.curriculum import CommandCurriculum, HeightCurriculum
 from legkit.tasks.events import Pushes, build_events
 from legkit.tasks.ground import Ground
@@ -98,11 +98,7 @@ class LeggedBatch:
         if self._clock and not task.clock_period > 0:
             raise LegkitError(f"invalid task.clock_period = {task.clock_period}: the `clock` term needs a period > 0 (s)")
         if "behaviour" in task.observations:  # the behaviour asked for, one-hot: a command that never changes
-            if task.behaviour not in task.behaviours:
-                raise LegkitError(f"invalid task.behaviour '{task.behaviour}': the `behaviour` term needs one of "
-                                  f"task.behaviours ({', '.join(task.behaviours) or 'none set'})")
-            self.state.behaviour = np.zeros((num_envs, len(task.behaviours)))
-            self.state.behaviour[:, task.behaviours.index(task.behaviour)] = 1.0
+            self.state.behaviour = behaviour_onehot(task.behaviours, task.behaviour, num_envs)
         self.sensors = Sensors(task.sensors, self) if task.sensors.any else None
         """The robot's own sensors (tasks/sensing.py), or None."""
         self.arena = None
@@ -198,8 +194,10 @@ class LeggedBatch:
         k = len(ids)
         rc = self.task.reset
         s = self.state
-        ended = (s.terminated[ids] | (self.time_limit[ids] >= self.max_steps)) & record & (s.episode_step[ids] > 0)
-        origin = self.ground.spawn(ids, self.sim.qpos[ids, :2].copy(), ended, s.terminated[ids])
+        # The ending episodes that really ended (a fall or the time limit): the curricula judge only those
+        judged = (s.terminated[ids] | (self.time_limit[ids] >= self.max_steps)) & record
+        origin = self.ground.spawn(ids, self.sim.qpos[ids, :2].copy(), judged & (s.episode_step[ids] > 0),
+                                   s.terminated[ids])
         qpos = np.tile(self.model.qpos0, (k, 1))
         qpos[:, :2] = origin[:, :2]
         qpos[:, 2] = self.robot.reset_height + origin[:, 2]
@@ -222,7 +220,6 @@ class LeggedBatch:
             self.gait.reset(ids)
         self._update_state()  # the new pose, for terms that read it (heading commands)
         if self.curriculum is not None:  # judges the ending episodes, then sets the stage of the new ones
-            judged = (s.terminated[ids] | (self.time_limit[ids] >= self.max_steps)) & record
             self.curriculum.start(self, ids, judged)
         self.commands.reset(ids)
         for event in self.events.values():
@@ -257,18 +254,13 @@ class LeggedBatch:
     # -- stepping ----------------------------------------------------------------------------
     def _update_state(self) -> None:
         s, sd = self.state, self.sim.sensordata
-        if self.ground.terrain is not None:  # heights are measured from the ground under the base
-            s.ground_height[:] = self.ground.height(self.sim.qpos[:, 0], self.sim.qpos[:, 1])
+        self.ground.update(s, self.sim.qpos)  # the ground under each base: heights are measured from it
         s.update_kinematics(self.sim.qpos, self.sim.qvel, self.home, self.joint_qpos, self.joint_dof)
         np.take(sd, self.torque_sensors, axis=1, out=s.joint_torque)
         np.take(sd, self.foot_sensors, axis=1, out=s.foot_force)
         np.take(sd, self.undesired_sensors, axis=1, out=s.undesired_force)
         if len(self.base_sensors):
             np.sum(sd[:, self.base_sensors], axis=1, out=s.base_contact_force)
-        if s.height_scan.shape[1]:
-            q = s.base_quat
-            yaw = np.arctan2(2 * (q[:, 0] * q[:, 3] + q[:, 1] * q[:, 2]), 1 - 2 * (q[:, 2] ** 2 + q[:, 3] ** 2))
-            s.height_scan[:] = self.ground.scan(s.base_pos, yaw)
         if self.gait is not None:
             s.gait_phase[:] = self.gait.phase_features()
         if self.arena is not None:
@@ -280,8 +272,9 @@ class LeggedBatch:
         """The `clock` term: the phase of task.clock_period at each robot's time since its reset."""
         if self._clock:
             s = self.state
-            angle = 2 * np.pi * s.episode_step * self.dt / self.task.clock_period
-            s.clock[:, 0], s.clock[:, 1] = np.sin(angle), np.cos(angle)
+            angle = 2 * np.pi * s.episode_step * (self.dt / self.task.clock_period)
+            np.sin(angle, out=s.clock[:, 0])
+            np.cos(angle, out=s.clock[:, 1])
 
     def observe(self, ids: np.ndarray | None = None) -> np.ndarray:
         """Current observations, (num_envs, obs_dim) float32 (a buffer reused between calls), with the

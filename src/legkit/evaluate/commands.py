@@ -28,11 +28,7 @@ def cmd_gait(args: argparse.Namespace) -> None:
     spec = _video_spec(args) if video else None
     sets = list(args.set or [])
     cfg = gait_config(robot, args.gait, scene_config(default_task(robot, args.task)), sets)
-    from legkit.envs.core import LeggedBatch
-
-    probe = LeggedBatch(cfg.task, 1, nthread=1)
-    model = ZeroResidual(probe.obs_dim, probe.action_dim)
-    probe.close()
+    model = ZeroResidual.for_task(cfg.task)
     g = cfg.task.gait
     print(f"{g.type} gait of the {robot} on {cfg.task_name}'s scene ({args.episodes} episodes): step {g.step_length:g} m, "
           f"height {g.step_height:g} m, cycle {g.cycle_time:g} s, duty {g.duty_factor:g}, body {g.body_height:g} m "

@@ -73,25 +73,13 @@ def contenders(specs: list[str], task_name: str | None = None, sets: list[str] |
     for spec in specs:
         if spec.startswith(GAIT_PREFIX):
             cfg = gait_config(scene.task.robot, parse_gait(spec), base=scene)
-            batch_dims = _dims(cfg)
-            out.append(Contender(spec, cfg, ZeroResidual(*batch_dims), Unnormalized(), None, residual=True))
+            out.append(Contender(spec, cfg, ZeroResidual.for_task(cfg.task), Unnormalized(), None, residual=True))
         else:
             p = policies[spec]
             cfg = _on_scene(load_run_config(p, sets), scene)
             model, norm = load_policy(p)
             out.append(Contender(spec, cfg, model, norm, p.obs_layout, residual=cfg.task.gait is not None))
     return scene, out
-
-
-def _dims(cfg: Config) -> tuple[int, int]:
-    """(observation size, action size) of `cfg`'s task."""
-    from legkit.envs.core import LeggedBatch
-
-    batch = LeggedBatch(cfg.task, 1, nthread=1)
-    try:
-        return batch.obs_dim, batch.action_dim
-    finally:
-        batch.close()
 
 
 def compare(specs: list[str], episodes: int = 20, task_name: str | None = None, sets: list[str] | None = None,

@@ -30,6 +30,17 @@ class ZeroResidual:
         self.observation_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
 
+    @classmethod
+    def for_task(cls, task) -> ZeroResidual:
+        """The zero residual sized for `task`'s observations and actions."""
+        from legkit.envs.core import LeggedBatch
+
+        probe = LeggedBatch(task, 1, nthread=1)
+        try:
+            return cls(probe.obs_dim, probe.action_dim)
+        finally:
+            probe.close()
+
     def predict(self, obs: np.ndarray, state=None, episode_start=None, deterministic: bool = True):
         return np.zeros((len(obs), self.action_space.shape[0]), dtype=np.float32), None
 
@@ -93,15 +104,11 @@ def parse_gait(spec: str) -> str:
 def baseline_speed(cfg: Config, episodes: int = 8, seconds: float = 5.0, seed: int = 0) -> float:
     """Mean speed (m/s) of `cfg`'s gait alone along each robot's commanded direction (vx, vy), over `episodes`
     undisturbed episodes of `seconds` (on a terrain: its evaluation row)."""
-    from legkit.envs.core import LeggedBatch
     from legkit.evaluate.rollout import rollout_model
     from legkit.tasks.config import undisturbed
 
     task = replace(undisturbed(cfg.task), episode_seconds=seconds)
-    probe = LeggedBatch(task, 1, nthread=1)
-    model = ZeroResidual(probe.obs_dim, probe.action_dim)
-    probe.close()
-    t = rollout_model(model, Unnormalized(), episodes, replace(cfg, task=task), seed)
+    t = rollout_model(ZeroResidual.for_task(task), Unnormalized(), episodes, replace(cfg, task=task), seed)
     c = t.command[..., :2]
     norm = np.linalg.norm(c, axis=-1)
     along = np.sum(t.vel[..., :2] * c, axis=-1) / np.maximum(norm, 1e-9)
@@ -130,13 +137,10 @@ def clipped_targets(cfg: Config) -> int:
     """Leg targets of `cfg`'s gait out of the legs' reach over one cycle (sampled at the control rate), which
     the gait clips to the nearest reachable point: a gait asking for them is not the gait it says."""
     from legkit.envs.core import LeggedBatch
-    from legkit.gaits import GaitController
 
     batch = LeggedBatch(cfg.task, 1, nthread=1)
-    try:
-        gait = GaitController(batch.robot, batch.model, cfg.task.gait, 1, batch.dt)
-    finally:
-        batch.close()
+    batch.close()  # its gait is stepped alone below: targets only, no physics
+    gait = batch.gait
     steps = int(np.ceil(max(cfg.task.gait.cycle_time, cfg.task.gait.transition_time) / gait.dt)) + 1
     for _ in range(steps):
         gait.joint_targets()

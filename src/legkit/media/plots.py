@@ -61,16 +61,12 @@ class RunData:
         return float(physics.get("timestep", 0.005)) * int(task.get("decimation", 4))
 
 
-def _episodes_of(path: Path) -> dict[str, np.ndarray] | None:
-    return read_episodes(path)[0]
-
-
 def load_run(spec: str | Path) -> RunData:
     """Read a run folder (or pretrained:NAME) for plotting and reporting."""
     folder = resolve_run(str(spec))
     config = load_yaml(str(folder / CONFIG))
     meta = read_json(folder / META) or {}
-    episodes = _episodes_of(folder / "episodes.csv")
+    episodes = read_episodes(folder / "episodes.csv")[0]
     rewards = list((config.get("task") or {}).get("rewards") or {})
     if episodes is not None:
         terms = [n for n in rewards if n in episodes] or [n for n in episodes if n not in EPISODE_COLUMNS]
@@ -331,7 +327,7 @@ def plot_seed_bands(groups: list, path: Path) -> Path | None:
         c = COLORS[i % len(COLORS)]
         series: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k, _ in panels}
         for run in group.runs:
-            episodes = _episodes_of(run.folder / "episodes.csv")
+            episodes = read_episodes(run.folder / "episodes.csv")[0]
             if episodes is not None and "reward" in episodes:
                 x, y = _per_step(episodes["step"], episodes["reward"])
                 series["reward"].append((x, _smooth(y)))

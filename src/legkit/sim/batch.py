@@ -157,7 +157,8 @@ class BatchSim:
         self.state[env_ids, self._qpos_slice] = qpos
         self.state[env_ids, self._qvel_slice] = qvel
         self.sensordata[env_ids] = 0.0
-        self._setpoint[env_ids] = self.state[env_ids][:, self._qpos_slice][:, self._act_qpos]
+        if self.servo_speed is not None:  # the servos' setpoints start where their joints are
+            self._setpoint[env_ids] = qpos[:, self._act_qpos]
 
     def set_servo_speed(self, speed) -> None:
         """Limit every actuator's setpoint speed to `speed` (rad/s, (nu,)); None removes the limit."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from legkit import LegkitError
-from legkit.tasks.state import BatchState
+from legkit.tasks.state import BatchState, quat_yaw
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,17 @@ def wrap_angle(a: np.ndarray) -> np.ndarray:
 
 def base_yaw(s: BatchState) -> np.ndarray:
     """Heading (rad) of each base, from its w-x-y-z quaternion."""
-    w, x, y, z = s.base_quat.T
-    return np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+    return quat_yaw(s.base_quat)
+
+
+def behaviour_onehot(behaviours: tuple[str, ...], behaviour: str, num_envs: int) -> np.ndarray:
+    """The `behaviour` term of every robot, (num_envs, len(behaviours)): `behaviour` one-hot."""
+    if behaviour not in behaviours:
+        raise LegkitError(f"invalid task.behaviour '{behaviour}': the `behaviour` term needs one of task.behaviours "
+                          f"({', '.join(behaviours) or 'none set'})")
+    out = np.zeros((num_envs, len(behaviours)))
+    out[:, behaviours.index(behaviour)] = 1.0
+    return out
 
 
 class VelocityCommand:

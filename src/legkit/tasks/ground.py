@@ -17,6 +17,7 @@ import numpy as np
 
 from legkit import LegkitError
 from legkit.sim.terrain import Terrain, TerrainConfig, TerrainCurriculum, scan_grid
+from legkit.tasks.state import quat_yaw
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,18 @@ class Ground:
             return np.repeat(pos[:, 2:3], len(self.grid), axis=1)
         return self.terrain.height_scan(pos, yaw, self.grid)
 
+    def update(self, s, qpos: np.ndarray) -> None:
+        """Before the kinematics of a new state `qpos` (N, nq): the ground under each base (heights are measured
+        from it), and the height scan when the task observes it."""
+        if self.terrain is not None:
+            s.ground_height[:] = self.terrain.height_at(qpos[:, 0], qpos[:, 1])
+        if s.height_scan.shape[1]:
+            s.height_scan[:] = self.scan(qpos[:, :3], quat_yaw(qpos[:, 3:7]))
+
     def step(self, command: np.ndarray, dt: float) -> None:
-        """Count the distance the commands ask for."""
-        self.commanded_distance += np.hypot(command[:, 0], command[:, 1]) * dt
+        """Count the distance the commands ask for (the terrain curriculum's demotion rule)."""
+        if self.curriculum is not None:
+            self.commanded_distance += np.hypot(command[:, 0], command[:, 1]) * dt
 
     def off_edge(self, xy: np.ndarray, margin: float = 1.0) -> np.ndarray:
         """Robots within `margin` (m) of the field's edge, (N,) bool: MuJoCo has no ground beyond it, so their

@@ -17,6 +17,12 @@ def quat_rotate_inverse(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     return v + w * t + np.cross(u, t)
 
 
+def quat_yaw(q: np.ndarray) -> np.ndarray:
+    """Heading (rad) of unit quaternions q (N, 4, w-x-y-z)."""
+    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+    return np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
 class BatchState:
     """Named per-robot quantities for `num_envs` robots with `num_joints` actuated joints."""
 
