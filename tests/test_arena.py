@@ -304,3 +304,22 @@ def test_config_that_cannot_fit_names_size_and_unbuilt_arena_fails_loudly():
     with pytest.raises(LegkitError, match="no contact sensors"):
         Arena(scene(sensors=False), CFG).contacts(np.zeros(1))
     assert add_to_spec(mujoco.MjSpec(), ArenaConfig()) == []
+
+
+def test_an_arena_of_walls_alone_resets_and_steps():
+    """No obstacles (so no mocap bodies, nothing to place): episodes still reset and step, touching nothing."""
+    from dataclasses import replace
+
+    from legkit.envs.core import LeggedBatch
+    from legkit.tasks import get_task
+
+    task = get_task("pidog-run")
+    task = replace(task, arena=replace(task.arena, boxes=0, low=0, narrow=0))
+    batch = LeggedBatch(task, 2, seed=0, nthread=1)
+    try:
+        assert batch.sim.mocap is None
+        for _ in range(3):
+            batch.step(np.zeros((2, batch.action_dim)))
+        assert np.isfinite(batch.sim.qpos).all() and not batch.state.obstacle_contacts.any()
+    finally:
+        batch.close()

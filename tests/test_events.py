@@ -26,7 +26,7 @@ def test_latency_delays_the_applied_action_by_whole_physics_steps():
         rng = np.random.default_rng(1)
         a0, a1 = rng.uniform(-1, 1, (2, 4, 12))
         batch.step(a0)
-        start = batch.sim.state.copy()
+        start, warm = batch.sim.state.copy(), batch.sim.warmstart.copy()
         ctrl0 = batch._ctrl.copy()
         batch.step(a1)
         ctrl1 = batch._ctrl.copy()
@@ -35,6 +35,7 @@ def test_latency_delays_the_applied_action_by_whole_physics_steps():
         for i, d in enumerate([0, 1, 2, 4]):
             data = mujoco.MjData(m)
             mujoco.mj_setState(m, data, start[i], spec)
+            data.qacc_warmstart[:] = warm[i]  # carried from the previous step, as in a plain loop
             for k in range(batch.sim.decimation):
                 data.ctrl[:] = ctrl0[i] if k < d else ctrl1[i]
                 mujoco.mj_step(m, data)

@@ -74,6 +74,27 @@ def _size_sets(args: argparse.Namespace) -> list[str]:
     return sets
 
 
+def _physics_sets(args: argparse.Namespace, sets: list[str], resolve) -> list[str]:
+    """`sets`, then with --physics NAME the preset's --set strings for the task that `resolve(sets)` (a Config)
+    runs, so that the run's config records them like any --set (legkit.tasks.config.physics_preset_sets)."""
+    if not getattr(args, "physics", None):
+        return sets
+    from legkit.sim.scene import physics_preset
+    from legkit.tasks.config import physics_preset_sets
+
+    physics_preset(args.physics)  # an unknown name fails before any config is read
+    preset = physics_preset_sets(args.physics, resolve(sets).task, sets)
+    print(f"physics preset {args.physics}: {', '.join(preset)}")
+    return [*sets, *preset]
+
+
+def _policy_sets(args: argparse.Namespace, policy: Policy) -> list[str]:
+    """The --set strings for a saved policy's task: --set, then what --physics stands for on it."""
+    from legkit.evaluate.rollout import load_run_config
+
+    return _physics_sets(args, list(args.set or []), lambda s: load_run_config(policy, s))
+
+
 def _train_seeds(args: argparse.Namespace) -> None:
     """`--seeds`: the config checked once, a parent folder, one `legkit train` process per seed, then statistics."""
     from legkit.evaluate.aggregate import format_group, load_seed_group
@@ -92,8 +113,12 @@ def _train_seeds(args: argparse.Namespace) -> None:
     if jobs < 1:
         raise LegkitError(f"--jobs must be >= 1, got {jobs}")
     jobs = min(jobs, len(seeds))
-    sets = _size_sets(args)
-    build_config(args.task, args.config, sets)  # bad input: one line, before any folder is made
+    sets = _physics_sets(args, _size_sets(args), lambda s: build_config(args.task, args.config, s))
+    cfg = build_config(args.task, args.config, sets)  # bad input: one line, before any folder is made
+    if cfg.finetune.bc_policy is not None:  # and the cloned policy's files, once for every seed
+        from legkit.imitate.start import prepare
+
+        prepare(cfg)
     child = [args.task, *(["--config", str(Path(args.config).resolve())] if args.config else []),
              *[a for s in sets for a in ("--set", s)]]
     if args.no_progress or jobs > 1:
@@ -146,11 +171,13 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None
         saved_tree = load_yaml(str(run / CONFIG))
         task_name = saved_tree.get("task_name", "")
         saved = build_config(task_name, base=copy.deepcopy(saved_tree))
+        sets = _physics_sets(args, sets, lambda s: build_config(task_name, sets=s, base=copy.deepcopy(saved_tree)))
         cfg = build_config(task_name, sets=sets, base=copy.deepcopy(saved_tree))
         plan = plan_resume(run, saved, cfg)  # train() rewrites config.yaml once the checkpoint has loaded
     else:
         if not args.task:
             raise LegkitError("name a task to train (see 'legkit list'), or --resume RUN")
+        sets = _physics_sets(args, sets, lambda s: build_config(args.task, args.config, s))
         cfg = build_config(args.task, args.config, sets)
     if cfg.run.stop_on_success and not (cfg.run.best_every and cfg.task.success.bounds()):
         raise LegkitError("run.stop_on_success needs the periodic evaluation (run.best_every > 0) and a success bar "
@@ -158,6 +185,11 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None
     clips = TrainingClips.for_run(cfg)
     if cfg.run.video_every and cfg.run.video_every <= cfg.run.total_steps:
         clips.check()  # no OpenGL: say so now, not after the first million steps
+    start = None
+    if cfg.finetune.bc_policy is not None:  # a start from a cloned policy: its files read and checked now
+        from legkit.imitate.start import prepare
+
+        start = prepare(cfg, resumed=plan is not None)
     if plan is None and cfg.task.gait is not None:  # a residual task: its baseline must walk the right way
         from legkit.evaluate.scripted import check_baseline
 
@@ -187,11 +219,11 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None
     try:
         if supervision is None:
             meta = train(cfg, run, resume=plan, progress_bar=not args.no_progress, render_clip=clips,
-                         extra_callbacks=best, wandb=wandb)
+                         extra_callbacks=best, wandb=wandb, start=start)
         else:  # each stretch of training in a child process (it gets its own copy of `best`)
             meta = supervise(run, cfg, plan, lambda p, chunk: train(
                 cfg, run, resume=p, progress_bar=not args.no_progress, render_clip=clips, extra_callbacks=best,
-                chunk_steps=chunk, wandb=wandb), supervision)
+                chunk_steps=chunk, wandb=wandb, start=start), supervision)
     except BaseException:
         if plan is None and not (run / "tb").exists():  # failed before training began: leave no folder behind
             import shutil
@@ -275,8 +307,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     run = resolve_run(args.run)
     if args.episodes < 1:
         raise LegkitError(f"--episodes must be at least 1, got {args.episodes}")
-    sets = list(args.set or [])
     policy = _intact_policy(run, args.checkpoint)
+    sets = _policy_sets(args, policy)
     if args.json:
         out = _writable_file(args.json, "--json")
     elif args.run.startswith("pretrained:"):
@@ -305,7 +337,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     run = resolve_run(args.run)
     policy = _intact_policy(run, args.checkpoint)
     out = _writable_file(args.json, "--json") if args.json else None
-    result = validate(policy, list(args.set or []), robustness_only=args.robustness_only)
+    result = validate(policy, _policy_sets(args, policy), robustness_only=args.robustness_only)
     print(f"validation of {policy.folder} ({policy.label})")
     print(format_checks(result))
     if out is None and not args.run.startswith("pretrained:"):
@@ -390,17 +422,29 @@ def cmd_sim2sim(args: argparse.Namespace) -> None:
     if args.against and command is None:
         raise LegkitError("--against needs --command vx,vy,yaw: both sides must run the same command")
     out = _writable_file(args.json, "--json") if args.json else None
-    result = sim2sim(export, model, args.episodes, command, args.seconds, args.seed)
+    ref = None
+    if args.against:  # eval first: sim2sim starts each episode where eval's started (paired episodes)
+        from legkit.evaluate.metrics import compute_metrics
+        from legkit.export.sim2sim import eval_reference
+
+        trace = eval_reference(args.against, command, args.episodes, args.seconds)
+        ref = compute_metrics(trace)
+    result = sim2sim(export, model, args.episodes, command, args.seconds, args.seed, file_physics=args.file_physics,
+                     starts=trace.start if ref is not None else None)
     where = "its own model" if not args.model else str(model)
     print(f"sim2sim of {export} on {where} ({args.episodes} episodes"
           + (f", command {list(command)}" if command else ", commands drawn from the exported ranges")
           + (", ground plane added" if result["ground_added"] else "") + ")")
+    if result["physics_changed"]:
+        print("simulator options as trained (--file-physics keeps the file's): " + ", ".join(
+            f"{k} {v[1]} (file: {v[0]})" for k, v in result["physics_changed"].items()))
     print(format_table(result["metrics"]))
     if args.against:
         from legkit.export.sim2sim import against_eval
 
-        result["against"] = against_eval(args.against, result, command, args.episodes, args.seconds)
-        print(f"against legkit eval of {args.against} under the same command ({args.episodes} episodes):")
+        result["against"] = against_eval(args.against, ref, result)
+        print(f"against legkit eval of {args.against} under the same command ({args.episodes} episodes, each "
+              "started from the same initial state on both sides):")
         for key, row in result["against"]["metrics"].items():
             rel = f"{row['relative']:+.1%}" if row["relative"] is not None else "-"
             print(f"  {key:<30} eval {row['eval']:.3f}  sim2sim {row['sim2sim']:.3f}  ({rel})")
@@ -422,8 +466,18 @@ def cmd_bench(args: argparse.Namespace) -> None:
         raise LegkitError(f"--seconds must be positive, got {args.seconds}")
     if args.json:
         _writable_file(args.json, "--json")
-    result = run_bench(args.task, envs, args.seconds, hand_envs=args.hand_envs, include_ppo=not args.no_ppo)
-    print(format_bench(result))
+    if args.physics == "all":  # every preset in one run, interleaved, so that their rates compare
+        from legkit.evaluate.bench import bench_presets, format_presets
+
+        result = bench_presets(args.task, envs, args.seconds)
+        print(format_presets(result))
+    else:
+        from legkit.train.config import build_config
+
+        sets = _physics_sets(args, [], lambda s: build_config(args.task, sets=s))
+        result = run_bench(args.task, envs, args.seconds, hand_envs=args.hand_envs, include_ppo=not args.no_ppo,
+                           sets=sets)
+        print(format_bench(result))
     if args.json:
         from legkit.train.runs import write_json
 
@@ -461,7 +515,7 @@ def cmd_video(args: argparse.Namespace) -> None:
     default = (Path(f"{args.run[len(PRETRAINED_PREFIX):]}.mp4") if args.run.startswith(PRETRAINED_PREFIX)
                else run / "videos" / f"video-{policy.label}.mp4")
     out = _mp4_out(args.out, default)
-    n = video_of_policy(policy, spec, out, list(args.set or []), seed=args.seed)
+    n = video_of_policy(policy, spec, out, _policy_sets(args, policy), seed=args.seed)
     print(f"wrote {out} ({n} frames, {spec.width}x{spec.height} at {spec.fps} fps, {policy.label} policy)")
 
 
@@ -550,6 +604,7 @@ def _add_media_parsers(sub) -> None:
     v.add_argument("--out", help="MP4 file (default: RUN/videos/video-<checkpoint>.mp4, or ./NAME.mp4)")
     video_args(v, 10.0, 1280, 720)
     v.add_argument("--no-overlay", action="store_true", help="no time and velocity text")
+    v.add_argument("--physics", metavar="NAME", help=PHYSICS_HELP)
     v.set_defaults(func=cmd_video)
 
     g = sub.add_parser("progression", help="one MP4 of several checkpoints of a run side by side")
@@ -589,6 +644,11 @@ def _add_media_parsers(sub) -> None:
     p.set_defaults(func=cmd_play)
 
 
+PHYSICS_HELP = ("physics quality preset: production (1 ms step, 50/50 solver iterations), medium (2 ms, 10/20) or "
+                "fast (5 ms, 4/8: the tasks' defaults); sets task.physics.timestep, iterations, ls_iterations and "
+                "task.decimation as --set would, the control period unchanged")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="legkit", description="Train simulated legged robots with RL on MuJoCo, fast on a CPU.")
     p.add_argument("--version", action="version", version=f"legkit {__version__}")
@@ -602,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--config", help="YAML file overriding the task's defaults")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
+    t.add_argument("--physics", metavar="NAME", help=PHYSICS_HELP)
     t.add_argument("--name", help="run name (default: the task name)")
     t.add_argument("--resume", metavar="RUN", help="continue RUN from its latest checkpoint")
     t.add_argument("--runs", default="runs", help="folder for new runs (default: runs)")
@@ -634,6 +695,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "run with --episodes 10")
     e.add_argument("--checkpoint", help="step number, 'latest' or 'best' (default: the final model)")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a task key for evaluation")
+    e.add_argument("--physics", metavar="NAME", help=PHYSICS_HELP + " (e.g. production: the same policy under "
+                                                                    "finer physics)")
     e.add_argument("--sweep", action="store_true",
                    help="evaluate under each of a fixed list of commands (stand; forward 0.2, 0.5, 1.0, 1.5, 2.0; "
                         "backward 0.5; sideways +-0.5; yaw +-1.0; forward 1.0 with yaw 0.5), each held for "
@@ -646,6 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("run", help="run folder or pretrained:NAME")
     v.add_argument("--checkpoint", help="step number, 'latest' or 'best' (default: the final model)")
     v.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a task key for validation")
+    v.add_argument("--physics", metavar="NAME", help=PHYSICS_HELP)
     v.add_argument("--json", help="write the result here (default: RUN/validate.json)")
     v.add_argument("--robustness-only", action="store_true",
                    help="run only the task's robustness scenarios (e.g. on each checkpoint, to find the first that "
@@ -679,6 +743,9 @@ def build_parser() -> argparse.ArgumentParser:
     s2.add_argument("--seed", type=int, default=0)
     s2.add_argument("--against", metavar="RUN", help="also run legkit eval of RUN|pretrained:NAME (the exported "
                                                      "policy) under the same --command, and print both")
+    s2.add_argument("--file-physics", action="store_true",
+                    help="keep the MJCF's own simulator options (timestep, integrator, solver) instead of the "
+                         "ones the policy was trained under")
     s2.add_argument("--json", help="write the result here")
     s2.set_defaults(func=cmd_sim2sim)
 
@@ -688,6 +755,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     b.add_argument("--hand-envs", type=int, default=8, help="envs of the DummyVecEnv/SubprocVecEnv baselines")
     b.add_argument("--no-ppo", action="store_true", help="skip the PPO measurement")
+    b.add_argument("--physics", metavar="NAME", help="measure under physics preset NAME (production, medium, fast; "
+                                                     "see --physics on train), or 'all': only the env and physics "
+                                                     "rates of every preset, side by side")
     b.add_argument("--json", help="write the results as JSON")
     b.set_defaults(func=cmd_bench)
 
@@ -699,6 +769,9 @@ def build_parser() -> argparse.ArgumentParser:
     from legkit.tune.cli import add_parser as add_tune_parser  # Optuna itself loads only when tune runs
 
     add_tune_parser(sub)
+    from legkit.pipeline.cli import add_parser as add_pipeline_parser
+
+    add_pipeline_parser(sub)
 
     ls = sub.add_parser("list", help="robots, tasks and pretrained policies")
     ls.set_defaults(func=cmd_list)

@@ -16,14 +16,34 @@ export folder, and a robot runs it from there.
         })
         send_position_targets(targets)           # held by the motors' PD at policy.kp, policy.kd
 
-`policy.inputs` lists the readings a policy needs; `policy.json` says what each one means. The runtime
-computes what the robot cannot measure but the policy remembers: the previous action and, when the policy
-was trained with one, the observation history.
+A PiDog policy (pidog-run) reads the robot's own sensors; the runtime turns driver readings into what
+the policy was trained on:
+
+        targets = policy.step({
+            "imu": np.r_[acc, gyro],             # m/s^2 (specific force: +9.81 z level at rest), rad/s;
+                                                 # or "accelerometer" and "gyroscope", 3 values each
+            "ultrasonic_cm": sonar.read(),       # the driver's reading, negative when no echo (or "ultrasonic_m")
+            "depth_image": depth,                # (rows, columns) m along each pixel's ray, as policy.json's
+                                                 # sensors.camera says; "depth_image_planar" for a z-buffer;
+                                                 # 0, negative or non-finite: nothing within max_depth
+            "head_touch": touch_n,               # each touch sensor by name (N), or "touch" for all of them
+            "joint_pos": q, "joint_vel": qd,     # rad, rad/s, absolute, policy.joint_names order
+            "behaviour": "trot_forward",         # one of policy.behaviours (or its one-hot)
+        })
+        send_servo_targets(targets)              # no faster than policy.max_speed (rad/s) per servo
+
+Every term can also be given as the policy sees it, under its own name ("ultrasonic": [echo, m],
+"camera": the flattened image). The runtime keeps what the robot does not measure: the previous action,
+the observation history (for policies trained with one), the `clock` (the phase of the behaviour's beat:
+it counts step() calls since reset(), so call step() at rate_hz) and a recurrent policy's memory (an LSTM's
+h and c, zero after reset()). `policy.inputs` lists the readings a policy needs, `policy.json` what each one
+means (units, sensor, frame, range); `example_readings()` gives a valid dict of every input.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +51,32 @@ import numpy as np
 FORMAT = "legkit-policy/1"
 """The policy.json format this runtime reads."""
 
-KEPT_BY_RUNTIME = ("last_action", "history")
+KEPT_BY_RUNTIME = ("last_action", "history", "clock")
 """Observation terms the runtime computes itself."""
+
+READINGS = {
+    "projected_gravity": ("projected_gravity", "base_quat"),
+    "imu": ("imu", "accelerometer+gyroscope"),
+    "ultrasonic": ("ultrasonic", "ultrasonic_m", "ultrasonic_cm"),
+    "camera": ("camera", "depth_image", "depth_image_planar"),
+    "touch": ("touch", "each touch sensor by name"),
+}
+"""Keys of the sensor dict that can give an observation term (a+b: both); any other term is its own name."""
 
 
 def projected_gravity(quat) -> np.ndarray:
     """Unit gravity direction in the body frame, R^T (0, 0, -1), from a w-x-y-z orientation quaternion."""
     w, x, y, z = np.asarray(quat, dtype=np.float64) / np.linalg.norm(quat)
     return np.array([-2.0 * (x * z - w * y), -2.0 * (y * z + w * x), -(1.0 - 2.0 * (x * x + y * y))])
+
+
+def pixel_cosines(width: int, height: int, hfov_deg: float) -> np.ndarray:
+    """cos(angle off the optical axis) of each pixel's ray, (height, width), for a pinhole camera with square
+    pixels and rays through the pixel centres: a z-buffer depth is the ray's distance times it."""
+    f = 0.5 * width / math.tan(math.radians(hfov_deg) / 2)  # focal length (pixels)
+    u = np.arange(width) + 0.5 - 0.5 * width
+    v = np.arange(height) + 0.5 - 0.5 * height
+    return f / np.sqrt(f * f + u[None, :] ** 2 + v[:, None] ** 2)
 
 
 class PolicyRuntime:
@@ -63,19 +101,38 @@ class PolicyRuntime:
         self.kp = np.array([j["kp"] for j in joints])
         self.kd = np.array([j["kd"] for j in joints])
         self.torque_limit = np.array([j["torque_limit"] for j in joints])
+        self.max_speed = np.array([np.inf if j.get("max_speed") is None else j["max_speed"] for j in joints])
+        """Servo speed limits (rad/s) the policy was trained under; inf where none."""
         self.rate_hz = float(self.spec["control"]["rate_hz"])
+        records = {t["name"]: t for t in self.spec["observation"]["terms"]}
         self.terms = [(t["name"], int(t["size"])) for t in self.spec["observation"]["terms"]]
         self.inputs = [n for n, _ in self.terms if n not in KEPT_BY_RUNTIME]
         """Readings `step` needs, by name."""
+        self.sensors = self.spec.get("sensors") or {}
+        """policy.json's sensor layout: mount, units, rate and range of each sensor the policy reads."""
+        self.behaviours = list(records["behaviour"]["components"]) if "behaviour" in records else []
+        """The behaviours the `behaviour` input names, in one-hot order."""
+        clock = records.get("clock")
+        self._clock_rate = float(clock["step_s"]) / float(clock["period_s"]) if clock else 0.0
+        camera = self.sensors.get("camera")
+        self._cosines = pixel_cosines(camera["width"], camera["height"], camera["hfov_deg"]) if camera else None
         h = self.spec["observation"].get("history") or {"terms": [], "length": 0}
         self._history_terms, self._history_length = list(h["terms"]), int(h["length"])
         self._obs = np.zeros((1, int(self.spec["observation"]["size"])), dtype=np.float32)
+        memory = (self.spec.get("recurrent") or {}).get("state", [])
+        self._memory = [(m["input"], m["output"], tuple(int(k) for k in m["shape"])) for m in memory]
+        self._outputs = ["action", "targets"] + [out for _, out, _ in self._memory]
         self.reset()
 
     def reset(self) -> None:
-        """Start an episode: no previous action; the history restarts with the next reading."""
+        """Start an episode: no previous action, the clock at 0, a recurrent policy's memory zero; the history
+        restarts with the next reading."""
         self.last_action = np.zeros(len(self.joint_names))
         self._history: np.ndarray | None = None
+        self.steps = 0
+        """Control steps since reset()."""
+        self.memory = {name: np.zeros(shape, dtype=np.float32) for name, _, shape in self._memory}
+        """A recurrent policy's state (e.g. the LSTM's h and c), fed back at every step."""
 
     def observation(self, sensors: dict) -> np.ndarray:
         """The policy's raw observation (1, size) from `sensors`, as the export was trained to read it."""
@@ -88,6 +145,8 @@ class PolicyRuntime:
                 raise ValueError(f"sensor reading '{name}' has shape {value.shape}; the policy needs ({size},)")
             parts[name] = value
         parts["last_action"] = self.last_action
+        angle = 2 * np.pi * self.steps * self._clock_rate  # the beat's phase since reset, as the env computes it
+        parts["clock"] = np.array([np.sin(angle), np.cos(angle)])
         frame = np.concatenate([parts[n] for n, _ in self.terms if n in self._history_terms]) \
             if self._history_length else np.zeros(0)
         if self._history_length:
@@ -104,19 +163,116 @@ class PolicyRuntime:
     def step(self, sensors: dict) -> np.ndarray:
         """One control step: joint position targets (rad), or motor commands for a torque-controlled robot."""
         obs = self.observation(sensors)
-        action, targets = self.session.run(None, {"obs": obs})
+        action, targets, *memory = self.session.run(self._outputs, {"obs": obs, **self.memory})
+        for (name, _, _), value in zip(self._memory, memory):
+            self.memory[name] = value
         self.last_action = action[0].astype(np.float64)
         if self._history_length:  # what the policy acted on becomes the newest past frame
             k = len(self._frame)
             self._history = np.concatenate([self._frame, self._history[:len(self._history) - k]])
+        self.steps += 1
         return targets[0].astype(np.float64)
 
+    def example_readings(self) -> dict:
+        """A valid sensor dict for every input: the home pose at rest, level, no echo, nothing in view, the
+        trained behaviour (for trying the runtime, and timing it)."""
+        out: dict = {}
+        for name, size in self.terms:
+            if name in KEPT_BY_RUNTIME:
+                continue
+            if name == "joint_pos":
+                out[name] = self.home.copy()
+            elif name == "projected_gravity":
+                out[name] = np.array([0.0, 0.0, -1.0])
+            elif name == "imu":
+                out[name] = np.array([0.0, 0.0, 9.80665, 0.0, 0.0, 0.0])
+            elif name == "ultrasonic":
+                out["ultrasonic_m"] = -1.0
+            elif name == "camera":
+                out["depth_image"] = np.zeros((self.sensors["camera"]["height"], self.sensors["camera"]["width"]))
+            elif name == "behaviour":
+                out[name] = next(t for t in self.spec["observation"]["terms"] if t["name"] == name)["trained"]
+            else:
+                out[name] = np.zeros(size)
+        return out
+
+    # -- readings ---------------------------------------------------------------------------------------------
+
+    def _missing(self, name: str) -> KeyError:
+        others = [k for k in READINGS.get(name, ()) if k != name]
+        alternatives = f" (or {', '.join(others)})" if others else ""
+        return KeyError(f"missing sensor reading '{name}'{alternatives}; this policy needs {', '.join(self.inputs)}")
+
     def _reading(self, sensors: dict, name: str) -> np.ndarray:
-        if name == "projected_gravity" and name not in sensors and "base_quat" in sensors:
-            return projected_gravity(sensors["base_quat"])
         if name not in sensors:
-            raise KeyError(f"missing sensor reading '{name}'; this policy needs {', '.join(self.inputs)}")
-        value = np.asarray(sensors[name], dtype=np.float64).reshape(-1)
+            return self._converted(sensors, name)
+        value = sensors[name]
+        if name == "behaviour" and isinstance(value, str):
+            return self.behaviour_onehot(value)
+        value = np.asarray(value, dtype=np.float64).reshape(-1)
         if name == "joint_pos":  # encoders read absolute angles; the policy sees offsets from home
             return value - self.home
         return value
+
+    def _converted(self, sensors: dict, name: str) -> np.ndarray:
+        """A term from another form of the reading (READINGS), or a KeyError naming what is missing."""
+        if name == "projected_gravity" and "base_quat" in sensors:
+            return projected_gravity(sensors["base_quat"])
+        if name == "imu" and "accelerometer" in sensors and "gyroscope" in sensors:
+            return np.concatenate([np.asarray(sensors[k], dtype=np.float64).reshape(-1)
+                                   for k in ("accelerometer", "gyroscope")])
+        if name == "ultrasonic" and ("ultrasonic_m" in sensors or "ultrasonic_cm" in sensors):
+            return self.ultrasonic_features(sensors["ultrasonic_m"] if "ultrasonic_m" in sensors
+                                            else float(sensors["ultrasonic_cm"]) / 100.0)
+        if name == "camera" and ("depth_image" in sensors or "depth_image_planar" in sensors):
+            planar = "depth_image" not in sensors
+            return self.depth_features(sensors["depth_image_planar" if planar else "depth_image"], planar)
+        if name == "touch" and "touch" in self.sensors:
+            names = [s["name"] for s in self.sensors["touch"]["sensors"]]
+            if all(n in sensors for n in names):
+                return np.array([float(sensors[n]) for n in names])
+            missing = [n for n in names if n not in sensors]
+            raise KeyError(f"missing sensor reading '{missing[0]}' (or 'touch' for all of {', '.join(names)}); "
+                           f"this policy needs {', '.join(self.inputs)}")
+        raise self._missing(name)
+
+    def behaviour_onehot(self, name: str) -> np.ndarray:
+        """The `behaviour` input for the behaviour `name`."""
+        if name not in self.behaviours:
+            raise ValueError(f"unknown behaviour '{name}'; this policy knows {', '.join(self.behaviours)}")
+        out = np.zeros(len(self.behaviours))
+        out[self.behaviours.index(name)] = 1.0
+        return out
+
+    def ultrasonic_features(self, reading_m) -> np.ndarray:
+        """[echo flag, distance m] from the driver's reading (m): negative (the driver's -1), non-finite or beyond
+        max_range is no echo, [0, max_range]; else [1, the reading clipped to min_range .. max_range]."""
+        s = self.sensors["ultrasonic"]
+        r = np.asarray(reading_m, dtype=np.float64)
+        if r.size != 1:
+            raise ValueError(f"sensor reading 'ultrasonic_m'/'ultrasonic_cm' has shape {r.shape}; the policy needs "
+                             "one distance")
+        r = float(r.reshape(-1)[0])
+        if not (math.isfinite(r) and 0.0 <= r <= s["max_range_m"]):
+            return np.array([0.0, s["max_range_m"]])
+        return np.array([1.0, min(max(r, s["min_range_m"]), s["max_range_m"])])
+
+    def depth_features(self, image, planar: bool = False) -> np.ndarray:
+        """The `camera` input from a depth image (rows, columns) in metres: along each pixel's ray, or along the
+        optical axis if `planar`, converted to the policy's convention; 0, negative or non-finite pixels
+        (nothing measured) read max_depth; clipped to max_depth, divided by it if the policy was trained so;
+        the rows one after another."""
+        s = self.sensors["camera"]
+        image = np.asarray(image, dtype=np.float64)
+        if image.shape != (s["height"], s["width"]):
+            key = "depth_image_planar" if planar else "depth_image"
+            raise ValueError(f"sensor reading '{key}' has shape {image.shape}; the policy needs ({s['height']}, "
+                             f"{s['width']}) (rows, columns)")
+        hit = np.isfinite(image) & (image > 0)
+        depth = np.where(hit, image, 0.0)
+        if planar and s["depth"] == "range":  # 'depth_image' is already in the policy's own convention
+            depth = depth / self._cosines
+        depth = np.where(hit, np.clip(depth, 0.0, s["max_depth_m"]), s["max_depth_m"])
+        if s["normalize"]:
+            depth = depth / s["max_depth_m"]
+        return depth.reshape(-1)

@@ -212,7 +212,7 @@ class LeggedBatch:
         qvel = np.zeros((k, self.model.nv))
         qvel[:, :6] = self.rng.uniform(-rc.base_vel_noise, rc.base_vel_noise, (k, 6))
         self.sim.set_state(ids, qpos, qvel)
-        if self.arena is not None:  # a new layout of obstacles for every new episode
+        if self.arena is not None and self.sim.mocap is not None:  # a new layout of obstacles every episode
             self.arena.write(self.sim.mocap, *self.arena.place(self.rng, k), env_ids=ids)
         if self.sensors is not None:
             self.sensors.reset(ids)

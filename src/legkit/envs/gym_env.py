@@ -7,6 +7,7 @@ import numpy as np
 
 from legkit.envs.core import LeggedBatch
 from legkit.tasks import get_task
+from legkit.tasks.config import TaskConfig
 
 
 class LegkitGymEnv(gym.Env):
@@ -14,9 +15,11 @@ class LegkitGymEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, task: str = "go2-walk"):
+    def __init__(self, task: str = "go2-walk", config: TaskConfig | None = None):
+        """`task`: a task name; `config`: that task's config in place of its registered one (e.g. with --set
+        overrides applied)."""
         self.task_name = task
-        self.task = get_task(task)
+        self.task = get_task(task) if config is None else config
         self.batch = LeggedBatch(self.task, num_envs=1, seed=0, nthread=0)
         self._seeded = False
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.batch.obs_dim,), np.float32)

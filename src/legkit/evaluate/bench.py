@@ -19,10 +19,13 @@ import mujoco
 import numpy as np
 import torch
 
+from legkit import LegkitError
 from legkit.envs.gym_env import LegkitGymEnv
 from legkit.envs.vec_env import LegkitVecEnv
 from legkit.sim.batch import BatchSim
+from legkit.sim.scene import PHYSICS_PRESETS, preset_decimation
 from legkit.sim.terrain import TerrainConfig
+from legkit.tasks.config import TaskConfig, physics_preset_sets
 from legkit.train.callbacks import TorchThreads
 from legkit.train.config import Config, build_config
 
@@ -90,11 +93,13 @@ def ppo_rate(cfg: Config, num_envs: int, seconds: float) -> float:
     return rate
 
 
-def hand_built_rate(task_name: str, num_envs: int, seconds: float, subproc: bool) -> float:
-    """The seed projects' way: one gymnasium env per robot inside DummyVecEnv or SubprocVecEnv."""
+def hand_built_rate(task_name: str, num_envs: int, seconds: float, subproc: bool,
+                    task: TaskConfig | None = None) -> float:
+    """The seed projects' way: one gymnasium env per robot inside DummyVecEnv or SubprocVecEnv (of `task`, the
+    task's config, when given; else its registered one)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    fns = [lambda: LegkitGymEnv(task_name) for _ in range(num_envs)]
+    fns = [lambda: LegkitGymEnv(task_name, task) for _ in range(num_envs)]
     venv = SubprocVecEnv(fns, start_method="fork") if subproc else DummyVecEnv(fns)
     venv.reset()
     rng = np.random.default_rng(0)
@@ -186,14 +191,15 @@ def peak_rss_mb() -> float:
 
 
 def run_bench(task_name: str = "go2-walk", envs: tuple[int, ...] = (64, 256, 1024), seconds: float = 3.0,
-              hand_envs: int = 8, include_ppo: bool = True) -> dict:
-    """Measure every rate for each batch size; one dict per size plus machine facts."""
-    cfg = build_config(task_name)
+              hand_envs: int = 8, include_ppo: bool = True, sets: list[str] | None = None) -> dict:
+    """Measure every rate for each batch size; one dict per size plus machine facts. `sets`: --set overrides of
+    the task (e.g. a physics preset's), applied to every path."""
+    cfg = build_config(task_name, sets=sets)
     cores = os.cpu_count() or 1
     torch.set_num_threads(1)
     rows = []
-    dummy = hand_built_rate(task_name, hand_envs, seconds, subproc=False)
-    subproc = hand_built_rate(task_name, hand_envs, seconds, subproc=True)
+    dummy = hand_built_rate(task_name, hand_envs, seconds, subproc=False, task=cfg.task)
+    subproc = hand_built_rate(task_name, hand_envs, seconds, subproc=True, task=cfg.task)
     for n in envs:
         env = LegkitVecEnv(cfg.task, n, seed=0)
         rng = np.random.default_rng(0)
@@ -223,9 +229,8 @@ def run_bench(task_name: str = "go2-walk", envs: tuple[int, ...] = (64, 256, 102
         row["peak_rss_mb"] = peak_rss_mb()
         rows.append(row)
     return {
-        "task": task_name, "seconds": seconds, "hand_built_envs": hand_envs,
-        "machine": {"cores": cores, "platform": platform.platform(), "processor": platform.machine(),
-                    "python": platform.python_version(), "mujoco": mujoco.__version__, "torch": torch.__version__},
+        "task": task_name, "seconds": seconds, "hand_built_envs": hand_envs, "overrides": list(sets or []),
+        "machine": _machine(),
         "decimation": cfg.task.decimation, "timestep": cfg.task.physics.timestep, "terrain": cfg.task.terrain.kind,
         "results": rows,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -260,4 +265,63 @@ def format_bench(result: dict) -> str:
             lines.append(f"  {r['num_envs']:>5} envs: env {r['env']:.0f} vs flat {r['flat_env']:.0f} steps/s "
                          f"({r['terrain_cost']:.2f}x the time per step); physics {r['physics_all_cores']:.0f} vs "
                          f"{r['flat_physics_all_cores']:.0f}; contacts {r['contacts']:.1f} vs {r['flat_contacts']:.1f}")
+    return "\n".join(lines)
+
+
+def _machine() -> dict:
+    return {"cores": os.cpu_count() or 1, "platform": platform.platform(), "processor": platform.machine(),
+            "python": platform.python_version(), "mujoco": mujoco.__version__, "torch": torch.__version__}
+
+
+def bench_presets(task_name: str = "go2-walk", envs: tuple[int, ...] = (64, 256, 1024), seconds: float = 3.0,
+                  sets: list[str] | None = None) -> dict:
+    """`legkit bench --physics all`: the batched env's and the physics' rates (control steps/s) under every physics
+    preset (sim.scene.PHYSICS_PRESETS) that fits the task's control period, the presets interleaved at each batch
+    size so that a change in the machine's load touches them alike. `sets`: other --set overrides of the task."""
+    base = build_config(task_name, sets=sets)
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(1)
+    configs, skipped = {}, {}
+    for name in PHYSICS_PRESETS:
+        try:
+            preset_decimation(name, base.task.control_dt)
+        except LegkitError as exc:  # the preset's step does not divide the control period: it does not fit
+            skipped[name] = str(exc)
+            continue
+        preset = physics_preset_sets(name, base.task, sets or [])
+        configs[name] = build_config(task_name, sets=[*(sets or []), *preset])
+    rows = []
+    for n in envs:
+        for name, cfg in configs.items():
+            env = LegkitVecEnv(cfg.task, n, seed=0)
+            rng = np.random.default_rng(0)
+            _warm(env, rng)
+            p = cfg.task.physics
+            rows.append({"preset": name, "num_envs": n, "timestep": p.timestep, "decimation": cfg.task.decimation,
+                         "iterations": p.iterations, "ls_iterations": p.ls_iterations,
+                         "contacts": contacts_per_step(env), "physics_all_cores": physics_limit(env, seconds, cores),
+                         "env": env_rate(env, seconds, rng)})
+            env.close()
+    for r in rows:  # each preset's speed against the most faithful one measured, at the same batch size
+        ref = next(x for x in rows if x["num_envs"] == r["num_envs"])
+        r["speedup"] = r["env"] / ref["env"]
+    return {"task": task_name, "seconds": seconds, "control_dt": base.task.control_dt, "overrides": list(sets or []),
+            "machine": _machine(), "results": rows, "skipped": skipped, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def format_presets(result: dict) -> str:
+    """The preset table: per batch size and preset, its step, solver iterations, contacts per robot, rates, and its
+    env rate over the first preset's (production's, unless it does not fit)."""
+    rows = result["results"]
+    first = rows[0]["preset"] if rows else "-"
+    head = (f"{'envs':>6} {'preset':<11} {'step ms':>7} {'decim':>5} {'iters':>6} {'contacts':>8} "
+            f"{'phys all':>9} {'env':>9} {'vs ' + first:>14}")
+    lines = [f"legkit bench --physics all: {result['task']}, {result['machine']['cores']} cores, control steps/s at a "
+             f"{result['control_dt'] * 1000:g} ms control period", head]
+    for r in rows:
+        lines.append(f"{r['num_envs']:>6} {r['preset']:<11} {r['timestep'] * 1000:7g} {r['decimation']:>5} "
+                     f"{r['iterations']:>3}/{r['ls_iterations']:<2} {r['contacts']:8.1f} {r['physics_all_cores']:9.0f} "
+                     f"{r['env']:9.0f} {r['speedup']:13.2f}x")
+    for name, why in result["skipped"].items():
+        lines.append(f"{name}: not measured ({why})")
     return "\n".join(lines)

@@ -27,8 +27,16 @@ COLUMNS = (
     ("CoT", "cost_of_transport", "{:.2f}"),
     ("tracking RMS", "velocity_tracking_rms", "{:.3f}"),
     ("|residual| rad", "mean_residual", "{:.3f}"),
+    ("collisions/ep", "collisions_per_episode", "{:.2f}"),
 )
 """The table's columns: header, metric, format."""
+ARENA_COLUMNS = ("collisions_per_episode",)
+"""Columns shown only when some contender has them (collisions: a scene with an obstacle arena)."""
+
+
+def _columns(result: dict) -> list[tuple[str, str, str]]:
+    """COLUMNS, less the arena's when no contender ran in an arena."""
+    return [c for c in COLUMNS if c[1] not in ARENA_COLUMNS or any(c[1] in r["metrics"] for r in result["results"])]
 
 
 @dataclass
@@ -107,25 +115,27 @@ def compare(specs: list[str], episodes: int = 20, task_name: str | None = None, 
 
 
 def format_compare(result: dict) -> str:
-    """One row per contender: the COLUMNS ('-' where not defined)."""
-    rows = [["", *(h for h, _, _ in COLUMNS)]]
+    """One row per contender: the COLUMNS ('-' where not defined; collisions only on an arena's scene)."""
+    columns = _columns(result)
+    rows = [["", *(h for h, _, _ in columns)]]
     for r in result["results"]:
         m = r["metrics"]
-        rows.append([r["label"], *("-" if m.get(k) is None else fmt.format(m[k]) for _, k, fmt in COLUMNS)])
+        rows.append([r["label"], *("-" if m.get(k) is None else fmt.format(m[k]) for _, k, fmt in columns)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
                      for row in rows)
 
 
 def plot_compare(result: dict, out: Path) -> None:
-    """Bar plots of forward velocity, survival, cost of transport and tracking error, one bar per contender."""
+    """Bar plots of forward velocity, survival, cost of transport, tracking error, residual (and collisions on an
+    arena's scene), one bar per contender."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     labels = [r["label"] for r in result["results"]]
-    panels = [c for c in COLUMNS if c[1] != "mean_base_height"]
+    panels = [c for c in _columns(result) if c[1] != "mean_base_height"]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
     for ax, (title, key, _) in zip(axes, panels):
         values = [r["metrics"].get(key) for r in result["results"]]

@@ -47,7 +47,25 @@ def compute_metrics(t: Trace) -> dict[str, float | int | None]:
         "cost_of_transport": _number(cost_of_transport(t.power, np.hypot(t.vel[..., 0], t.vel[..., 1]), a, t.mass))
         if t.mass > 0 else None,
         **(gait_metrics(t) if t.foot_force is not None else {}),
+        **(collision_metrics(t) if t.obstacle_contact is not None else {}),
     }
+
+
+def contact_onsets(contact: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """Collisions of each episode: the alive steps in contact whose previous step was not, (episodes,), from
+    contact and alive (steps, episodes) bool. Contact at an episode's first step is one."""
+    c = contact & alive
+    before = np.zeros_like(c)
+    before[1:] = c[:-1]
+    return np.sum(c & ~before, axis=0)
+
+
+def collision_metrics(t: Trace) -> dict[str, float]:
+    """Obstacle and arena-wall collisions (tasks with an arena): onsets of contact per episode, and the share of
+    alive steps in contact."""
+    a = t.alive
+    return {"collisions_per_episode": float(np.mean(contact_onsets(t.obstacle_contact, a))),
+            "collision_time_share": float(np.sum(t.obstacle_contact & a) / max(int(a.sum()), 1))}
 
 
 def _number(x: float) -> float | None:
@@ -111,6 +129,8 @@ LABELS = {
     "mean_episode_length_s": ("mean episode length (s)", "{:.2f}"),
     "episode_limit_s": ("episode limit (s)", "{:.1f}"),
     "cost_of_transport": ("cost of transport", "{:.2f}"),
+    "collisions_per_episode": ("collisions per episode", "{:.2f}"),
+    "collision_time_share": ("time in contact with obstacles", "{:.1%}"),
     "duty_factor": ("duty factor (mean over feet)", "{:.2f}"),
     "duty_factor_per_foot": ("duty factor per foot", "{:.2f}"),
     "stride_frequency_hz": ("stride frequency (Hz)", "{:.2f}"),
@@ -119,8 +139,8 @@ LABELS = {
     "foot_clearance": ("foot clearance (m)", "{:.3f}"),
 }
 OPTIONAL = {"cost_of_transport", "duty_factor", "duty_factor_per_foot", "stride_frequency_hz", "gait_symmetry",
-            "foot_slip_speed", "foot_clearance"}
-"""Rows printed only when the metrics have them (gait metrics need foot sensors)."""
+            "foot_slip_speed", "foot_clearance", "collisions_per_episode", "collision_time_share"}
+"""Rows printed only when the metrics have them (gait metrics need foot sensors, collisions an arena)."""
 
 
 def format_table(metrics: dict) -> str:

@@ -17,6 +17,7 @@ from legkit.evaluate.gait import left_right_pairs
 from legkit.tasks.config import PushConfig, undisturbed
 from legkit.tasks.observations import layout_difference
 from legkit.train.config import Config, validate
+from legkit.train.policies import PolicyActor
 from legkit.train.runs import Policy
 from legkit.train.trainer import load_model, read_normalization
 
@@ -47,6 +48,9 @@ class Trace:
     max_steps: int
     mass: float = 0.0
     """Total mass of the robot (kg), the sum of the model's body masses (the nominal model's when randomized)."""
+    obstacle_contact: np.ndarray | None = None
+    """(steps, episodes) bool: whether the robot touched an arena obstacle or wall at any physics substep of the
+    step (the arena's contact sensors); None for tasks without an arena (task.arena.enabled false)."""
     feet: tuple[str, ...] = ()
     """Foot names, in the order of the last axis of the foot arrays."""
     foot_force: np.ndarray | None = None
@@ -61,6 +65,10 @@ class Trace:
     """(left, right) foot indices of each leg pair, from the feet's positions in the model's reference pose."""
     substep_dt: float = 0.0
     """Time between two samples of the foot arrays (s): the physics timestep."""
+    start: dict | None = None
+    """Each episode's initial state, free of legkit's model layout: "base_qpos" (episodes, 7: position and
+    quaternion), "base_qvel" (episodes, 6: the free joint's velocities), "joint_pos" and "joint_vel" (episodes,
+    joints) of the joints named in "joints". `legkit sim2sim --against` starts its episodes from them."""
 
 
 class FootSensors:
@@ -128,7 +136,7 @@ def load_normalizer(policy: Policy, obs_dim: int | None = None) -> VecNormalize:
 
 def load_policy(policy: Policy) -> tuple[PPO, VecNormalize]:
     """A saved policy's model and its normalization, checked to belong together."""
-    model = load_model(policy.model)
+    model = load_model(policy.model, algorithm=policy.algorithm)
     return model, load_normalizer(policy, model.observation_space.shape[0])
 
 
@@ -188,17 +196,24 @@ def rollout_model(model: PPO, norm: VecNormalize, episodes: int, cfg: Config, se
     n, T = episodes, batch.max_steps
     alive_now = np.ones(n, dtype=bool)
     rec = {k: [] for k in ("alive", "vel", "command", "height", "action_abs", "power", "reward",
-                           "foot_force", "foot_height", "foot_speed")}
+                           "foot_force", "foot_height", "foot_speed", "obstacle_contact")}
     terminated = np.zeros(n, dtype=bool)
     length = np.zeros(n, dtype=np.int64)
     s = batch.state
     obs = batch.observe()
+    base = int(np.flatnonzero(batch.model.jnt_type == int(mujoco.mjtJoint.mjJNT_FREE))[0])
+    qa, va = int(batch.model.jnt_qposadr[base]), int(batch.model.jnt_dofadr[base])
+    start = {"base_qpos": batch.sim.qpos[:, qa:qa + 7].copy(), "base_qvel": batch.sim.qvel[:, va:va + 6].copy(),
+             "joints": list(batch.robot.joints), "joint_pos": batch.sim.qpos[:, batch.joint_qpos].copy(),
+             "joint_vel": batch.sim.qvel[:, batch.joint_dof].copy()}
+    act = PolicyActor(model, norm, deterministic)  # carries an LSTM policy's state per robot
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small batches: extra torch threads only compete with the physics threads
     try:
         for _ in range(T):
-            action, _ = model.predict(norm.normalize_obs(obs), deterministic=deterministic)
+            action = act(obs)
             reward, term, trunc = batch.step(action)
+            act.ended(term | trunc)  # a recurrent policy's state restarts with a robot's next episode
             obs = batch.observe()
             rec["alive"].append(alive_now.copy())
             rec["reward"].append(reward.copy())
@@ -207,6 +222,8 @@ def rollout_model(model: PPO, norm: VecNormalize, episodes: int, cfg: Config, se
             rec["height"].append(s.base_height.copy())
             rec["action_abs"].append(np.abs(s.action).mean(axis=1))
             rec["power"].append(batch.step_power())
+            if batch.arena is not None:  # at any substep: a touch between two control steps counts
+                rec["obstacle_contact"].append(batch.arena.contacts(batch.sim.substep_sensordata).max(axis=1) > 0)
             if feet is not None:  # every substep: touchdowns between control steps count
                 for key, value in zip(("foot_force", "foot_height", "foot_speed"),
                                       feet.read(batch.sim.substep_sensordata)):
@@ -226,9 +243,11 @@ def rollout_model(model: PPO, norm: VecNormalize, episodes: int, cfg: Config, se
     return Trace(alive=np.array(rec["alive"]), vel=np.array(rec["vel"]), command=np.array(rec["command"]),
                  height=np.array(rec["height"]), action_abs=np.array(rec["action_abs"]), power=np.array(rec["power"]),
                  reward=np.array(rec["reward"]),
+                 obstacle_contact=np.array(rec["obstacle_contact"]) if batch.arena is not None else None,
                  terminated=terminated, length=length, dt=batch.dt, max_steps=T,
                  mass=float(np.sum(batch.model.body_mass)), feet=tuple(batch.robot.feet) if feet else (),
-                 foot_pairs=feet.pairs if feet else (), substep_dt=float(batch.model.opt.timestep), **foot)
+                 foot_pairs=feet.pairs if feet else (), substep_dt=float(batch.model.opt.timestep), start=start,
+                 **foot)
 
 
 __all__ = ["Trace", "load_normalizer", "load_policy", "load_policy_for", "load_run_config", "rollout", "rollout_model",

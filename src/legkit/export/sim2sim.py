@@ -1,10 +1,14 @@
 """`legkit sim2sim`: an exported policy, driven by legkit.runtime, in a plain MuJoCo loop on any MJCF of its robot.
 
 Nothing of legkit's env is used: the model file is loaded as it is (a ground plane is added when it has
-none), joints are matched by name, the actuators are switched off and the loop runs its own PD at the
-exported gains at every physics step, as a robot's motor drivers do. Sensor readings come from the free
-joint (IMU: angular velocity and orientation) and the joints (encoders); a policy that reads the base
-velocity or height gets the simulator's true value, an ideal estimator. The result is legkit eval's metrics;
+none) and joints are matched by name. A position policy's targets go to PD servos at the exported gains
+and torque limits, one per joint, which replace the file's actuators: torque = kp (target - q) - kd qdot at
+every physics step, as a robot's motor drivers do. The simulator options (timestep, integrator, solver
+iterations) are set to the training's, recorded in policy.json, unless asked otherwise: the integrator
+decides whether the PD's damping acts explicitly (euler: from each step's starting state) or implicitly
+(implicitfast), and a policy judged under the other one is judged on another controller. Sensor readings
+come from the free joint (IMU: angular velocity and orientation) and the joints (encoders); a policy that
+reads the base velocity or height gets the simulator's true value, an ideal estimator. The result is legkit eval's metrics;
 mechanical power is measured as eval measures it (sim/power.py), at every physics step with the applied torque.
 """
 
@@ -27,8 +31,10 @@ from legkit.tasks.state import quat_rotate_inverse
 GROUND = (mujoco.mjtGeom.mjGEOM_PLANE, mujoco.mjtGeom.mjGEOM_HFIELD)
 
 
-def load_model(path: Path, friction: float) -> tuple[mujoco.MjModel, bool]:
-    """The MJCF at `path`, compiled, with a ground plane of `friction` added when the world has none."""
+def load_model(path: Path, friction: float, pd: list[dict] | None = None) -> tuple[mujoco.MjModel, bool]:
+    """The MJCF at `path`, compiled, with a ground plane of `friction` added when the world has none. With `pd`
+    (policy.json's joints), the file's actuators are silenced and one PD servo per exported joint added, matched
+    by name: torque = kp (target - q) - kd qdot at the exported gains, clipped to the torque limit."""
     try:
         spec = mujoco.MjSpec.from_file(str(path))
     except Exception as exc:  # MuJoCo raises ValueError with the parser's message
@@ -37,6 +43,22 @@ def load_model(path: Path, friction: float) -> tuple[mujoco.MjModel, bool]:
     if added:
         spec.worldbody.add_geom(name="sim2sim_ground", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05],
                                 friction=[friction, 0.02, 0.01], priority=1)
+    if pd is not None:
+        names = {j.name for j in spec.joints}
+        missing = [j["name"] for j in pd if j["name"] not in names]
+        if missing:
+            raise LegkitError(f"the model has no joints named {', '.join(missing)}; the policy drives "
+                              + ", ".join(j["name"] for j in pd))
+        for act in spec.actuators:  # silenced, not deleted: sensors may name them
+            act.gaintype, act.biastype = mujoco.mjtGain.mjGAIN_FIXED, mujoco.mjtBias.mjBIAS_NONE
+            act.gainprm, act.biasprm = [0.0] * 10, [0.0] * 10
+        for j in pd:
+            limit = j["torque_limit"]
+            spec.add_actuator(name=f"sim2sim_pd_{j['name']}", target=j["name"], trntype=mujoco.mjtTrn.mjTRN_JOINT,
+                              gaintype=mujoco.mjtGain.mjGAIN_FIXED, gainprm=[j["kp"]] + [0.0] * 9,
+                              biastype=mujoco.mjtBias.mjBIAS_AFFINE, biasprm=[0.0, -j["kp"], -j["kd"]] + [0.0] * 7,
+                              forcelimited=limit is not None,
+                              forcerange=[-limit, limit] if limit is not None else [0.0, 0.0])
     return spec.compile(), added
 
 
@@ -56,28 +78,57 @@ class Robot:
             raise LegkitError(f"the model has no joints named {', '.join(missing)}; the policy drives {', '.join(names)}")
         self.qpos = m.jnt_qposadr[ids].astype(np.int64)
         self.dof = m.jnt_dofadr[ids].astype(np.int64)
+        limited = m.jnt_limited[ids].astype(bool)
+        self.low = np.where(limited, m.jnt_range[ids, 0], -np.inf)
+        self.high = np.where(limited, m.jnt_range[ids, 1], np.inf)
         self.position = spec["control"]["mode"] == "position"
-        if not self.position:  # a torque policy drives the model's own motors, matched by name
-            acts = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, j["actuator"]) for j in spec["joints"]]
-            if min(acts) < 0:
-                raise LegkitError("the model lacks actuators named as the policy's: "
-                                  + ", ".join(j["actuator"] for j, a in zip(spec["joints"], acts) if a < 0))
-            self.actuators = np.asarray(acts, dtype=np.int64)
-            self.applied = AppliedTorque(m, self.actuators)
+        # A position policy drives the PD servos load_model put in; a torque policy the model's own motors.
+        act_names = [f"sim2sim_pd_{n}" for n in names] if self.position else [j["actuator"] for j in spec["joints"]]
+        acts = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in act_names]
+        if min(acts) < 0:
+            raise LegkitError("the model lacks actuators named as the policy's: "
+                              + ", ".join(n for n, a in zip(act_names, acts) if a < 0))
+        self.actuators = np.asarray(acts, dtype=np.int64)
+        self.applied = AppliedTorque(m, self.actuators)
+        """The torques the actuators applied over a step (the PD's damping is implicit under implicitfast)."""
         # The base's own geoms: touching the ground with them is a fall.
         self.base_geoms = set(np.flatnonzero(m.geom_bodyid == self.base_body).tolist())
         self.ground_geoms = set(np.flatnonzero(np.isin(m.geom_type, [int(g) for g in GROUND])).tolist())
 
 
+def apply_physics(m: mujoco.MjModel, physics: dict | None) -> dict:
+    """Set the simulator options the policy was trained under (`physics`: policy.json's sim2sim.physics) on `m`;
+    returns {option: [file's value, applied value]} for each one that changed. Options are settings of the
+    simulator, not of the robot: the integrator decides how the PD's damping acts, and a policy judged under
+    another one is judged on a different controller."""
+    from legkit.sim.scene import INTEGRATORS, SOLVERS
+
+    if not physics:
+        return {}
+    names = {"integrator": INTEGRATORS, "solver": SOLVERS}
+    changed = {}
+    for key, value in physics.items():
+        new = int(names[key][value]) if key in names else value
+        old = getattr(m.opt, key)
+        if old != new:
+            before = next((n for n, v in names[key].items() if int(v) == old), old) if key in names else old
+            changed[key] = [before, value]
+            setattr(m.opt, key, new)
+    return changed
+
+
 def sim2sim(export: Path, model_path: Path, episodes: int = 10, command: tuple[float, float, float] | None = None,
-            seconds: float | None = None, seed: int = 0) -> dict:
+            seconds: float | None = None, seed: int = 0, file_physics: bool = False, starts: dict | None = None) -> dict:
     """Run `episodes` episodes of the export in `model_path`; returns {"model", "episodes", "command",
-    "metrics", "ground_added"}. With `command` None each episode draws one from the exported ranges."""
+    "metrics", "ground_added", "physics_changed"}. With `command` None each episode draws one from the exported
+    ranges. The simulator options (timestep, integrator, solver and its iterations) are the training's, from
+    policy.json, unless `file_physics` keeps the model file's own. `starts` (a legkit eval Trace's `start`) gives
+    each episode's initial state, joints matched by name, in place of drawn ones: paired episodes."""
     runtime = PolicyRuntime(export)
     spec = runtime.spec
-    m, ground_added = load_model(model_path, spec["sim2sim"]["floor_friction"])
-    if spec["control"]["mode"] == "position":
-        m.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_ACTUATION)  # the loop's PD drives the joints
+    position = spec["control"]["mode"] == "position"
+    m, ground_added = load_model(model_path, spec["sim2sim"]["floor_friction"], spec["joints"] if position else None)
+    changed = {} if file_physics else apply_physics(m, spec["sim2sim"].get("physics"))
     robot = Robot(m, spec)
     d = mujoco.MjData(m)
     rng = np.random.default_rng(seed)
@@ -86,8 +137,6 @@ def sim2sim(export: Path, model_path: Path, episodes: int = 10, command: tuple[f
     steps = int(round((seconds or spec["sim2sim"]["episode_seconds"]) / control_dt))
     term, reset = spec["termination"], spec["sim2sim"]["reset"]
     touch_ends = term["base_contact_force"] < 1e8  # a task that sets it huge never ends on contact
-    offset, gain = np.array(spec["control"]["offset"]), np.array(spec["control"]["gain"])
-    limit = np.array([j["torque_limit"] or np.inf for j in spec["joints"]])
     ranges = spec["commands"]
     shape = (steps, episodes)
     rec = {"alive": np.zeros(shape, bool), "vel": np.zeros(shape + (3,)), "command": np.zeros(shape + (3,)),
@@ -101,23 +150,27 @@ def sim2sim(export: Path, model_path: Path, episodes: int = 10, command: tuple[f
         d.qpos[b + 2] = reset["base_height"]
         yaw = rng.uniform(-reset["yaw_range"], reset["yaw_range"])
         d.qpos[b + 3:b + 7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
-        d.qpos[robot.qpos] = runtime.home + rng.uniform(-reset["joint_pos_noise"], reset["joint_pos_noise"],
-                                                        len(robot.qpos))
+        d.qpos[robot.qpos] = np.clip(runtime.home + rng.uniform(-reset["joint_pos_noise"], reset["joint_pos_noise"],
+                                                                len(robot.qpos)), robot.low, robot.high)
+        noise = reset.get("base_vel_noise", 0.0)  # as legkit's resets: the base's 6 velocities, uniform
+        d.qvel[robot.base_dof:robot.base_dof + 6] = rng.uniform(-noise, noise, 6)
+        if starts is not None:
+            if ep >= len(starts["base_qpos"]):
+                raise LegkitError(f"{episodes} episodes asked but {len(starts['base_qpos'])} initial states given")
+            d.qpos[b:b + 7], d.qvel[robot.base_dof:robot.base_dof + 6] = starts["base_qpos"][ep], starts["base_qvel"][ep]
+            where = {n: i for i, n in enumerate(starts["joints"])}
+            order = [where[j["name"]] for j in spec["joints"]]
+            d.qpos[robot.qpos], d.qvel[robot.dof] = starts["joint_pos"][ep, order], starts["joint_vel"][ep, order]
         mujoco.mj_forward(m, d)
         runtime.reset()
         for t in range(steps):
             targets = runtime.step(_sensors(d, robot, cmd, spec))
             power = 0.0
+            d.ctrl[robot.actuators] = targets  # joint targets for the PD servos, or motor commands
             for _ in range(substeps):
                 qd = d.qvel[robot.dof].copy()
-                if robot.position:
-                    tau = np.clip(runtime.kp * (targets - d.qpos[robot.qpos]) - runtime.kd * qd, -limit, limit)
-                    d.qfrc_applied[robot.dof] = tau
-                else:
-                    d.ctrl[robot.actuators] = targets
                 mujoco.mj_step(m, d)
-                if not robot.position:  # the force the step computed, as the integrator applied it
-                    tau = robot.applied(d.actuator_force[robot.actuators], qd, d.qvel[robot.dof])
+                tau = robot.applied(d.actuator_force[robot.actuators], qd, d.qvel[robot.dof])
                 power += float(joint_power(tau, d.qvel[robot.dof]))  # as legkit eval: every physics step
             quat = d.qpos[b + 3:b + 7][None]
             lin = quat_rotate_inverse(quat, d.qvel[robot.base_dof:robot.base_dof + 3][None])[0]
@@ -138,6 +191,7 @@ def sim2sim(export: Path, model_path: Path, episodes: int = 10, command: tuple[f
     metrics["mean_return"] = None  # no reward outside the task
     return {"export": str(export), "model": str(model_path), "episodes": episodes, "seed": seed,
             "command": list(command) if command is not None else None, "ground_added": ground_added,
+            "physics_changed": changed,
             "metrics": metrics}
 
 
@@ -171,10 +225,9 @@ COMPARED = ("mean_forward_velocity", "linear_velocity_tracking_rms", "survival_r
             "energy_per_metre_J")
 
 
-def against_eval(spec: str, result: dict, command: tuple[float, float, float], episodes: int,
-                 seconds: float | None = None) -> dict:
-    """legkit eval of policy `spec` (RUN or pretrained:NAME) under `command` held for whole episodes of `seconds`
-    (s; default the task's), beside the sim2sim `result`: each compared metric with its relative difference."""
+def eval_reference(spec: str, command: tuple[float, float, float], episodes: int, seconds: float | None = None):
+    """legkit eval's Trace of policy `spec` (RUN or pretrained:NAME) under `command` held for whole episodes of
+    `seconds` (s; default the task's); its `start` holds each episode's initial state."""
     from legkit.evaluate.rollout import load_run_config, rollout
     from legkit.evaluate.sweep import fixed_command
     from legkit.train.runs import find_policy, resolve_run
@@ -183,7 +236,12 @@ def against_eval(spec: str, result: dict, command: tuple[float, float, float], e
     cfg = load_run_config(policy)
     cfg = replace(cfg, task=fixed_command(cfg.task, *command))
     steps = None if seconds is None else int(round(seconds / cfg.task.control_dt))
-    ref = compute_metrics(rollout(policy, episodes, cfg, max_steps=steps))
+    return rollout(policy, episodes, cfg, max_steps=steps)
+
+
+def against_eval(spec: str, ref: dict, result: dict) -> dict:
+    """The eval metrics `ref` of policy `spec` beside the sim2sim `result`: each compared metric with its relative
+    difference."""
     rows = {}
     for key in COMPARED:
         a, b = ref.get(key), result["metrics"].get(key)

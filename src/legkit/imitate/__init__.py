@@ -1,8 +1,9 @@
 """The imitation stage of a training pipeline: demonstrations (demos.npz), behaviour cloning of an MLP or LSTM
 actor, warm starts of SB3 PPO / sb3-contrib RecurrentPPO from it, and a decaying BC term for fine-tuning.
 
-It sits above train/ (and reads nothing from the env or the robot): the collect stage writes demos.npz,
-this stage turns it into best.pt, and the fine-tune stage loads that into a PPO model.
+It sits above train/ and evaluate/: the collect stage writes demos.npz,
+this stage turns it into best.pt, and the fine-tune stage loads that into a PPO model: legkit.imitate.start,
+which `legkit train TASK --set finetune.bc_policy=best.pt` runs (the finetune.* config keys).
 """
 
 from legkit.imitate.bc import BCArch, BCPolicy, BCResult, load_bc, save_bc, split_episodes, train_bc

@@ -17,13 +17,16 @@ data (load_bc; torch.load(weights_only=True) reads it):
     {"format": "legkit-bc", "version": 1, "arch": {kind, obs_dim, act_dim, net_arch, activation,
      lstm_hidden, lstm_layers}, "state_dict": ..., "normalizer": {mean, var, count, clip, epsilon},
      "meta": the demos' meta, "info": {epoch, train_loss, val_loss, train_episodes, val_episodes}}
-and losses.csv (epoch,train_loss,val_loss; epochs count from 1) and losses.png.
+and losses.csv (epoch,train_loss,val_loss; epochs count from 1) and losses.png. With resume=True also
+checkpoint.pt, the training's state after every epoch (weights, optimizer, random generator, losses), from
+which a killed training continues to the same result.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -44,6 +47,8 @@ DEFAULT_NET_ARCH = {"mlp": (128, 128), "lstm": (32,)}
 """Hidden layers of mlp_extractor.policy_net when train_bc is given none: legkit's PPO default for the MLP,
 the seed project's Dense(32) after the LSTM."""
 FORMAT, VERSION = "legkit-bc", 1
+CHECKPOINT = "checkpoint.pt"
+"""out/checkpoint.pt: where train_bc(resume=True) keeps its state after each epoch."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,11 @@ def save_bc(path: Path, policy: BCPolicy) -> Path:
     data = {"format": FORMAT, "version": VERSION, "arch": arch,
             "state_dict": policy.net.state_dict(), "normalizer": policy.normalizer.to_dict(), "meta": policy.meta,
             "info": policy.info}
-    path = Path(path)
+    return _atomic_torch_save(Path(path), data)
+
+
+def _atomic_torch_save(path: Path, data: dict) -> Path:
+    """torch.save `data` to `path` so that a crash leaves the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -163,6 +172,21 @@ def save_bc(path: Path, policy: BCPolicy) -> Path:
     return path
 
 
+def _read_checkpoint(path: Path, settings: str) -> dict | None:
+    """The state in checkpoint.pt at `path` (None when there is none), checked to be of a training with `settings`."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zipfile and torch raise their own types
+        raise LegkitError(f"BC checkpoint '{path}' is corrupt or unreadable ({type(exc).__name__}: {exc}); "
+                          "delete it to train from the start") from None
+    if saved.get("settings") != settings:
+        raise LegkitError(f"BC checkpoint '{path}' was written by a training with other settings (or other demos); "
+                          "delete it to train from the start")
+    return saved
+
+
 def load_bc(path: Path | str) -> BCPolicy:
     """Read a BC policy written by train_bc (best.pt or final.pt)."""
     path = Path(path)
@@ -171,7 +195,8 @@ def load_bc(path: Path | str) -> BCPolicy:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zipfile and torch raise their own types
-        raise LegkitError(f"BC policy file '{path}' is corrupt or unreadable ({type(exc).__name__}: {exc})") from None
+        why = (str(exc).strip().splitlines() or [""])[0]  # torch's messages run over several lines: one line here
+        raise LegkitError(f"BC policy file '{path}' is corrupt or unreadable ({type(exc).__name__}: {why})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise LegkitError(f"'{path}' is not a legkit BC policy (best.pt / final.pt written by train_bc)")
     if data.get("version") != VERSION:
@@ -248,7 +273,7 @@ def train_bc(demos: Demos, kind: str = "lstm", *, out: Path, epochs: int = 300, 
              lr: float = 1e-3, seq_len: int = 32, val_fraction: float = 0.2, patience: int = 20, seed: int = 0,
              progress: Callable[[int, float, float], None] | None = None, net_arch: tuple[int, ...] | None = None,
              activation: str = "elu", lstm_hidden: int = 64, min_std: float = MIN_STD,
-             max_grad_norm: float = 1.0) -> BCResult:
+             max_grad_norm: float = 1.0, resume: bool = False) -> BCResult:
     """Clone `demos` into a `kind` ("mlp" or "lstm") actor with Adam on the MSE of its mean action; write
     best.pt, final.pt, losses.csv and losses.png to `out`.
 
@@ -256,6 +281,8 @@ def train_bc(demos: Demos, kind: str = "lstm", *, out: Path, epochs: int = 300, 
     the training episodes. Training stops after `patience` epochs without a lower validation loss (0: runs
     all `epochs`). An LSTM minibatch is batch_size // seq_len episodes in chunks of seq_len steps; an MLP
     minibatch is batch_size samples. `progress(epoch, train_loss, val_loss)` is called after every epoch.
+    With `resume`, out/checkpoint.pt is written after every epoch, and a training that finds one continues
+    from it (a LegkitError if it was written with other settings; `epochs` and `patience` may differ).
     """
     net_arch = tuple(int(w) for w in (DEFAULT_NET_ARCH.get(kind, ()) if net_arch is None else net_arch))
     _check_args(kind, epochs, batch_size, lr, seq_len, patience, activation, net_arch, lstm_hidden)
@@ -319,7 +346,19 @@ def train_bc(demos: Demos, kind: str = "lstm", *, out: Path, epochs: int = 300, 
     train_losses: list[float] = []
     val_losses: list[float] = []
     best_val, best_epoch, best_state, stopped_early = float("inf"), 0, None, False
-    for epoch in range(1, epochs + 1):
+    # what a checkpoint must have been trained with to be continued: all but how long to train
+    settings = json.dumps({"arch": asdict(arch), "batch_size": batch_size, "lr": lr, "seq_len": seq_len,
+                           "min_std": min_std, "max_grad_norm": max_grad_norm, "seed": seed, "rows": len(demos.obs),
+                           **split})
+    saved = _read_checkpoint(out / CHECKPOINT, settings) if resume else None
+    if saved is not None:
+        net.load_state_dict(saved["net"])
+        opt.load_state_dict(saved["opt"])
+        gen.set_state(saved["gen"])
+        train_losses, val_losses = list(saved["train_losses"]), list(saved["val_losses"])
+        best_val, best_epoch, best_state = saved["best_val"], saved["best_epoch"], saved["best_state"]
+        stopped_early = saved["stopped_early"]
+    for epoch in range(epochs + 1 if stopped_early else len(train_losses) + 1, epochs + 1):
         net.train()
         train_losses.append(train_epoch())
         net.eval()
@@ -330,13 +369,20 @@ def train_bc(demos: Demos, kind: str = "lstm", *, out: Path, epochs: int = 300, 
         if not (np.isfinite(train_losses[-1]) and np.isfinite(val_losses[-1])):
             raise LegkitError(f"behaviour cloning diverged at epoch {epoch} (training loss {train_losses[-1]}, "
                               f"validation loss {val_losses[-1]}); lower lr (now {lr:g})")
+        stop = False
         if val_losses[-1] < best_val:
             best_val, best_epoch = val_losses[-1], epoch
             best_state = copy.deepcopy(net.state_dict())
             info = {"epoch": epoch, "train_loss": train_losses[-1], "val_loss": val_losses[-1], **split}
             save_bc(out / "best.pt", BCPolicy(arch, net, normalizer, demos.meta, info))
         elif patience and epoch - best_epoch >= patience:
-            stopped_early = epoch < epochs
+            stopped_early, stop = epoch < epochs, True
+        if resume:
+            _atomic_torch_save(out / CHECKPOINT, {
+                "settings": settings, "net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                "train_losses": train_losses, "val_losses": val_losses, "best_val": best_val,
+                "best_epoch": best_epoch, "best_state": best_state, "stopped_early": stopped_early})
+        if stop:
             break
 
     net.eval()

@@ -74,8 +74,10 @@ class BCRegularizer:
             self.start_step = int(num_timesteps)
 
     def coefficient(self, num_timesteps: int) -> float:
-        """coef * (1 - elapsed / decay_steps), at least 0."""
+        """coef * (1 - elapsed / decay_steps), at least 0; 0 before start_step (e.g. during a critic warm-up)."""
         elapsed = num_timesteps - (self.start_step if self.start_step is not None else num_timesteps)
+        if elapsed < 0:
+            return 0.0
         return self.coef * max(0.0, 1.0 - elapsed / self.decay_steps)
 
     def sample(self, recurrent: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,8 @@ from legkit.media.render import Camera, CameraConfig, Renderer, robot_extent
 from legkit.tasks.config import TaskConfig, undisturbed
 
 Actor = Callable[[np.ndarray], np.ndarray]
-"""Raw observations (n, obs_dim) -> actions (n, action_dim)."""
+"""Raw observations (n, obs_dim) -> actions (n, action_dim). An actor with state (a recurrent policy's
+legkit.train.policies.PolicyActor) also has `ended(done)`, called with the robots whose episode ended."""
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,11 @@ def one_torch_thread() -> Iterator[None]:
 
 
 def policy_actor(model, norm) -> Actor:
-    """A deterministic SB3 policy behind its (frozen) VecNormalize statistics."""
-    def act(obs: np.ndarray) -> np.ndarray:
-        action, _ = model.predict(norm.normalize_obs(obs), deterministic=True)
-        return action
-    return act
+    """A deterministic SB3 policy (PPO, or RecurrentPPO with its LSTM state per robot) behind its (frozen)
+    VecNormalize statistics."""
+    from legkit.train.policies import PolicyActor
+
+    return PolicyActor(model, norm, deterministic=True)
 
 
 def _yaw(quat: np.ndarray) -> float:
@@ -122,6 +123,9 @@ class Runner:
         self._vel.append(float(self.batch.state.base_lin_vel[0, 0]))
         if terminated[0] or truncated[0]:
             self.batch.reset(record=False)  # a video never moves the curriculum
+            ended = getattr(self.actor, "ended", None)
+            if ended is not None:  # a recurrent policy starts the new episode from a zero state
+                ended(np.ones(1, dtype=bool))
             self.episodes += 1
             self._restart_camera()
         else:

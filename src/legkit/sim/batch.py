@@ -2,14 +2,15 @@
 
 The whole batch's physics state lives in one array `state` of shape (num_envs, nstate),
 laid out as MuJoCo's mjSTATE_FULLPHYSICS. One `step` call advances every robot by
-`decimation` physics steps under a held control, through `mujoco.rollout`, which runs
-the robots on its own threads while Python waits.
+`decimation` physics steps through `mujoco.batch.Batch`, which runs the robots on its own
+threads while Python waits.
 
-Per-robot physics: `set_model_pool` installs a `ModelPool` (sim/randomize.py) and
-`assign_models` gives robots its models. `mujoco.rollout` takes one model per robot and one
-MjData per thread; before each robot it sets the full physics state, zeroes the warm start and
-the unspecified inputs, so per-thread datas built from the base model serve every pool model
-(all copies have the base model's sizes).
+The Batch keeps each robot's mjSTATE_INTEGRATION row, so the constraint solver's warm start
+(qacc_warmstart) carries from one control step to the next as in a plain `mj_step` loop
+(the MuJoCo loop on a robot, and `legkit sim2sim`); it is zeroed when a robot's state is set,
+as mj_resetData does. Per-robot physics: `set_model_pool` installs a `ModelPool`
+(sim/randomize.py) and `assign_models` gives robots its models; all copies have the base
+model's sizes, so the Batch's per-thread datas serve every pool model.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 
 import mujoco
 import numpy as np
-from mujoco import rollout
+from mujoco import batch as mjbatch
 
 from legkit import LegkitError
 from legkit.sim.randomize import ModelPool, PhysicsRandomization, ground_geoms
@@ -51,14 +52,12 @@ class BatchSim:
         self.decimation = decimation
         self.nthread = (os.cpu_count() or 1) if nthread is None else nthread
         self.nstate = mujoco.mj_stateSize(model, _SPEC)
-        self._datas = [mujoco.MjData(model) for _ in range(max(1, self.nthread))]
-        self._pool = rollout.Rollout(nthread=self.nthread)
-        self._models = [model] * num_envs  # the native call takes one model per robot
+        self._pool = mjbatch.Batch(model, num_envs, nthread=max(1, self.nthread))
+        self._models = [model] * num_envs  # one model per robot once a pool is installed
         self.model_pool: ModelPool | None = None
         """The installed pool of per-robot models, or None: every robot steps `model`."""
         self.model_index = np.full(num_envs, -1, dtype=np.int64)
         """(num_envs,) pool index of each robot's model; -1 while no pool is installed (the base model)."""
-        self._chunk = max(1, num_envs // (4 * max(1, self.nthread)))
 
         offsets, start = {}, 0
         for bit in _COMPONENTS:
@@ -69,8 +68,14 @@ class BatchSim:
         self._qvel_slice = offsets[int(mujoco.mjtState.mjSTATE_QVEL)]
         self._time_slice = offsets[int(mujoco.mjtState.mjSTATE_TIME)]
 
+        integration = state_slices(model, int(mujoco.mjtState.mjSTATE_INTEGRATION))
+        self._row_cols = np.concatenate([np.arange(integration[bit].start, integration[bit].stop)
+                                         for bit in _COMPONENTS])
+        """Columns of the Batch's integration rows that hold the mjSTATE_FULLPHYSICS state, in its order."""
+        self._warm_cols = integration[int(mujoco.mjtState.mjSTATE_WARMSTART)]
+
         # The reference state: the model's qpos0 at rest.
-        data = self._datas[0]
+        data = mujoco.MjData(model)
         mujoco.mj_resetData(model, data)
         self.state0 = np.empty(self.nstate)
         mujoco.mj_getState(model, data, self.state0, _SPEC)
@@ -89,7 +94,6 @@ class BatchSim:
         them, and a rollout puts them back to the model's pose unless each step's controls carry them."""
         if model.nmocap:
             self._spec |= _MOCAP
-            data = self._datas[0]
             row = np.empty(mujoco.mj_stateSize(model, _MOCAP))
             mujoco.mj_getState(model, data, row, _MOCAP)
             self.mocap = np.tile(row, (num_envs, 1))
@@ -100,6 +104,8 @@ class BatchSim:
         self._ctrl = np.zeros((num_envs, decimation, mujoco.mj_stateSize(model, self._spec)))
         self._out_state = np.zeros((num_envs, decimation, self.nstate))
         self._out_sensor = np.zeros((num_envs, decimation, model.nsensordata))
+        self._record = (int(_SPEC), "sensordata")
+        self._out = {int(_SPEC): self._out_state, "sensordata": self._out_sensor}
         self.sensordata = np.zeros((num_envs, model.nsensordata))
         self._in_qvel = np.zeros((num_envs, model.nv))
         """qvel of the state the last `step` started from."""
@@ -129,6 +135,12 @@ class BatchSim:
         return self.state[:, self._qvel_slice]
 
     @property
+    def warmstart(self) -> np.ndarray:
+        """The constraint solver's warm start (qacc_warmstart) each robot's next step starts from, (num_envs, nv):
+        a view of the Batch's rows, zeroed by `set_state`."""
+        return self._pool.state[:, self._warm_cols]
+
+    @property
     def substep_sensordata(self) -> np.ndarray:
         """Sensor data of every physics step of the last `step`, (num_envs, decimation, nsensordata), read-only.
 
@@ -154,6 +166,7 @@ class BatchSim:
         """Overwrite the state of the robots `env_ids` with `qpos` (k, nq) and `qvel` (k, nv), time 0."""
         self.state[env_ids] = self.state0
         self._fresh[env_ids] = True
+        self._pool.state[env_ids, self._warm_cols] = 0.0  # the solver starts cold, as after mj_resetData
         self.state[env_ids, self._qpos_slice] = qpos
         self.state[env_ids, self._qvel_slice] = qvel
         self.sensordata[env_ids] = 0.0
@@ -193,12 +206,9 @@ class BatchSim:
         if self.mocap is not None:
             self._ctrl[:, :, self._mocap_cols] = self.mocap[:, None, :]
         np.copyto(self._in_qvel, self.qvel)
-        self._pool.rollout(
-            self._models, self._datas, self.state, self._ctrl,
-            skip_checks=True, nstep=self.decimation, state=self._out_state,
-            sensordata=self._out_sensor, control_spec=self._spec,
-            initial_warmstart=None, chunk_size=self._chunk,
-        )
+        self._pool.state[:, self._row_cols] = self.state  # the caller may have edited any robot's state
+        self._pool.rollout(self.decimation, self._ctrl, control_spec=self._spec, record=self._record,
+                           out=self._out)
         np.copyto(self.state, self._out_state[:, -1])
         np.copyto(self.sensordata, self._out_sensor[:, -1])
 
@@ -229,6 +239,7 @@ class BatchSim:
         models = self.model_pool.models
         for i, k in zip(ids.tolist(), idx.tolist()):  # k list entries at a reset, not the hot path
             self._models[i] = models[k]
+        self._pool.set_models(self._models)
 
     def randomize(self, rng: np.random.Generator, mass_range: float, friction_range: float) -> None:
         """Give every robot its own model: each body's mass and inertia x U(1 +- mass_range), the ground
@@ -245,6 +256,4 @@ class BatchSim:
         self.set_model_pool(ModelPool(self.model, base, spec, rng=rng, size=self.num_envs))
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        self._pool = None  # the Batch's threads end with it

@@ -26,9 +26,11 @@ class PhysicsConfig:
     integrator: str = "implicitfast"
     """One of implicitfast, euler, rk4, implicit. It decides how a position actuator's PD acts: euler applies
     kp * (target - q) - kv * qdot from the state at the start of each physics step, an explicit PD loop at
-    1 / timestep Hz as a robot's joint controller (and `legkit sim2sim`) computes it; implicitfast (and
-    implicit) fold the damping kv into the velocity update, stabler at large steps but a damping no PD loop
-    applies. Joint damping (dof_damping) is implicit under both."""
+    1 / timestep Hz; implicitfast (and implicit) fold the damping kv into the velocity update, stabler at
+    large steps and closer to a motor driver's PD, which runs far faster than the physics step. Joint damping
+    (dof_damping) is implicit under implicitfast; under euler only when the model leaves MuJoCo's eulerdamp
+    flag on (the Go2's MJCF turns it off). `legkit export` records it and `legkit sim2sim` runs under it, so
+    a policy leaves legkit with the PD it was trained with."""
     solver: str = "newton"
     """Constraint solver: newton, cg or pgs."""
 
@@ -36,6 +38,56 @@ class PhysicsConfig:
 INTEGRATORS = {"implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST, "euler": mujoco.mjtIntegrator.mjINT_EULER,
                "rk4": mujoco.mjtIntegrator.mjINT_RK4, "implicit": mujoco.mjtIntegrator.mjINT_IMPLICIT}
 SOLVERS = {"newton": mujoco.mjtSolver.mjSOL_NEWTON, "cg": mujoco.mjtSolver.mjSOL_CG, "pgs": mujoco.mjtSolver.mjSOL_PGS}
+
+
+@dataclass(frozen=True)
+class PhysicsPreset:
+    """A physics quality level (`--physics NAME`): the physics step and the solver's effort. The task's
+    control period stays as it is; its decimation becomes control period / timestep."""
+
+    timestep: float
+    """Physics step (s)."""
+    iterations: int
+    """Constraint solver iterations."""
+    ls_iterations: int
+    """Line-search iterations of the Newton/CG solver."""
+    description: str
+
+
+PHYSICS_PRESETS = {
+    # Newton stops at its tolerance (opt.tolerance, 1e-8) before 50 iterations at a quadruped's few contacts:
+    # production is a converged solve at 1 kHz, the reference that fast and medium are measured against.
+    "production": PhysicsPreset(0.001, 50, 50, "1 ms step, converged solver: the fidelity reference"),
+    "medium": PhysicsPreset(0.002, 10, 20, "2 ms step, a few more solver iterations"),
+    "fast": PhysicsPreset(0.005, 4, 8, "5 ms step, the tasks' own defaults: what they train under"),
+}
+"""The physics quality presets by name, most faithful first (the seed project's Gazebo presets)."""
+
+
+def physics_preset(name: str) -> PhysicsPreset:
+    """The preset `name` of PHYSICS_PRESETS; a LegkitError naming the valid ones otherwise."""
+    if name not in PHYSICS_PRESETS:
+        raise LegkitError(f"unknown physics preset '{name}'; valid: {', '.join(PHYSICS_PRESETS)}")
+    return PHYSICS_PRESETS[name]
+
+
+def preset_decimation(name: str, control_dt: float) -> int:
+    """Physics steps per control period `control_dt` (s) under preset `name`; a LegkitError when the period is
+    not a whole number of the preset's steps."""
+    step = physics_preset(name).timestep
+    k = _steps_per_period(step, control_dt)
+    if k is None:
+        fit = [n for n, p in PHYSICS_PRESETS.items() if _steps_per_period(p.timestep, control_dt) is not None]
+        raise LegkitError(f"physics preset {name}: the task's control period of {control_dt * 1000:g} ms is not a "
+                          f"whole multiple of the preset's {step * 1000:g} ms physics step; presets that fit it: "
+                          f"{', '.join(fit) or 'none'}")
+    return k
+
+
+def _steps_per_period(step: float, period: float) -> int | None:
+    """period / step when it is a whole number >= 1 (to float rounding), else None."""
+    k = round(period / step)
+    return int(k) if k >= 1 and abs(k * step - period) <= 1e-9 * max(period, 1.0) else None
 
 
 GROUND_TYPES = (mujoco.mjtGeom.mjGEOM_PLANE, mujoco.mjtGeom.mjGEOM_HFIELD)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from legkit import LegkitError
 from legkit.gaits.params import GaitParams
 from legkit.sim.arena import ArenaConfig
 from legkit.sim.randomize import PhysicsRandomization
-from legkit.sim.scene import PhysicsConfig
+from legkit.sim.scene import PhysicsConfig, physics_preset, preset_decimation
 from legkit.sim.terrain import TerrainConfig
 from legkit.tasks.commands import CommandConfig
 from legkit.tasks.curriculum import CommandCurriculumConfig, CurriculumConfig
@@ -233,3 +234,22 @@ def undisturbed(task: TaskConfig, pushes: PushConfig | None = None) -> TaskConfi
                    terrain_curriculum=replace(task.terrain_curriculum, enabled=False),
                    randomization=PhysicsRandomization(), latency=LatencyConfig(), observation_noise={},
                    rewards=staged_rewards(task.rewards, task.reward_stages), reward_stages=())
+
+
+PRESET_KEYS = ("task.physics.timestep", "task.physics.iterations", "task.physics.ls_iterations", "task.decimation")
+"""The config keys a physics preset sets."""
+
+
+def physics_preset_sets(name: str, task: TaskConfig, sets: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The `--set` strings of physics preset `name` (sim.scene.PHYSICS_PRESETS) for `task`: the preset's timestep
+    and solver iterations, and the decimation that keeps task.control_dt. `sets` are the other overrides of the
+    same command (`task` already has them): one naming a key the preset sets is an error, not silently lost."""
+    preset = physics_preset(name)
+    decimation = preset_decimation(name, task.control_dt)
+    for item in sets:
+        key = item.split("=", 1)[0].strip()
+        if key in PRESET_KEYS:
+            raise LegkitError(f"--set {key} and --physics {name} both set {key}; give one of them (the preset sets "
+                              f"{', '.join(PRESET_KEYS)})")
+    return [f"task.physics.timestep={preset.timestep!r}", f"task.physics.iterations={preset.iterations}",
+            f"task.physics.ls_iterations={preset.ls_iterations}", f"task.decimation={decimation}"]

@@ -1,4 +1,4 @@
-"""SB3 callbacks: per-term logging + episodes.csv, atomic checkpoints, schedules, and a test-only crash."""
+"""SB3 callbacks: per-term logging + episodes.csv, checkpoints, schedules, a critic warm-up, a test-only crash."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from legkit.envs.vec_env import LegkitVecEnv
 from legkit.tasks.terms import staged_rewards
 from legkit.train.checkpoints import atomic_write, save_checkpoint
 from legkit.train.normalization import normalizer_statistics
+from legkit.train.policies import actor_parameters
 
 
 def current_rss_mb() -> float:
@@ -322,6 +323,66 @@ class LinearSchedule(BaseCallback):
 
     def _on_step(self) -> bool:
         return True
+
+
+class CriticWarmup(BaseCallback):
+    """Fit only the critic in the updates that follow the rollouts ending at or before step `until`.
+
+    In those updates the actor's parameters (legkit.train.policies.actor_parameters: everything outside the
+    critic, the log std included) take no gradient, so PPO's loss moves only the value function: the first
+    real updates of a policy that already acts well (a cloned one) are then not driven by a random critic's
+    advantages. Every warm-up rollout logs `critic_warmup/value_loss`, the critic's mean squared error on that
+    rollout before its update (its returns minus the values it predicted while collecting it, reward-normalized
+    units as PPO's train/value_loss); `value_losses` keeps (step, loss). `episode_returns` keeps the (raw)
+    returns of the training episodes that ended during the warm-up. `on_end()` is called once, right after the
+    last warm-up update (before the next rollout, or at the end of training). A resume past `until` does nothing.
+    """
+
+    def __init__(self, until: int, on_end: Callable[[], None] | None = None):
+        super().__init__()
+        self.until, self.on_end = int(until), on_end
+        self.value_losses: list[tuple[int, float]] = []
+        self.episode_returns: list[float] = []
+        self.ended = False
+        self._actor: list[torch.nn.Parameter] = []
+
+    def _on_training_start(self) -> None:
+        self._actor = actor_parameters(self.model.policy)
+        self.ended = self.num_timesteps >= self.until
+
+    def _freeze(self, frozen: bool) -> None:
+        for p in self._actor:
+            p.requires_grad_(not frozen)
+
+    def _on_step(self) -> bool:
+        if not self.ended:
+            for info in self.locals.get("infos", ()):
+                if "episode" in info:
+                    self.episode_returns.append(float(info["episode"]["r"]))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        warm = self.num_timesteps <= self.until
+        self._freeze(warm)
+        if warm:
+            buf = self.model.rollout_buffer
+            loss = float(np.mean(np.square(buf.returns - buf.values)))
+            self.value_losses.append((self.num_timesteps, loss))
+            self.logger.record("critic_warmup/value_loss", loss)
+
+    def _finish(self) -> None:
+        if not self.ended and self.value_losses and self.num_timesteps >= self.until:
+            self.ended = True
+            self._freeze(False)
+            if self.on_end is not None:
+                self.on_end()
+
+    def _on_rollout_start(self) -> None:
+        self._finish()
+
+    def _on_training_end(self) -> None:
+        self._finish()
+        self._freeze(False)
 
 
 class EstimatorTraining(BaseCallback):

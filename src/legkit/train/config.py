@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -17,10 +18,29 @@ from legkit.tasks.terms import check_reward_table, staged_rewards
 from legkit.train.normalization import FIXED_SCALE_TERMS
 
 
+ALGORITHMS = ("ppo", "recurrent_ppo")
+"""ppo.algorithm: SB3's PPO with an MLP policy, or sb3-contrib's RecurrentPPO with an LSTM policy (MlpLstmPolicy)."""
+OBS_STATISTICS = ("frozen", "running")
+"""finetune.obs_statistics: what the cloned policy's observation statistics do during fine-tuning."""
+
+
 @dataclass(frozen=True)
 class PPOConfig:
     """Stable-Baselines3 PPO hyperparameters (defaults tuned for a 2-core CPU)."""
 
+    algorithm: str = "ppo"
+    """"ppo": SB3 PPO with an MLP actor and critic (MlpPolicy, or legkit's asymmetric policy). "recurrent_ppo":
+    sb3-contrib RecurrentPPO (MlpLstmPolicy): an LSTM of ppo.lstm_hidden units, then ppo.net_arch, for the actor
+    and (ppo.critic_lstm) another for the critic. The model loads with plain RecurrentPPO.load; meta.json's
+    `algorithm` says which class a run's model.zip is."""
+    lstm_hidden: int = 64
+    """LSTM hidden size (recurrent_ppo; as legkit.imitate.bc.BCArch.lstm_hidden, so a cloned LSTM fits)."""
+    lstm_layers: int = 1
+    """Stacked LSTM layers (recurrent_ppo; BCArch.lstm_layers)."""
+    shared_lstm: bool = False
+    """The critic reads the actor's LSTM (recurrent_ppo); then ppo.critic_lstm must be false."""
+    critic_lstm: bool = True
+    """The critic has an LSTM of its own (recurrent_ppo); false: the critic is an MLP on the observation."""
     n_steps: int = 24
     """Rollout length per environment; one rollout is n_steps * num_envs samples."""
     batch_size: int = 2048
@@ -112,6 +132,56 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """Start training from a behaviour-cloned policy (legkit.imitate.bc's best.pt / final.pt) instead of a random one.
+
+    With `bc_policy` set, a new run (legkit.imitate.start):
+      1. copies the cloned actor into the model (an "mlp" clone into ppo.algorithm=ppo, an "lstm" clone into
+         recurrent_ppo; ppo.net_arch, ppo.activation, ppo.lstm_hidden and ppo.lstm_layers must be the clone's)
+         and sets the action log std to `log_std` (ppo.log_std_init does not apply);
+      2. sets VecNormalize's observation statistics to the clone's normalizer (`obs_statistics`);
+      3. measures the clone's mean return (`eval_episodes` deterministic and as many sampled episodes);
+      4. warms the critic up: the first `critic_warmup_rollouts` updates fit only the value function, the actor
+         frozen, and measures the return again;
+      5. with `demos`, adds the decaying BC regularizer (legkit.imitate.finetune) from the first update after
+         the warm-up.
+    Both measurements and the warm-up's value losses go to TensorBoard (finetune/*) and RUN/finetune.json.
+    Paths are read relative to the working directory when training starts (and resumes, for `demos`).
+    """
+
+    bc_policy: str | None = None
+    """The cloned policy file (best.pt or final.pt); null: train from a freshly initialised network."""
+    log_std: float = -2.0
+    """Log std of the Gaussian policy after loading the clone (-2: std 0.14 on actions in [-1, 1]; SB3's 0
+    would bury the cloned gait in exploration noise)."""
+    obs_statistics: str = "frozen"
+    """"frozen": observations stay normalized by the clone's statistics for the whole run (the inputs the actor
+    was trained on). "running": they start there and keep updating (weighted by the demonstrations' sample
+    count), each entry's std floored at min_obs_std."""
+    min_obs_std: float = 0.01
+    """Floor of each observation entry's std under obs_statistics=running (as BC's own floor): an entry that
+    stays constant during fine-tuning would otherwise be divided by ~1e-4."""
+    critic_warmup_rollouts: int = 5
+    """Rollouts whose updates fit only the critic (the actor, its log std included, frozen); 0: none."""
+    eval_episodes: int = 8
+    """Episodes (robots side by side, the task's full length, without its pushes) of each return measurement,
+    deterministic and sampled; 0: no measurement."""
+    demos: str | None = None
+    """demos.npz for the decaying BC regularizer; null: none."""
+    bc_coef: float = 1.0
+    """The regularizer's coefficient right after the warm-up (scales its Adam learning rate bc_learning_rate)."""
+    bc_decay_steps: int = 1_000_000
+    """Environment steps over which the coefficient falls linearly to 0."""
+    bc_steps: int = 10
+    """Adam steps of the BC loss after each PPO update."""
+    bc_batch_size: int = 256
+    """Demonstration samples per BC step (recurrent: bc_batch_size // bc_seq_len windows)."""
+    bc_learning_rate: float = 1e-3
+    bc_seq_len: int = 32
+    """Window length (steps) of the recurrent BC loss."""
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a run needs; saved resolved as config.yaml in the run folder."""
 
@@ -119,6 +189,7 @@ class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
 ACTIVATIONS = ("elu", "tanh", "relu")
@@ -134,7 +205,7 @@ def validate(cfg: Config) -> Config:
 
     Returns `cfg` with its reward table's weights and parameters coerced to their declared types.
     """
-    p, r, t, v = cfg.ppo, cfg.run, cfg.task, cfg.task.validation
+    p, r, t, v, f = cfg.ppo, cfg.run, cfg.task, cfg.task.validation, cfg.finetune
     cur = t.curriculum
     period = f"{t.control_dt:g} s = physics.timestep {t.physics.timestep:g} x decimation {t.decimation}"
     checks = [
@@ -153,6 +224,23 @@ def validate(cfg: Config) -> Config:
          "a list of layer widths >= 1"),
         (p.max_grad_norm > 0, "ppo.max_grad_norm", p.max_grad_norm, "> 0"),
         (p.target_kl is None or p.target_kl > 0, "ppo.target_kl", p.target_kl, "> 0 (or null: no early stop)"),
+        (p.algorithm in ALGORITHMS, "ppo.algorithm", p.algorithm, f"one of {', '.join(ALGORITHMS)}"),
+        (p.lstm_hidden >= 1, "ppo.lstm_hidden", p.lstm_hidden, ">= 1"),
+        (p.lstm_layers >= 1, "ppo.lstm_layers", p.lstm_layers, ">= 1"),
+        (not (p.shared_lstm and p.critic_lstm), "ppo.critic_lstm", p.critic_lstm,
+         "false when ppo.shared_lstm is true (the critic reads the actor's LSTM)"),
+        (f.obs_statistics in OBS_STATISTICS, "finetune.obs_statistics", f.obs_statistics,
+         f"one of {', '.join(OBS_STATISTICS)}"),
+        (math.isfinite(f.log_std), "finetune.log_std", f.log_std, "a finite number (log std of the actions)"),
+        (f.min_obs_std > 0, "finetune.min_obs_std", f.min_obs_std, "> 0"),
+        (f.critic_warmup_rollouts >= 0, "finetune.critic_warmup_rollouts", f.critic_warmup_rollouts, ">= 0"),
+        (f.eval_episodes >= 0, "finetune.eval_episodes", f.eval_episodes, ">= 0 (0: no measurement)"),
+        (f.bc_coef >= 0, "finetune.bc_coef", f.bc_coef, ">= 0"),
+        (f.bc_decay_steps >= 1, "finetune.bc_decay_steps", f.bc_decay_steps, ">= 1"),
+        (f.bc_steps >= 0, "finetune.bc_steps", f.bc_steps, ">= 0"),
+        (f.bc_batch_size >= 1, "finetune.bc_batch_size", f.bc_batch_size, ">= 1"),
+        (f.bc_learning_rate > 0, "finetune.bc_learning_rate", f.bc_learning_rate, "> 0"),
+        (f.bc_seq_len >= 1, "finetune.bc_seq_len", f.bc_seq_len, ">= 1"),
         (p.n_steps >= 1, "ppo.n_steps", p.n_steps, ">= 1"),
         (p.n_epochs >= 1, "ppo.n_epochs", p.n_epochs, ">= 1"),
         (p.activation in ACTIVATIONS, "ppo.activation", p.activation, f"one of {', '.join(ACTIVATIONS)}"),
@@ -248,6 +336,24 @@ def validate(cfg: Config) -> Config:
                               f"does not read; valid: {', '.join(valid) or 'none'}")
     if p.symmetry:
         check_symmetry(t)
+    if p.algorithm == "recurrent_ppo":
+        custom = [k for k, on in (("ppo.actor_observations", p.actor_observations), ("ppo.estimator", p.estimator),
+                                  ("ppo.symmetry", p.symmetry)) if on]
+        if custom:
+            raise LegkitError(f"ppo.algorithm = recurrent_ppo cannot be combined with {', '.join(custom)}: those "
+                              "build legkit's asymmetric MLP policy for PPO; use ppo.algorithm=ppo or leave them out")
+    if f.bc_policy is not None:
+        custom = [k for k, on in (("ppo.actor_observations", p.actor_observations), ("ppo.estimator", p.estimator),
+                                  ("ppo.symmetry", p.symmetry), ("ppo.fixed_scales", p.fixed_scales)) if on]
+        if custom:
+            raise LegkitError(f"finetune.bc_policy cannot be combined with {', '.join(custom)}: the cloned actor "
+                              "reads the whole observation, normalized by its own statistics")
+    if f.demos is not None and f.bc_policy is None:
+        raise LegkitError("finetune.demos adds a BC regularizer to fine-tuning a cloned policy: it needs "
+                          "finetune.bc_policy (or set finetune.demos=null)")
+    for key, path in (("finetune.bc_policy", f.bc_policy), ("finetune.demos", f.demos)):
+        if path is not None and not path.strip():
+            raise LegkitError(f"invalid {key} = '{path}': must be a file path (or null for none)")
     for name in p.fixed_scales:
         if name not in FIXED_SCALE_TERMS or name not in t.observations:
             valid = [n for n in FIXED_SCALE_TERMS if n in t.observations]

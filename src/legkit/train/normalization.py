@@ -81,3 +81,28 @@ def pinned_statistics(layout: list, task, terms: tuple[str, ...], epsilon: float
         mean += list(m)
         var += list(v)
     return PinnedRunningMeanStd((dim,), np.array(pinned), np.array(mean), np.array(var), epsilon)
+
+
+class FlooredRunningMeanStd(RunningMeanStd):
+    """SB3's RunningMeanStd whose variance never falls below `min_var` per entry (a cloned policy's inputs keep the
+    floor its behaviour cloning had: legkit.imitate.normalizer.MIN_STD)."""
+
+    def __init__(self, mean: np.ndarray, var: np.ndarray, count: float, min_var: float):
+        super().__init__(shape=np.shape(mean))
+        self.min_var = float(min_var)
+        self.mean = np.asarray(mean, dtype=np.float64).copy()
+        self.var = np.maximum(np.asarray(var, dtype=np.float64), self.min_var)
+        self.count = float(count)
+
+    def update_from_moments(self, batch_mean: np.ndarray, batch_var: np.ndarray, batch_count: float) -> None:
+        super().update_from_moments(batch_mean, batch_var, batch_count)
+        self.var = np.maximum(self.var, self.min_var)
+
+
+def frozen_statistics(mean: np.ndarray, var: np.ndarray, count: float) -> PinnedRunningMeanStd:
+    """Running statistics that stay at `mean` and `var` (every entry pinned) while VecNormalize keeps training its
+    reward statistics: observations normalized for a whole run as a cloned policy was trained."""
+    mean, var = np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
+    rms = PinnedRunningMeanStd(mean.shape, np.arange(mean.size), mean, var)
+    rms.count = float(count)
+    return rms

@@ -26,6 +26,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
 from torch import nn
@@ -244,3 +245,52 @@ class AsymmetricActorCriticPolicy(ActorCriticPolicy):
         if mine:
             rest = [p for p in self.parameters() if id(p) not in mine]
             self.optimizer = self.optimizer_class(rest, lr=lr_schedule(1), **self.optimizer_kwargs)
+
+
+CRITIC_MODULES = ("value_net", "mlp_extractor.value_net", "vf_features_extractor", "lstm_critic", "critic")
+"""Names of the critic's modules in SB3's ActorCriticPolicy, legkit's asymmetric policy and sb3-contrib's
+RecurrentActorCriticPolicy (its `critic` is the linear layer of a critic without an LSTM)."""
+
+
+def is_recurrent(model) -> bool:
+    """Whether `model` (an SB3 algorithm, or anything with `predict`) has an LSTM policy (sb3-contrib RecurrentPPO)."""
+    return isinstance(getattr(model, "policy", None), RecurrentActorCriticPolicy)
+
+
+def actor_parameters(policy: ActorCriticPolicy) -> list[th.nn.Parameter]:
+    """The parameters the actor's action distribution depends on: every parameter outside the critic's modules
+    (CRITIC_MODULES), the log std included. A shared features extractor or shared LSTM counts as the actor's."""
+    return [p for name, p in policy.named_parameters()
+            if not any(name == m or name.startswith(m + ".") for m in CRITIC_MODULES)]
+
+
+class PolicyActor:
+    """A model's actions for a batch of robots behind frozen VecNormalize statistics, for PPO and RecurrentPPO alike.
+
+    `actor(obs)` maps raw observations (num_robots, obs_dim) to actions (num_robots, act_dim). It carries each
+    robot's LSTM state from call to call (a recurrent policy; others have none) and starts it anew for robots
+    that `ended` names: call it after every step with the robots whose episode ended (and were reset, or are no
+    longer counted). `model` is anything with SB3's predict(obs, state, episode_start, deterministic); `norm`
+    anything with normalize_obs (a VecNormalize, not updated here). The first call starts every robot anew.
+    """
+
+    def __init__(self, model, norm, deterministic: bool = True):
+        self.model, self.norm, self.deterministic = model, norm, deterministic
+        self.state: tuple[np.ndarray, ...] | None = None
+        """The LSTM state (hidden, cell), each (layers, num_robots, hidden); None for a policy without one."""
+        self.episode_start: np.ndarray | None = None
+        """(num_robots,) bool: robots whose next action starts an episode (a zero LSTM state)."""
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        n = len(obs)
+        if self.episode_start is None or len(self.episode_start) != n:  # a new batch: every robot starts
+            self.episode_start, self.state = np.ones(n, dtype=bool), None
+        action, self.state = self.model.predict(self.norm.normalize_obs(obs), state=self.state,
+                                                episode_start=self.episode_start, deterministic=self.deterministic)
+        self.episode_start = np.zeros(n, dtype=bool)
+        return action
+
+    def ended(self, done: np.ndarray) -> None:
+        """Robots `done` ((num_robots,) bool) start a new episode at the next call: their LSTM state restarts."""
+        if self.episode_start is not None:
+            self.episode_start |= np.asarray(done, dtype=bool)

@@ -35,6 +35,16 @@ FIXED = {
     "ppo.fixed_scales": "how the network's inputs were normalized",
     "ppo.log_std_init": "a setting that only applies when a network is created",
     "ppo.normalize_reward": "how the saved returns were normalized",
+    "ppo.algorithm": "the model's class and the network's shape",
+    "ppo.lstm_hidden": "the network's shape",
+    "ppo.lstm_layers": "the network's shape",
+    "ppo.shared_lstm": "the network's shape",
+    "ppo.critic_lstm": "the network's shape",
+    "finetune.bc_policy": "the policy the network started from",
+    "finetune.log_std": "a setting that only applies when a network is created",
+    "finetune.obs_statistics": "how the network's inputs are normalized",
+    "finetune.min_obs_std": "how the network's inputs are normalized",
+    "finetune.critic_warmup_rollouts": "where the critic warm-up ends (recorded in finetune.json)",
 }
 """Keys a resume cannot change, and why."""
 

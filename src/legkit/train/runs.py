@@ -4,10 +4,12 @@ Writing is legkit.train.checkpoints' (atomic, fsynced, checksummed); its names a
 
     runs/<name>-<timestamp>/
         config.yaml  meta.json  episodes.csv  eval.json
-        model.zip  vecnormalize.pkl          final policy (plain PPO.load / VecNormalize.load)
+        model.zip  vecnormalize.pkl          final policy (plain PPO.load, or RecurrentPPO.load when meta.json's
+                                             algorithm is recurrent_ppo; VecNormalize.load)
         checkpoints/step_000500000/{model.zip, vecnormalize.pkl, meta.json}
         best/{model.zip, vecnormalize.pkl, meta.json}   best by periodic evaluation (legkit.evaluate.best)
         tb/                                  TensorBoard
+        finetune.json                        a start from a cloned policy (finetune.*, legkit.imitate.start)
 """
 
 from __future__ import annotations
@@ -65,6 +67,20 @@ class Policy:
                 if layout:
                     return layout
         return None
+
+    @property
+    def algorithm(self) -> str:
+        """"ppo" or "recurrent_ppo": the class that loads the model (legkit.train.trainer.ALGORITHM_CLASSES), from
+        its meta.json, the run's, or the run's config.yaml; "ppo" for runs from before there was a choice."""
+        for meta in (self.folder / META, self.config.parent / META):
+            if meta.exists():
+                algorithm = json.loads(meta.read_text()).get("algorithm")
+                if algorithm:
+                    return str(algorithm)
+        if self.config.exists():
+            ppo = (yaml.safe_load(self.config.read_text()) or {}).get("ppo") or {}
+            return str(ppo.get("algorithm", "ppo"))
+        return "ppo"
 
 
 def resolve_run(spec: str) -> Path:

@@ -1,4 +1,9 @@
-"""Train (or resume) PPO on a legkit task; every output lands in the run folder."""
+"""Train (or resume) PPO or RecurrentPPO (ppo.algorithm) on a legkit task; every output lands in the run folder.
+
+A run may start from something other than a fresh network (a behaviour-cloned policy: finetune.bc_policy): the
+caller passes a ModelStart (legkit.imitate.start.FinetuneStart), which sits above train/ and so is handed in, as
+the clip renderer is.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,15 @@ import pickle
 import sys
 import time
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
+from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import configure_logger
 from stable_baselines3.common.vec_env import VecNormalize
@@ -39,15 +49,38 @@ ACTIVATION = {"elu": torch.nn.ELU, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 HISTORY = ("resumes", "restarts", "processes", "wandb_id", "tune")
 """meta.json entries that every later session of a run carries on (resumes; supervised restarts and processes;
 the id of its wandb run; the `legkit tune` trial it is)."""
+ALGORITHM_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "recurrent_ppo": RecurrentPPO}
+"""ppo.algorithm (and meta.json's `algorithm`) -> the class whose plain .load reads the run's model.zip."""
 
 
-def load_model(model_path: Path, env=None, **changes) -> PPO:
-    """PPO.load with a one-line LegkitError when the file is missing or corrupt; `changes` replace saved
-    settings (e.g. learning_rate) before SB3 sets the model up, so that they really apply."""
+class ModelStart(Protocol):
+    """How a new run's freshly built model starts (e.g. from a cloned policy), and what it adds to training."""
+
+    def apply(self, model: BaseAlgorithm, vecnorm: VecNormalize) -> None:
+        """Change the new model and its normalizer in place, before any step (not called on resume)."""
+
+    def callbacks(self, run: Path, model: BaseAlgorithm, resumed: bool) -> list[BaseCallback]:
+        """Callbacks for this session of the run (a new run's or a resume's)."""
+
+
+def load_model(model_path: Path, env=None, algorithm: str = "ppo", **changes) -> BaseAlgorithm:
+    """`PPO.load` (or RecurrentPPO.load for algorithm "recurrent_ppo") with a one-line LegkitError when the file is
+    missing or corrupt, or holds the other algorithm's model; `changes` replace saved settings (e.g. learning_rate)
+    before SB3 sets the model up, so that they really apply."""
+    cls = ALGORITHM_CLASSES.get(algorithm)
+    if cls is None:
+        raise LegkitError(f"unknown algorithm '{algorithm}' for '{model_path}'; valid: {', '.join(ALGORITHM_CLASSES)}")
     try:
-        return PPO.load(str(model_path), env=env, device="cpu", **changes)
+        model = cls.load(str(model_path), env=env, device="cpu", **changes)
     except Exception as exc:  # zipfile, pickle and torch all raise their own types
-        raise LegkitError(f"checkpoint '{model_path}' is corrupt or unreadable ({type(exc).__name__}: {exc})") from None
+        why = (str(exc).strip().splitlines() or [""])[0]  # one line: torch's messages run over several
+        raise LegkitError(f"checkpoint '{model_path}' is corrupt or unreadable ({type(exc).__name__}: {why})") from None
+    recurrent = algorithm == "recurrent_ppo"
+    if recurrent != isinstance(model.policy, RecurrentActorCriticPolicy):
+        raise LegkitError(f"'{model_path}' holds a {type(model.policy).__name__}, not the "
+                          f"{'LSTM' if recurrent else 'MLP'} policy of a {algorithm} model: its meta.json or "
+                          "config.yaml names the wrong algorithm")
+    return model
 
 
 def read_normalization(path: Path, obs_dim: int | None = None) -> VecNormalize:
@@ -93,10 +126,14 @@ def ppo_settings(cfg: Config) -> dict:
 def policy_choice(cfg: Config, obs_layout: list) -> tuple[str | type, dict]:
     """The SB3 policy and policy_kwargs for `cfg.ppo`: MlpPolicy, or with `ppo.actor_observations` (or a
     state estimator, or symmetry) an AsymmetricActorCriticPolicy whose actor reads those terms of
-    `obs_layout` ((name, start, size) list; all of them without actor_observations)."""
+    `obs_layout` ((name, start, size) list; all of them without actor_observations); for recurrent_ppo,
+    sb3-contrib's MlpLstmPolicy (LSTM, then net_arch)."""
     p = cfg.ppo
     kwargs = {"net_arch": {"pi": list(p.net_arch), "vf": list(p.net_arch)},
               "activation_fn": ACTIVATION[p.activation], "log_std_init": p.log_std_init}
+    if p.algorithm == "recurrent_ppo":
+        return "MlpLstmPolicy", {**kwargs, "lstm_hidden_size": p.lstm_hidden, "n_lstm_layers": p.lstm_layers,
+                                 "shared_lstm": p.shared_lstm, "enable_critic_lstm": p.critic_lstm}
     if not p.actor_observations and not p.symmetry:
         return "MlpPolicy", kwargs
     names = p.actor_observations or tuple(str(n) for n, _, _ in obs_layout)
@@ -121,10 +158,10 @@ def symmetry_kwargs(cfg: Config, obs_layout: list, actor_indices: list[int]) -> 
             "actions": [joint_index.tolist(), joint_sign.tolist()], "clip": CLIP_OBS}
 
 
-def _build_model(cfg: Config, env: VecNormalize) -> PPO:
+def _build_model(cfg: Config, env: VecNormalize) -> BaseAlgorithm:
     layout = env.unwrapped.batch.obs_layout  # LegkitVecEnv under the wrappers
     policy, policy_kwargs = policy_choice(cfg, layout)
-    model = PPO(
+    model = ALGORITHM_CLASSES[cfg.ppo.algorithm](
         policy, env, **ppo_settings(cfg), seed=cfg.run.seed, device="cpu", verbose=0,
         policy_kwargs=policy_kwargs, tensorboard_log=None,
     )
@@ -135,7 +172,7 @@ def _build_model(cfg: Config, env: VecNormalize) -> PPO:
 @holding_run  # one trainer per run folder (train/lock.py)
 def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar: bool = True,
           extra_callbacks: tuple = (), render_clip: ClipRenderer | None = None,
-          chunk_steps: int | None = None, wandb: WandbSettings | None = None) -> dict:
+          chunk_steps: int | None = None, wandb: WandbSettings | None = None, start: ModelStart | None = None) -> dict:
     """Train `cfg` in run folder `run` (continuing a checkpoint as `resume` plans); returns meta.
 
     `render_clip` renders the clips that `run.video_every` asks for (legkit.media.video.TrainingClips;
@@ -143,8 +180,14 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
     training stops at the first checkpoint `chunk_steps` or more steps from where it started (one chunk
     of supervised training, legkit.train.supervise): meta then has "finished": False and no final model
     is written. With `wandb`, every scalar and clip also goes to a wandb run (legkit.train.wandb_log).
+    `start` starts a new run's model as `finetune.bc_policy` asks (legkit.imitate.start.FinetuneStart) and adds
+    its callbacks to every session of the run.
     """
     r = cfg.run
+    if cfg.finetune.bc_policy is not None and start is None:
+        raise LegkitError(f"finetune.bc_policy = '{cfg.finetune.bc_policy}' asks for a start from a cloned policy but "
+                          "no model start was given: pass start=legkit.imitate.start.prepare(cfg) or set "
+                          "finetune.bc_policy=null")
     clips = bool(r.video_every) and r.video_every <= r.total_steps
     if clips:
         if render_clip is None:
@@ -173,6 +216,7 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         "actor_observations": list(cfg.ppo.actor_observations),  # [] = the actor reads every obs_layout term
         "estimated_observations": list(cfg.ppo.estimator),  # predicted inside the actor from its own inputs
         "symmetric_actor": cfg.ppo.symmetry,
+        "algorithm": cfg.ppo.algorithm,  # the class that loads model.zip: PPO or RecurrentPPO (ALGORITHM_CLASSES)
         **{key: old[key] for key in HISTORY if key in old}, "finished": False,
     }
     if board is not None:
@@ -185,7 +229,7 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
             if diff:
                 raise LegkitError(f"cannot resume '{run}': the observation layout changed, {diff}")
             vecnorm = load_normalization(latest / "vecnormalize.pkl", env)
-            model = load_model(latest / "model.zip", env=vecnorm, **ppo_settings(cfg))
+            model = load_model(latest / "model.zip", env=vecnorm, algorithm=cfg.ppo.algorithm, **ppo_settings(cfg))
         except LegkitError:
             env.close()
             torch.set_num_threads(threads_before)
@@ -217,6 +261,15 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         if cfg.ppo.fixed_scales:  # commands by their own scale, not by running statistics
             vecnorm.obs_rms = pinned_statistics(env.batch.obs_layout, cfg.task, cfg.ppo.fixed_scales)
         model = _build_model(cfg, vecnorm)
+        if start is not None:
+            try:
+                start.apply(model, vecnorm)
+            except LegkitError:
+                env.close()
+                torch.set_num_threads(threads_before)
+                if board is not None:
+                    board.finish(failed=True)
+                raise
         wall_before = 0.0
     meta["started"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_json(run / "meta.json", {**_read_meta(run), **meta})
@@ -255,6 +308,8 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         callbacks.append(LinearSchedule("ent_coef", cfg.ppo.ent_coef, cfg.ppo.ent_coef_final, r.total_steps))
     remaining = r.total_steps - model.num_timesteps
     try:
+        if start is not None:  # inside the try: a start that fails here still closes the env
+            callbacks += start.callbacks(run, model, resume is not None)
         if remaining > 0:
             try:
                 with mujoco_warnings_to(run / "mujoco.log"):

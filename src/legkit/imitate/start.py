@@ -1,0 +1,273 @@
+"""The start of fine-tuning: a training run whose model begins as a behaviour-cloned policy (the finetune.* keys).
+
+`prepare(cfg)` reads the cloned policy (and the demonstrations) and checks that they fit the run's task and model
+settings, before a run folder exists; the FinetuneStart it returns is what legkit.train.trainer.train takes as
+`start` (a ModelStart; train/ cannot import this room above it). For a new run, `apply` copies the cloned actor
+into the freshly built PPO / RecurrentPPO model (legkit.imitate.warmstart), sets the action log std low,
+gives VecNormalize the clone's observation statistics, and measures the clone's mean return as loaded:
+`eval_episodes` deterministic episodes and as many with sampled actions, the evaluation rollout of `legkit eval`
+without the task's pushes. Its callbacks then, in every session of the run:
+
+    FinetuneRecord   logs that return at the start, measures it again right after the critic warm-up;
+                     TensorBoard finetune/return_start, finetune/return_after_warmup (and *_sampled),
+                     RUN/finetune.json
+    CriticWarmup     (legkit.train.callbacks) the first critic_warmup_rollouts updates fit only the critic
+    BCCallback       with finetune.demos: the decaying BC regularizer, from the first update after the warm-up
+
+RUN/finetune.json also fixes, for resumes, the steps where the warm-up ends and the BC decay starts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecNormalize
+
+from legkit import LegkitError
+from legkit.envs.core import LeggedBatch
+from legkit.evaluate.metrics import compute_metrics
+from legkit.evaluate.rollout import rollout_model
+from legkit.imitate.bc import BCPolicy, load_bc
+from legkit.imitate.demos import Demos, load_demos
+from legkit.imitate.finetune import BCCallback, BCRegularizer
+from legkit.imitate.normalizer import set_obs_statistics
+from legkit.imitate.warmstart import load_into_ppo, load_into_recurrent_ppo
+from legkit.tasks.config import undisturbed
+from legkit.tasks.observations import layout_difference
+from legkit.train.callbacks import CriticWarmup
+from legkit.train.config import Config
+from legkit.train.normalization import FlooredRunningMeanStd, frozen_statistics
+from legkit.train.runs import write_json
+
+FINETUNE_JSON = "finetune.json"
+KIND_OF = {"ppo": "mlp", "recurrent_ppo": "lstm"}
+"""ppo.algorithm -> the kind of cloned actor (BCArch.kind) that fits its policy."""
+MEASURED = ("mean_return", "survival_rate", "mean_forward_velocity")
+"""Metrics of each return measurement kept in finetune.json."""
+
+
+def _task_shape(cfg: Config) -> tuple[list, int]:
+    """The task's observation layout ((name, start, size) list) and action size."""
+    batch = LeggedBatch(cfg.task, 1, nthread=1)
+    try:
+        return [(str(n), int(s), int(k)) for n, s, k in batch.obs_layout], int(batch.action_dim)
+    finally:
+        batch.close()
+
+
+def check_fit(bc: BCPolicy, cfg: Config, layout: list, act_dim: int, source: str) -> None:
+    """Raise one LegkitError naming every setting of `cfg` (and the task's observations or actions) that the cloned
+    policy `bc` (read from `source`) does not fit."""
+    a, p = bc.arch, cfg.ppo
+    wrong = []
+    if KIND_OF[p.algorithm] != a.kind:
+        need = next(alg for alg, kind in KIND_OF.items() if kind == a.kind)
+        wrong.append(f"it is an {a.kind.upper()} actor: ppo.algorithm must be {need}, not {p.algorithm}")
+    if tuple(p.net_arch) != tuple(a.net_arch):
+        wrong.append(f"ppo.net_arch must be {list(a.net_arch)} (its layers), not {list(p.net_arch)}")
+    if p.activation != a.activation:
+        wrong.append(f"ppo.activation must be {a.activation}, not {p.activation}")
+    if a.kind == "lstm":
+        if p.lstm_hidden != a.lstm_hidden:
+            wrong.append(f"ppo.lstm_hidden must be {a.lstm_hidden}, not {p.lstm_hidden}")
+        if p.lstm_layers != a.lstm_layers:
+            wrong.append(f"ppo.lstm_layers must be {a.lstm_layers}, not {p.lstm_layers}")
+    obs_dim = sum(k for _, _, k in layout)
+    diff = layout_difference(bc.meta.get("obs_layout") or [], layout) if bc.meta.get("obs_layout") else None
+    if a.obs_dim != obs_dim:
+        wrong.append(f"it takes {a.obs_dim} observation values, task {cfg.task_name} gives {obs_dim}"
+                     + (f" ({diff})" if diff else ""))
+    elif diff:
+        wrong.append(f"its observations differ from task {cfg.task_name}'s: {diff}")
+    if a.act_dim != act_dim:
+        wrong.append(f"it gives {a.act_dim} actions, task {cfg.task_name} takes {act_dim}")
+    if wrong:
+        raise LegkitError(f"finetune.bc_policy '{source}' does not fit the run: {'; '.join(wrong)}")
+
+
+def check_demos(demos: Demos, cfg: Config, layout: list, act_dim: int, source: str) -> None:
+    """Raise a LegkitError when the demonstrations' observations or actions are not the task's."""
+    diff = layout_difference(demos.meta["obs_layout"], layout)
+    obs_dim = sum(k for _, _, k in layout)
+    if demos.obs_dim != obs_dim or diff:
+        raise LegkitError(f"finetune.demos '{source}' has {demos.obs_dim} observation values, task {cfg.task_name} "
+                          f"gives {obs_dim}" + (f": {diff}" if diff else ""))
+    if demos.act_dim != act_dim:
+        raise LegkitError(f"finetune.demos '{source}' has {demos.act_dim} actions, task {cfg.task_name} takes "
+                          f"{act_dim}")
+
+
+def prepare(cfg: Config, resumed: bool = False) -> FinetuneStart | None:
+    """The start that `cfg.finetune` asks for (None without finetune.bc_policy), its files read and checked against
+    the task and the model settings: a one-line LegkitError names what is missing or does not fit. A resume (the
+    model exists) reads only the demonstrations."""
+    f = cfg.finetune
+    if f.bc_policy is None:
+        return None
+    layout, act_dim = _task_shape(cfg)
+    bc = None
+    if not resumed:
+        bc = _read(load_bc, f.bc_policy, "finetune.bc_policy")
+        check_fit(bc, cfg, layout, act_dim, f.bc_policy)
+    demos = None
+    if f.demos is not None:
+        demos = _read(load_demos, f.demos, "finetune.demos")
+        check_demos(demos, cfg, layout, act_dim, f.demos)
+    return FinetuneStart(cfg, bc, demos)
+
+
+def _read(load, path: str, key: str):
+    """`load(path)`, its LegkitError prefixed with the config key that named the file."""
+    try:
+        return load(Path(path))
+    except LegkitError as exc:
+        raise LegkitError(f"{key}: {exc}") from None
+
+
+def measure_return(model: BaseAlgorithm, vecnorm: VecNormalize, cfg: Config, episodes: int, seed: int) -> dict:
+    """The policy's mean return (and survival, forward speed) over `episodes` robots of the task without its pushes,
+    with deterministic and with sampled actions (torch's generator seeded with `seed` and restored)."""
+    calm = replace(cfg, task=undisturbed(cfg.task))
+    out: dict = {"episodes": episodes, "seed": seed}
+    for key, deterministic in (("deterministic", True), ("sampled", False)):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            m = compute_metrics(rollout_model(model, vecnorm, episodes, calm, seed=seed, deterministic=deterministic))
+        out[key] = {k: m[k] for k in MEASURED}
+    return out
+
+
+class FinetuneStart:
+    """A legkit.train.trainer.ModelStart: a new run's model begins as the cloned policy `bc` (see the module
+    docstring); `demos` (or None) feed the BC regularizer."""
+
+    def __init__(self, cfg: Config, bc: BCPolicy | None, demos: Demos | None):
+        self.cfg, self.bc, self.demos = cfg, bc, demos
+        self.start_return: dict | None = None
+        """The return measured by `apply` (None before, or with finetune.eval_episodes = 0)."""
+
+    def apply(self, model: BaseAlgorithm, vecnorm: VecNormalize) -> None:
+        """Copy the cloned actor into `model`, set its log std, give `vecnorm` the clone's statistics, and measure
+        the return: here, before training resets the envs (with obs_statistics=running that reset already moves
+        the statistics), so that it is the clone's exactly as loaded."""
+        if self.bc is None:
+            raise LegkitError("this fine-tuning start was prepared for a resume: it has no cloned policy to load")
+        f = self.cfg.finetune
+        load = load_into_recurrent_ppo if self.cfg.ppo.algorithm == "recurrent_ppo" else load_into_ppo
+        load(self.bc, model, log_std=f.log_std)
+        n = set_obs_statistics(vecnorm, self.bc.normalizer).obs_rms  # checks size, clip and epsilon
+        if f.obs_statistics == "frozen":
+            vecnorm.obs_rms = frozen_statistics(n.mean, n.var, n.count)
+        else:
+            vecnorm.obs_rms = FlooredRunningMeanStd(n.mean, n.var, n.count, f.min_obs_std ** 2)
+        if f.eval_episodes:
+            self.start_return = {"step": 0, **measure_return(model, vecnorm, self.cfg, f.eval_episodes,
+                                                             self.cfg.run.seed)}
+
+    def callbacks(self, run: Path, model: BaseAlgorithm, resumed: bool) -> list[BaseCallback]:
+        """FinetuneRecord, CriticWarmup and (with demos) BCCallback, in that order."""
+        f, r = self.cfg.finetune, self.cfg.run
+        rollout = self.cfg.ppo.n_steps * r.num_envs
+        saved = _read_record(run) if resumed else {}
+        if resumed and not saved:
+            raise LegkitError(f"cannot resume '{run}' as a fine-tuning run: it has no {FINETUNE_JSON} (it records "
+                              "where the critic warm-up ends)")
+        until = int(saved["critic_warmup"]["until_step"]) if saved else f.critic_warmup_rollouts * rollout
+        record = FinetuneRecord(self.cfg, run, self.bc, until, saved)
+        if not resumed and self.start_return is not None:
+            record.record["return_start"] = self.start_return
+        warmup = CriticWarmup(until, on_end=record.after_warmup)
+        record.warmup = warmup
+        out: list[BaseCallback] = [record, warmup]
+        if self.demos is not None:
+            # BC steps follow PPO updates from the first one after the warm-up (its rollout ends at until + rollout)
+            start = int(saved.get("bc_regularizer", {}).get("start_step", until + rollout))
+            reg = BCRegularizer(self.demos, coef=f.bc_coef, decay_steps=f.bc_decay_steps, steps=f.bc_steps,
+                                batch_size=f.bc_batch_size, lr=f.bc_learning_rate, seq_len=f.bc_seq_len,
+                                start_step=start, seed=r.seed)
+            record.bc_start = start
+            out.append(BCCallback(reg))
+        return out
+
+
+def _read_record(run: Path) -> dict:
+    path = run / FINETUNE_JSON
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+class FinetuneRecord(BaseCallback):
+    """Measure the clone's return at the start (a new run) and after the critic warm-up; keep RUN/finetune.json."""
+
+    def __init__(self, cfg: Config, run: Path, bc: BCPolicy | None, until: int, saved: dict):
+        super().__init__()
+        self.cfg, self.run, self.until = cfg, run, until
+        self.warmup: CriticWarmup | None = None
+        self.bc_start: int | None = None
+        f = cfg.finetune
+        info = {k: v for k, v in (bc.info if bc else {}).items() if k in ("epoch", "train_loss", "val_loss")}
+        self.record = saved or {
+            "bc_policy": {"path": str(Path(f.bc_policy).resolve()), "arch": {**vars(bc.arch), "net_arch":
+                          list(bc.arch.net_arch)}, "info": info} if bc else {"path": f.bc_policy},
+            "algorithm": cfg.ppo.algorithm, "log_std": f.log_std, "obs_statistics": f.obs_statistics,
+            "critic_warmup": {"rollouts": f.critic_warmup_rollouts, "until_step": until, "value_loss": [],
+                              "train_episodes": 0, "train_mean_return": None, "finished": until == 0},
+        }
+        w = self.record["critic_warmup"]
+        self._prior = (list(w["value_loss"]), int(w["train_episodes"]), w["train_mean_return"] or 0.0)
+        """What earlier sessions of the run recorded of the warm-up: value losses, training episodes and their mean."""
+
+    def _measure(self, name: str) -> None:
+        f = self.cfg.finetune
+        if not f.eval_episodes:
+            return
+        result = measure_return(self.model, self.model.get_vec_normalize_env(), self.cfg, f.eval_episodes,
+                                self.cfg.run.seed)
+        self.record[name] = {"step": self.num_timesteps, **result}
+        self._log(name)
+
+    def _log(self, name: str) -> None:
+        """TensorBoard finetune/<name> (deterministic) and finetune/<name>_sampled, and a line on the console."""
+        result, f = self.record[name], self.cfg.finetune
+        self.logger.record(f"finetune/{name}", result["deterministic"]["mean_return"])
+        self.logger.record(f"finetune/{name}_sampled", result["sampled"]["mean_return"])
+        self.logger.dump(self.num_timesteps)
+        print(f"fine-tuning: mean return {name.replace('_', ' ')} {result['deterministic']['mean_return']:.2f} "
+              f"deterministic, {result['sampled']['mean_return']:.2f} sampled ({f.eval_episodes} episodes)")
+
+    def _save(self) -> None:
+        if self.warmup is not None:
+            w = self.record["critic_warmup"]
+            losses, n, mean = self._prior
+            new = self.warmup.episode_returns
+            w["value_loss"] = losses + [[s, v] for s, v in self.warmup.value_losses]
+            w["train_episodes"] = n + len(new)
+            w["train_mean_return"] = (n * mean + sum(new)) / (n + len(new)) if n + len(new) else None
+            w["finished"] = w["finished"] or self.warmup.ended
+        if self.bc_start is not None:
+            f = self.cfg.finetune
+            self.record["bc_regularizer"] = {"demos": str(Path(f.demos).resolve()), "start_step": self.bc_start,
+                                             "coef": f.bc_coef, "decay_steps": f.bc_decay_steps}
+        write_json(self.run / FINETUNE_JSON, self.record)
+
+    def _on_training_start(self) -> None:
+        if "return_start" in self.record and self.num_timesteps == 0:  # measured by FinetuneStart.apply, logged here
+            self._log("return_start")
+        elif 0 < self.until == self.num_timesteps and "return_after_warmup" not in self.record:
+            self._measure("return_after_warmup")  # a session that ended right after the warm-up, before measuring
+        self._save()
+
+    def after_warmup(self) -> None:
+        """CriticWarmup's on_end: right after the last warm-up update, before any update of the actor."""
+        self._measure("return_after_warmup")
+        self._save()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        self._save()

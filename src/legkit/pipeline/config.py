@@ -1,0 +1,241 @@
+"""The pipeline's configuration: one dataclass per stage, addressed on the command line as `--set STAGE.KEY=VALUE`.
+
+The fine-tuning is `legkit train`, and more of its settings pass through: `--set finetune.ppo.learning_rate=1e-4`
+(any `task.`, `ppo.` or `run.` key under `finetune.`) becomes `--set ppo.learning_rate=1e-4`, and the keys of its
+start from the cloned policy (`--set finetune.bc_coef=0.5`) become `--set finetune.bc_coef=0.5`. What ties the
+fine-tuning to the cloned policy (its file, the demonstrations, the network's shape) is the pipeline's own:
+`finetune_sets`. Every key and value is checked before a stage runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from legkit import LegkitError
+from legkit.config import apply_sets, from_dict, parse_set, to_dict
+from legkit.imitate.bc import DEFAULT_NET_ARCH, KINDS
+from legkit.imitate.collect import PIDOG_BEHAVIOURS
+from legkit.train.config import FinetuneConfig, build_config
+
+STAGES = ("collect", "imitate", "finetune", "package")
+"""The stages, in the order they run; each reads what the ones before it wrote."""
+FOLDERS = {"collect": "collect", "imitate": "imitate", "finetune": "finetune", "package": "final_model"}
+"""Each stage's outputs: EXPERIMENT/FOLDER/."""
+TASK = "pidog-run"
+"""The task every stage runs in: demonstrations, cloning, fine-tuning and export share its observations."""
+TRAIN_SECTIONS = ("task", "ppo", "run")
+"""`finetune.<section>.KEY` goes to `legkit train --set <section>.KEY`."""
+CLONE_KEYS = ("finetune.bc_policy", "finetune.demos", "ppo.algorithm", "ppo.net_arch", "ppo.activation",
+              "ppo.lstm_hidden", "ppo.lstm_layers")
+"""legkit train keys the pipeline sets from the cloned policy (finetune_sets): not to be given."""
+START_KEYS = tuple(f.name for f in fields(FinetuneConfig) if f"finetune.{f.name}" not in CLONE_KEYS)
+"""legkit train's finetune.* keys (the start from the cloned policy) that `--set finetune.KEY` passes on."""
+
+
+@dataclass(frozen=True)
+class CollectSettings:
+    """Scripted-gait demonstrations (legkit.imitate.collect)."""
+
+    behaviours: tuple[str, ...] = tuple(PIDOG_BEHAVIOURS)
+    """Behaviours demonstrated, each a scripted gait (walk_forward, walk_backward, trot_forward, turn_left,
+    turn_right, stand, sit)."""
+    seconds_per_behaviour: float = 120.0
+    """Demonstrated time per behaviour (s): the seed's 2 minutes each."""
+    episode_seconds: float = 10.0
+    """Length of one demonstration episode (s)."""
+    joint_pos_noise: float = 0.01
+    """Gaussian noise std on the recorded joint positions (rad)."""
+    joint_vel_noise: float = 0.1
+    """Gaussian noise std on the recorded joint velocities (rad/s)."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ImitateSettings:
+    """Behaviour cloning (legkit.imitate.bc) and its closed-loop check on every demonstrated behaviour."""
+
+    kind: str = "lstm"
+    """lstm (the seed's LSTM(64) -> Dense(32)) or mlp."""
+    epochs: int = 200
+    """At most this many passes over the training episodes."""
+    patience: int = 20
+    """Stop after this many epochs without a lower validation loss (0: never)."""
+    batch_size: int = 1024
+    lr: float = 1e-3
+    seq_len: int = 32
+    """LSTM: steps of truncated backpropagation through time."""
+    val_fraction: float = 0.2
+    """Share of each behaviour's episodes held out for validation (whole episodes)."""
+    lstm_hidden: int = 64
+    seed: int = 0
+    eval_robots: int = 8
+    """Robots per behaviour in the closed-loop evaluation (0: none)."""
+    eval_seconds: float = 10.0
+    """Length of each closed-loop episode (s)."""
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """PPO on pidog-run started from the cloned policy (`legkit train pidog-run`)."""
+
+    steps: int = 2_000_000
+    """Environment steps (RecurrentPPO on pidog-run with one torch thread: about 2,500 steps/s on 2 cores)."""
+    envs: int = 256
+    """Robots simulated together."""
+    checkpoint_every: int = 200_000
+    """Steps between checkpoints: how much a killed fine-tuning loses."""
+    best_every: int = 500_000
+    """Steps between evaluations that keep the best model (0: none)."""
+    final_eval_episodes: int = 10
+    """Episodes of the evaluation at the end of training (eval.json)."""
+    train: tuple[str, ...] = ()
+    """Further `legkit train --set` strings, given as finetune.ppo.KEY=VALUE (or task./run.) and finetune.KEY
+    for legkit train's finetune.KEY (e.g. bc_coef)."""
+
+
+@dataclass(frozen=True)
+class PackageSettings:
+    """The final_model/ folder (legkit.export)."""
+
+    checkpoint: str = "final"
+    """Which policy of the fine-tuning to package: final, or best (by periodic evaluation)."""
+    parity_samples: int = 10_000
+    """Observations on which the exported graphs are checked against the trained model."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    collect: CollectSettings = field(default_factory=CollectSettings)
+    imitate: ImitateSettings = field(default_factory=ImitateSettings)
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    package: PackageSettings = field(default_factory=PackageSettings)
+
+
+SETTINGS = {"collect": CollectSettings, "imitate": ImitateSettings, "finetune": FinetuneSettings,
+            "package": PackageSettings}
+
+
+def keys(stage: str) -> list[str]:
+    """The --set keys of `stage`, without the stage's name."""
+    names = [f.name for f in fields(SETTINGS[stage]) if f.name != "train"]
+    return names + ([*START_KEYS, *(f"{s}.KEY" for s in TRAIN_SECTIONS)] if stage == "finetune" else [])
+
+
+def resolve(base: dict | None, sets: list[str]) -> PipelineConfig:
+    """`base` (a saved config tree; None: the defaults) with `sets` applied, checked; a LegkitError names
+    what is wrong and what is valid."""
+    tree = copy.deepcopy(to_dict(PipelineConfig()) if base is None else base)
+    plain, train = [], dict(_split(s) for s in tree.get("finetune", {}).get("train", []) or [])
+    for item in sets:
+        parts, _ = parse_set(item)
+        stage, key = parts[0], ".".join(parts[1:])
+        if stage not in STAGES:
+            raise LegkitError(f"unknown --set key '{'.'.join(parts)}': a key starts with its stage, one of "
+                              f"{', '.join(STAGES)} (e.g. imitate.epochs=100)")
+        if stage == "finetune" and (len(parts) > 2 and parts[1] in TRAIN_SECTIONS or key in START_KEYS):
+            key = key if len(parts) > 2 else f"finetune.{key}"  # legkit train's own finetune section
+            if key in CLONE_KEYS:
+                raise LegkitError(f"--set finetune.{'.'.join(parts[1:])}: the pipeline sets {key} from the cloned "
+                                  "policy (imitate.kind, imitate.lstm_hidden); change those instead")
+            train[key] = _split(item)[1]
+        elif len(parts) != 2 or parts[1] not in keys(stage):
+            raise LegkitError(f"unknown --set key '{'.'.join(parts)}'; valid keys of {stage}: "
+                              f"{', '.join(f'{stage}.{k}' for k in keys(stage))}")
+        else:
+            plain.append(item)
+    tree = apply_sets(tree, plain)
+    tree["finetune"]["train"] = [f"{k}={v}" for k, v in train.items()]
+    cfg = from_dict(PipelineConfig, tree)
+    check(cfg)
+    return cfg
+
+
+def _split(item: str) -> tuple[str, str]:
+    """'key=value' -> ('key', 'value')."""
+    key, value = str(item).split("=", 1)
+    return key.strip(), value
+
+
+def check(cfg: PipelineConfig) -> None:
+    """Ranges and names that a type cannot express; the legkit train keys of the fine-tuning too."""
+    c, i, f, p = cfg.collect, cfg.imitate, cfg.finetune, cfg.package
+    unknown = [b for b in c.behaviours if b not in PIDOG_BEHAVIOURS]
+    checks = [
+        (bool(c.behaviours) and not unknown and len(set(c.behaviours)) == len(c.behaviours), "collect.behaviours",
+         list(c.behaviours), f"a list of distinct behaviours from {', '.join(PIDOG_BEHAVIOURS)}"),
+        (c.episode_seconds > 0, "collect.episode_seconds", c.episode_seconds, "> 0 (s)"),
+        (c.seconds_per_behaviour >= c.episode_seconds, "collect.seconds_per_behaviour", c.seconds_per_behaviour,
+         f">= collect.episode_seconds = {c.episode_seconds:g} (s)"),
+        (c.joint_pos_noise >= 0, "collect.joint_pos_noise", c.joint_pos_noise, ">= 0 (rad)"),
+        (c.joint_vel_noise >= 0, "collect.joint_vel_noise", c.joint_vel_noise, ">= 0 (rad/s)"),
+        (i.kind in KINDS, "imitate.kind", i.kind, f"one of {', '.join(KINDS)}"),
+        (i.epochs >= 1, "imitate.epochs", i.epochs, ">= 1"),
+        (i.patience >= 0, "imitate.patience", i.patience, ">= 0 (0: no early stopping)"),
+        (i.batch_size >= 1, "imitate.batch_size", i.batch_size, ">= 1"),
+        (i.lr > 0, "imitate.lr", i.lr, "> 0"),
+        (i.seq_len >= 1, "imitate.seq_len", i.seq_len, ">= 1"),
+        (0 < i.val_fraction < 1, "imitate.val_fraction", i.val_fraction, "in (0, 1)"),
+        (i.lstm_hidden >= 1, "imitate.lstm_hidden", i.lstm_hidden, ">= 1"),
+        (i.eval_robots >= 0, "imitate.eval_robots", i.eval_robots, ">= 0 (0: no closed-loop evaluation)"),
+        (i.eval_seconds > 0, "imitate.eval_seconds", i.eval_seconds, "> 0 (s)"),
+        (f.steps >= 1, "finetune.steps", f.steps, ">= 1"),
+        (f.envs >= 1, "finetune.envs", f.envs, ">= 1"),
+        (f.checkpoint_every >= 1, "finetune.checkpoint_every", f.checkpoint_every,
+         ">= 1 (a killed fine-tuning resumes from its last checkpoint)"),
+        (f.best_every >= 0, "finetune.best_every", f.best_every, ">= 0 (0: no best model)"),
+        (f.final_eval_episodes >= 0, "finetune.final_eval_episodes", f.final_eval_episodes, ">= 0"),
+        (p.checkpoint in ("final", "best"), "package.checkpoint", p.checkpoint, "final or best"),
+        (p.checkpoint != "best" or f.best_every > 0, "package.checkpoint", p.checkpoint,
+         "final when finetune.best_every = 0 (no best model is kept)"),
+        (p.parity_samples >= 1, "package.parity_samples", p.parity_samples, ">= 1"),
+    ]
+    for ok, key, value, valid in checks:
+        if not ok:
+            raise LegkitError(f"invalid {key} = {value!r}: must be {valid}")
+    try:  # the run the fine-tuning will start, checked now (the cloned policy's files do not exist yet)
+        build_config(TASK, sets=[*finetune_sets(Path("imitate/best.pt"), Path("collect/demos.npz"), cfg.imitate),
+                                 *train_sets(cfg)])
+    except LegkitError as exc:
+        raise LegkitError(f"finetune: {exc}") from None
+
+
+def train_sets(cfg: PipelineConfig) -> list[str]:
+    """The `legkit train --set` strings of the fine-tuning, its start from the cloned policy apart."""
+    f = cfg.finetune
+    return [f"run.total_steps={f.steps}", f"run.num_envs={f.envs}", f"run.checkpoint_every={f.checkpoint_every}",
+            f"run.best_every={f.best_every}", f"run.eval_episodes={f.final_eval_episodes}", "run.video_every=0",
+            f"finetune.bc_decay_steps={f.steps}",  # the BC term fades out over the fine-tuning (unless set below)
+            # one torch thread for the updates: a small LSTM's updates ran 7x slower on two threads beside the
+            # physics of another process on a 2-core machine (measured); finetune.run.torch_threads=0 for all cores
+            "run.torch_threads=1", *f.train]
+
+
+def finetune_sets(bc_path: Path, demos_path: Path, imitate: ImitateSettings) -> list[str]:
+    """The `legkit train --set` strings that start the fine-tuning from the cloned policy `bc_path` (the best.pt
+    that the imitate stage trains with `imitate`) with the decaying behaviour-cloning term on `demos_path`: an LSTM
+    clone goes into RecurrentPPO, an MLP clone into PPO, and the network takes the clone's shape (as train_bc
+    builds it: DEFAULT_NET_ARCH of its kind, elu, one LSTM layer). The one place these keys are written."""
+    lstm = imitate.kind == "lstm"
+    sets = [f"finetune.bc_policy={json.dumps(str(bc_path))}", f"finetune.demos={json.dumps(str(demos_path))}",
+            f"ppo.algorithm={'recurrent_ppo' if lstm else 'ppo'}",
+            f"ppo.net_arch={list(DEFAULT_NET_ARCH[imitate.kind])}", "ppo.activation=elu"]
+    return sets + ([f"ppo.lstm_hidden={imitate.lstm_hidden}", "ppo.lstm_layers=1"] if lstm else [])
+
+
+def stage_config(cfg: PipelineConfig, stage: str) -> dict:
+    """The part of `cfg` that stage `stage` runs with (compared on a rerun)."""
+    return to_dict(getattr(cfg, stage))
+
+
+def differences(old: dict, new: dict, prefix: str) -> list[str]:
+    """`prefix.key: old -> new` for every setting that differs between two stage configs."""
+    keys = sorted(set(old) | set(new))
+    return [f"{prefix}.{k}: {_show(old.get(k))} -> {_show(new.get(k))}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is None else str(value)

@@ -1,0 +1,84 @@
+"""Collisions in evaluation metrics: contact onsets on hand-made sequences, and a real PiDog walked into a wall."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from legkit.cli import main
+from legkit.evaluate.metrics import compute_metrics, contact_onsets, format_table
+from legkit.evaluate.rollout import Trace, rollout_model
+from legkit.evaluate.scripted import Unnormalized, ZeroResidual, gait_config, scene_config
+
+
+def _trace(contact: np.ndarray | None, alive: np.ndarray) -> Trace:
+    """A trace of standing robots with the given (steps, episodes) contact and alive flags."""
+    T, n = alive.shape
+    z = np.zeros((T, n))
+    return Trace(alive=alive, vel=np.zeros((T, n, 3)), command=np.zeros((T, n, 3)), height=z + 0.1, action_abs=z,
+                 power=z, reward=z, terminated=np.zeros(n, dtype=bool), length=alive.sum(axis=0), dt=0.02,
+                 max_steps=T, obstacle_contact=contact)
+
+
+def test_onsets_count_where_contact_starts_within_the_episode():
+    c = np.array([[0, 1, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1], [0, 0, 1]], dtype=bool)
+    alive = np.ones_like(c)
+    # episode 0: starts at steps 1 and 4; episode 1: at step 0 (contact from the first step counts) and 3;
+    # episode 2: at step 0 and 2
+    np.testing.assert_array_equal(contact_onsets(c, alive), [2, 2, 2])
+    alive[4:, 0] = False  # episode 0 ended at step 3: its contact at step 4 is not its own
+    alive[3:, 1] = False
+    np.testing.assert_array_equal(contact_onsets(c, alive), [1, 1, 2])
+
+
+def test_metrics_report_collisions_per_episode_and_time_share_only_with_an_arena():
+    c = np.array([[0, 1], [1, 1], [1, 0], [0, 1]], dtype=bool)
+    alive = np.ones_like(c)
+    alive[3, 0] = False
+    m = compute_metrics(_trace(c, alive))
+    assert m["collisions_per_episode"] == 1.5  # one in episode 0, two in episode 1
+    assert m["collision_time_share"] == 5 / 7  # alive steps in contact over alive steps
+    rows = {line.rsplit("  ", 1)[0].strip(): line.rsplit(" ", 1)[1] for line in format_table(m).splitlines()}
+    assert rows["collisions per episode"] == "1.50" and rows["time in contact with obstacles"] == "71.4%"
+    plain = compute_metrics(_trace(None, alive))
+    assert "collisions_per_episode" not in plain and "collision_time_share" not in plain
+    assert "collisions" not in format_table(plain)
+
+
+ONE_POST = ["task.arena.boxes=1", "task.arena.low=0", "task.arena.narrow=0", "task.arena.box_side=[0.01,0.01]",
+            "task.arena.box_height=[0.01,0.01]", "task.arena.spacing=0", "task.episode_seconds=6",
+            "task.reset.yaw_range=0"]
+"""A PiDog arena with one 1 cm cube and the walls, heading +x for 6 s."""
+
+
+def _trot(sets: list[str]) -> Trace:
+    cfg = gait_config("pidog", "trot", scene_config("pidog-run"), sets)
+    return rollout_model(ZeroResidual.for_task(cfg.task), Unnormalized(), 2, cfg, seed=0)
+
+
+def test_a_trotting_pidog_collides_with_a_near_wall_and_not_in_open_ground():
+    # Arena walls 0.35 m ahead: the scripted trot (about 0.07 m/s) reaches them within the episode.
+    near = _trot([*ONE_POST, "task.arena.size=0.7", "task.arena.clear_radius=0.25"])
+    assert near.obstacle_contact.shape == near.alive.shape
+    first = np.argmax(near.obstacle_contact, axis=0)
+    assert near.obstacle_contact.any(axis=0).all() and (first > 25).all()  # after walking there, not at the start
+    m = compute_metrics(near)
+    assert m["collisions_per_episode"] >= 1 and 0 < m["collision_time_share"] < 1
+    # The same robot and seed in a 4 m arena, the cube at least 1.5 m away: no contact at all.
+    far = compute_metrics(_trot([*ONE_POST, "task.arena.size=4.0", "task.arena.clear_radius=1.5"]))
+    assert far["collisions_per_episode"] == 0 and far["collision_time_share"] == 0
+    assert far["mean_forward_velocity"] > 0.03  # it did walk
+
+
+def test_gait_command_reports_collisions_and_flat_ground_has_none(tmp_path, capsys):
+    out = tmp_path / "gait.json"
+    sets = [a for s in [*ONE_POST, "task.arena.size=0.7", "task.arena.clear_radius=0.25"] for a in ("--set", s)]
+    assert main(["gait", "pidog", "--gait", "trot", "--episodes", "2", *sets, "--json", str(out)]) == 0
+    assert "collisions per episode" in capsys.readouterr().out
+    assert json.loads(out.read_text())["metrics"]["collisions_per_episode"] >= 1
+    flat = tmp_path / "flat.json"
+    assert main(["gait", "pidog", "--gait", "trot", "--episodes", "1", "--set", "task.arena.enabled=false",
+                 "--set", "task.episode_seconds=1", "--json", str(flat)]) == 0
+    assert "collisions per episode" not in capsys.readouterr().out
+    assert "collisions_per_episode" not in json.loads(flat.read_text())["metrics"]

@@ -1,0 +1,311 @@
+"""`legkit pipeline pidog`: the four stages into one experiment folder, reruns, --only/--from, bad input, and a
+kill -9 in the middle of a stage that the next run resumes. Real MuJoCo and SB3, tiny settings."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import LEGKIT, snapshot
+
+from legkit.cli import main
+
+TINY = [f"--set={s}" for s in (
+    "collect.behaviours=[trot_forward,stand]", "collect.seconds_per_behaviour=2", "collect.episode_seconds=1",
+    "imitate.epochs=3", "imitate.eval_robots=2", "imitate.eval_seconds=1",
+    "finetune.steps=2048", "finetune.envs=16", "finetune.checkpoint_every=1024", "finetune.best_every=0",
+    "finetune.final_eval_episodes=1", "finetune.eval_episodes=1", "finetune.ppo.n_steps=64",
+    "finetune.ppo.batch_size=256",
+    "finetune.task.episode_seconds=2", "package.parity_samples=200")]
+STAGE_FOLDERS = ("collect", "imitate", "finetune", "final_model")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def pipeline(runs: Path, name: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LEGKIT), "pipeline", "pidog", "--name", name, "--runs", str(runs), *args],
+                          env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def record(folder: Path) -> dict:
+    return json.loads((folder / "pipeline.json").read_text())
+
+
+def copy_experiment(src: Path, runs: Path) -> Path:
+    dest = runs / "pipeline" / src.name
+    shutil.copytree(src, dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory) -> Path:
+    """One whole tiny pipeline; tests that change it work on a copy."""
+    runs = tmp_path_factory.mktemp("runs")
+    done = pipeline(runs, "dog", *TINY)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    return runs / "pipeline" / "dog"
+
+
+def test_whole_pipeline_writes_the_layout_and_record(experiment):
+    assert sorted(p.name for p in experiment.iterdir()) == sorted([*STAGE_FOLDERS, "logs", "pipeline.json"])
+    for name in ("demos.npz", "summary.json", "metrics.json"):
+        assert (experiment / "collect" / name).is_file()
+    for name in ("best.pt", "final.pt", "losses.csv", "losses.png", "closed_loop.json"):
+        assert (experiment / "imitate" / name).is_file()
+    assert (experiment / "finetune" / "run" / "model.zip").is_file()
+    final = experiment / "final_model"
+    for name in ("policy.onnx", "policy.pt", "policy.json", "runtime.py", "model.zip", "vecnormalize.pkl",
+                 "metadata.json", "README.md", "SUMMARY.md"):
+        assert (final / name).is_file(), name
+    state = record(experiment)
+    assert list(state["stages"]) == ["collect", "imitate", "finetune", "package"]
+    for stage, rec in state["stages"].items():
+        assert rec["status"] == "done" and rec["duration_s"] > 0 and rec["started"] <= rec["ended"], stage
+        assert (experiment / "logs" / f"{stage}.log").read_text().startswith(f"== {stage}: started")
+    collect = state["stages"]["collect"]["metrics"]
+    assert set(collect["per_behaviour"]) == {"trot_forward", "stand"}
+    assert collect["samples"] == sum(b["samples"] for b in collect["per_behaviour"].values()) > 0
+    imitate = state["stages"]["imitate"]["metrics"]
+    assert imitate["kind"] == "lstm" and imitate["epochs"] == 3 and imitate["val_episodes"] >= 1
+    assert set(imitate["closed_loop"]) == {"trot_forward", "stand", "mean"}
+    assert 0.0 <= imitate["closed_loop"]["stand"]["survival"] <= 1.0
+    assert imitate["closed_loop"]["stand"]["joint_rms"] >= 0.0
+    finetune = state["stages"]["finetune"]["metrics"]
+    assert finetune["steps"] == 2048 and finetune["algorithm"] == "recurrent_ppo"
+    assert "mean_return" in finetune["clone_return_start"]["deterministic"]  # the clone measured as loaded
+    config = (experiment / "finetune" / "run" / "config.yaml").read_text()
+    assert str((experiment / "imitate" / "best.pt").resolve()) in config  # started from the cloned LSTM
+    package = state["stages"]["package"]["metrics"]
+    assert package["onnx_parity_max_abs_diff"] <= package["parity_tolerance"]
+    assert package["torchscript_parity_max_abs_diff"] <= package["parity_tolerance"]
+    summary = (final / "SUMMARY.md").read_text()
+    assert all(f"## {stage}" in summary for stage in state["stages"]) and "closed_loop" in summary
+    meta = json.loads((final / "metadata.json").read_text())
+    assert len(meta["joint_order"]) == len(meta["servo_limits"]) == 12 and meta["control_rate_hz"] == 50.0
+    assert "joint_pos" in {s["name"] for s in meta["sensors"]}
+    assert "PolicyRuntime" in (final / "README.md").read_text()
+
+
+def test_packaged_onnx_gives_the_trained_models_actions(experiment):
+    """final_model/policy.onnx, stepped along one demonstration episode with its LSTM state fed back, acts as
+    final_model/model.zip (RecurrentPPO: the default cloned LSTM's fine-tuning) with vecnormalize.pkl."""
+    import onnxruntime as ort
+
+    from legkit.train.trainer import load_model, read_normalization
+
+    final = experiment / "final_model"
+    spec = json.loads((final / "policy.json").read_text())
+    algorithm = json.loads((experiment / "finetune" / "run" / "meta.json").read_text())["algorithm"]
+    assert algorithm == "recurrent_ppo" and spec["recurrent"]["type"] == "lstm"
+    model, norm = load_model(final / "model.zip", algorithm=algorithm), read_normalization(final / "vecnormalize.pkl")
+    session = ort.InferenceSession(str(final / "policy.onnx"), providers=["CPUExecutionProvider"])
+    memory, outputs = spec["recurrent"]["state"], spec["onnx"]["outputs"]
+    feeds = {m["input"]: np.zeros(m["shape"], np.float32) for m in memory}
+    state, start = None, np.ones(1, bool)
+    for obs in np.load(experiment / "collect" / "demos.npz")["obs"][:40]:
+        want, state = model.predict(norm.normalize_obs(obs[None]), state=state, episode_start=start, deterministic=True)
+        got = session.run(None, {"obs": obs[None].astype(np.float32), **feeds})
+        feeds = {m["input"]: got[outputs.index(m["output"])] for m in memory}
+        assert np.abs(got[0] - np.clip(want, -1, 1)).max() < 1e-5
+        start = np.zeros(1, bool)
+
+
+def test_rerun_keeps_finished_stages(experiment, tmp_path):
+    folder = copy_experiment(experiment, tmp_path)
+    before, stages = snapshot(*(folder / s for s in STAGE_FOLDERS)), record(folder)["stages"]
+    again = pipeline(tmp_path, "dog")  # the saved settings: nothing to do
+    assert again.returncode == 0, again.stderr
+    for stage in stages:
+        assert f"{stage}: done" in again.stdout and "kept" in again.stdout
+    assert snapshot(*(folder / s for s in STAGE_FOLDERS)) == before
+    assert record(folder)["stages"] == stages
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--set", "imitate.epoch=5"], "valid keys of imitate: imitate.kind, imitate.epochs"),
+    (["--set", "imitate.kind=gru"], "imitate.kind = 'gru': must be one of mlp, lstm"),
+    (["--set", "imitate.epochs=many"], "imitate.epochs' must be an integer"),
+    (["--set", "collect.behaviours=[trot_forward,fly]"], "collect.behaviours"),
+    (["--set", "train.steps=5"], "one of collect, imitate, finetune, package"),
+    (["--set", "finetune.ppo.learning_rat=0.1"], "learning_rat"),
+    (["--set", "collect.seconds_per_behaviour=3"], "add --from collect"),
+    (["--set", "imitate.epochs=4"], "add --from imitate"),
+])
+def test_bad_input_is_one_line_and_changes_nothing(experiment, tmp_path, capsys, args, says):
+    folder = copy_experiment(experiment, tmp_path)
+    before = snapshot(folder)
+    assert main(["pipeline", "pidog", "--name", "dog", "--runs", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("legkit: error: ") and says in err[0], err
+    assert snapshot(folder) == before
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--from", "colect"], "invalid choice: 'colect' (choose from 'collect', 'imitate', 'finetune', 'package')"),
+    (["--only", "fine"], "invalid choice: 'fine'"),
+    (["--from", "imitate", "--only", "imitate"], "not allowed with argument"),
+])
+def test_bad_stage_names_list_the_stages(tmp_path, capsys, args, says):
+    with pytest.raises(SystemExit) as exit_:
+        main(["pipeline", "pidog", "--name", "dog", "--runs", str(tmp_path), *args])
+    assert exit_.value.code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "pipeline").exists()
+
+
+def test_new_experiment_refuses_only_a_later_stage_and_bad_names(tmp_path, capsys):
+    assert main(["pipeline", "pidog", "--name", "new", "--runs", str(tmp_path), "--only", "imitate"]) == 2
+    assert "--only imitate needs the stages before it done; collect is not" in capsys.readouterr().err
+    assert main(["pipeline", "pidog", "--name", "../up", "--runs", str(tmp_path)]) == 2
+    assert "--name '../up'" in capsys.readouterr().err
+    assert not (tmp_path / "pipeline").exists() and not (tmp_path / "up").exists()
+
+
+def test_only_redoes_one_stage_and_later_ones_run_next_time(experiment, tmp_path):
+    folder = copy_experiment(experiment, tmp_path)
+    collect = snapshot(folder / "collect")
+    old_package = (folder / "final_model" / "policy.onnx").stat().st_mtime_ns
+    only = pipeline(tmp_path, "dog", "--only", "imitate", "--set", "imitate.epochs=2", "--set", "imitate.kind=mlp")
+    assert only.returncode == 0, only.stderr
+    state = record(folder)["stages"]
+    assert state["imitate"]["status"] == "done" and state["imitate"]["metrics"]["epochs"] == 2
+    assert state["imitate"]["metrics"]["kind"] == "mlp"
+    assert state["finetune"]["status"] == state["package"]["status"] == "stale"
+    assert snapshot(folder / "collect") == collect  # kept as it was
+    assert (folder / "final_model" / "policy.onnx").stat().st_mtime_ns == old_package  # stale, not deleted
+    later = pipeline(tmp_path, "dog")  # the next plain run redoes what was built on the old imitation
+    assert later.returncode == 0, later.stderr
+    state = record(folder)["stages"]
+    assert all(rec["status"] == "done" for rec in state.values())
+    assert "collect: done" in later.stdout and "imitate: done" in later.stdout
+    assert "== finetune: started" in later.stdout and "== package: started" in later.stdout
+    assert (folder / "final_model" / "policy.onnx").stat().st_mtime_ns != old_package
+    assert not [p for p in folder.iterdir() if p.name.endswith((".partial", ".old"))]
+
+
+def test_from_redoes_a_stage_and_the_ones_after_it(experiment, tmp_path):
+    folder = copy_experiment(experiment, tmp_path)
+    kept = snapshot(*(folder / s for s in ("collect", "imitate", "finetune")))
+    redo = pipeline(tmp_path, "dog", "--from", "package", "--set", "package.parity_samples=100")
+    assert redo.returncode == 0, redo.stderr
+    assert snapshot(*(folder / s for s in ("collect", "imitate", "finetune"))) == kept
+    package = record(folder)["stages"]["package"]
+    assert package["status"] == "done" and package["metrics"]["parity_observations"] == 100
+    assert (folder / "logs" / "package.log").read_text().count("== package: started") == 2
+
+
+def wait_for(pattern: str, path: Path, proc: subprocess.Popen, timeout: float = 120) -> re.Match:
+    """The first match of `pattern` in the file at `path`, waiting for it to be written."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(pattern, path.read_text()) if path.exists() else None
+        if found:
+            return found
+        assert proc.poll() is None, f"the pipeline ended ({proc.returncode}) before {pattern!r} was logged"
+        time.sleep(0.05)
+    raise AssertionError(f"{pattern!r} did not appear in {path} within {timeout} s")
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def start(runs: Path, name: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([str(LEGKIT), "pipeline", "pidog", "--name", name, "--runs", str(runs), *args], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def test_kill_during_imitation_resumes_from_its_epoch_checkpoint(experiment, tmp_path):
+    folder = copy_experiment(experiment, tmp_path)
+    args = ["--only", "imitate", "--set", "imitate.epochs=300", "--set", "imitate.patience=0",
+            "--set", "imitate.eval_robots=0"]
+    proc = start(tmp_path, "dog", *args)
+    log = folder / "logs" / "imitate.log"
+    wait_for(r"epoch 2\d/300", log, proc)
+    kill_group(proc)
+    killed = record(folder)["stages"]["imitate"]
+    assert killed["status"] == "running" and (folder / "imitate.partial" / "checkpoint.pt").is_file()
+    again = pipeline(tmp_path, "dog", *args)  # the same command again
+    assert again.returncode == 0, again.stderr
+    resumed = int(re.search(r"resuming behaviour cloning after epoch (\d+)", log.read_text()).group(1))
+    assert resumed >= 20
+    assert f"epoch {resumed + 1}/300" in again.stdout and f"epoch {resumed}/300" not in again.stdout
+    with open(folder / "imitate" / "losses.csv") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == list(range(1, 301))
+    rec = record(folder)["stages"]["imitate"]
+    assert rec["status"] == "done" and [a["outcome"] for a in rec["attempts"]] == ["died", "done"]
+    assert rec["attempts"][1]["mode"] == "resume"
+
+
+def test_kill_during_finetuning_resumes_from_its_checkpoint(experiment, tmp_path):
+    folder = copy_experiment(experiment, tmp_path)
+    args = ["--only", "finetune", "--set", "finetune.steps=8192"]
+    proc = start(tmp_path, "dog", *args)
+    checkpoints = folder / "finetune.partial" / "run" / "checkpoints"
+    deadline = time.monotonic() + 120
+    while not (checkpoints / "step_000002048").is_dir():
+        assert proc.poll() is None and time.monotonic() < deadline, "no second checkpoint of the fine-tuning"
+        time.sleep(0.05)
+    kill_group(proc)
+    again = pipeline(tmp_path, "dog", *args)
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"resuming .*finetune.partial/run from step_0000\d+ \(\d+ steps\)", again.stdout)
+    meta = json.loads((folder / "finetune" / "run" / "meta.json").read_text())
+    assert meta["step"] == 8192 and len(meta["resumes"]) == 1
+    rec = record(folder)["stages"]["finetune"]
+    assert rec["status"] == "done" and rec["metrics"]["resumes"] == 1
+    assert record(folder)["stages"]["package"]["status"] == "stale"
+
+
+def test_kill_during_collection_keeps_the_finished_behaviours(tmp_path):
+    args = ["--only", "collect", "--set", "collect.behaviours=[stand,sit,trot_forward]",
+            "--set", "collect.seconds_per_behaviour=40", "--set", "collect.episode_seconds=10"]
+    proc = start(tmp_path, "dog", *args)
+    folder = tmp_path / "pipeline" / "dog"
+    wait_for(r"behaviour 1/3 stand: \d+ episodes kept", folder / "logs" / "collect.log", proc)
+    kill_group(proc)
+    assert (folder / "collect.partial" / "parts" / "stand.npz").is_file()
+    again = pipeline(tmp_path, "dog", *args)
+    assert again.returncode == 0, again.stderr
+    assert "behaviour 1/3 stand: kept from the previous attempt" in again.stdout
+    metrics = record(folder)["stages"]["collect"]["metrics"]
+    assert list(metrics["per_behaviour"]) == ["stand", "sit", "trot_forward"]
+    assert not (folder / "collect" / "parts").exists()
+
+
+def test_a_failing_stage_stops_the_pipeline_with_its_error(tmp_path):
+    one_episode = ["--set", "collect.behaviours=[stand]", "--set", "collect.seconds_per_behaviour=1",
+                   "--set", "collect.episode_seconds=1"]
+    failed = pipeline(tmp_path, "dog", *one_episode)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines()[-1].startswith(
+        "legkit: stage imitate failed: behaviour cloning validates on whole episodes and needs at least 2")
+    folder = tmp_path / "pipeline" / "dog"
+    stages = record(folder)["stages"]
+    assert stages["collect"]["status"] == "done" and stages["imitate"]["status"] == "failed"
+    assert "needs at least 2" in stages["imitate"]["error"] and "finetune" not in stages
+    assert "needs at least 2" in (folder / "logs" / "imitate.log").read_text()
+    assert (folder / "collect" / "demos.npz").is_file() and not (folder / "imitate").exists()
+
+
+def test_bc_resumed_from_its_checkpoint_ends_as_an_unbroken_training(experiment, tmp_path):
+    import torch
+
+    from legkit.imitate.bc import load_bc, train_bc
+    from legkit.imitate.demos import load_demos
+
+    demos = load_demos(experiment / "collect" / "demos.npz")
+    train_bc(demos, "lstm", out=tmp_path / "whole", epochs=4, patience=0, resume=True)
+    train_bc(demos, "lstm", out=tmp_path / "cut", epochs=2, patience=0, resume=True)
+    resumed = train_bc(demos, "lstm", out=tmp_path / "cut", epochs=4, patience=0, resume=True)
+    assert len(resumed.train_losses) == 4
+    a, b = (load_bc(tmp_path / run / "final.pt").net.state_dict() for run in ("whole", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
