@@ -82,6 +82,35 @@ def test_runtime_in_closed_loop_acts_as_the_sb3_policy(go2_export):
     assert worst <= 1e-5
 
 
+def test_residual_policy_runtime_adds_the_scripted_gait(tmp_path):
+    """A residual policy's targets are the scripted trot's plus its action: the runtime, given only what a robot
+    reads, keeps the gait's phase and targets itself and sends what the legkit env sends, step for step, over
+    more than two gait cycles and across an episode reset."""
+    policy = find_policy(resolve_run("pretrained:go2-residual"), None)
+    export_policy(policy, tmp_path / "res", "onnx", samples=2000)
+    model, norm = load_policy(policy)
+    env = LeggedBatch(load_run_config(policy).task, 1, seed=3, nthread=1)
+    rt = PolicyRuntime(tmp_path / "res")
+    s = env.state
+    try:
+        for step in range(90):
+            if step == 60:  # a new episode: the env's gait and the runtime's restart together
+                env.reset(record=False)
+                rt.reset()
+            obs = env.observe()
+            sb3, _ = model.predict(norm.normalize_obs(obs), deterministic=True)
+            readings = {"base_lin_vel": s.base_lin_vel[0], "base_ang_vel": s.base_ang_vel[0],
+                        "base_quat": s.base_quat[0], "joint_pos": s.joint_pos[0], "joint_vel": s.joint_vel[0],
+                        "command": s.command[0]}
+            np.testing.assert_allclose(rt.observation(readings)[0], obs[0], atol=1e-6, err_msg=f"step {step}")
+            targets = rt.step(readings)
+            np.testing.assert_allclose(rt.last_action, sb3[0], atol=1e-5)
+            env.step(sb3)
+            np.testing.assert_allclose(targets, env._ctrl[0], atol=1e-5, err_msg=f"step {step}")
+    finally:
+        env.close()
+
+
 def test_runtime_needs_numpy_and_onnxruntime_only(go2_export):
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import numpy as np; from runtime import PolicyRuntime\n"
             "rt = PolicyRuntime(sys.argv[1]); n = len(rt.joint_names)\n"
@@ -149,12 +178,10 @@ def test_history_policy_exports_and_the_runtime_keeps_its_history(tmp_path):
 @pytest.mark.parametrize("name", [n for n in pretrained_names() if n != "go2-walk"])  # go2-walk: the fixture
 def test_every_shipped_policy_exports_with_parity(tmp_path, name):
     policy = find_policy(resolve_run(f"pretrained:{name}"), None)
-    if name == "go2-residual":  # a residual on a scripted gait: the runtime has no gait generator, said plainly
-        with pytest.raises(LegkitError, match="residual policy on a scripted trot"):
-            export_policy(policy, tmp_path / name, "onnx")
-        assert not (tmp_path / name).exists()
-        return
     spec = export_policy(policy, tmp_path / name, "onnx")
+    if name == "go2-residual":  # the scripted trot travels as its joint targets over one cycle (25 steps of 20 ms)
+        assert spec["gait"]["type"] == "trot" and spec["gait"]["repeat"] and len(spec["gait"]["targets"]) == 25
+        assert [t["provided_by"] for t in spec["observation"]["terms"] if t["name"] == "gait_phase"] == ["runtime"]
     assert spec["parity"]["observations"] == 10000 and spec["parity"]["max_abs_diff"] <= PARITY_TOLERANCE
     assert spec["control"]["mode"] == get_robot(spec["robot"]).control
     if name == "humanoid-stand":

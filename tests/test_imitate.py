@@ -20,6 +20,7 @@ from legkit import LegkitError
 from legkit.imitate import (BCCallback, BCRegularizer, Demos, PPOWithBC, bc_action, load_bc, load_demos,
                             load_into_ppo, load_into_recurrent_ppo, save_demos, set_obs_statistics, split_episodes,
                             summary, train_bc)
+from legkit.imitate.bc import first_layer_weight
 from legkit.train.trainer import quiet_logger
 
 OBS_DIM, ACT_DIM = 4, 2
@@ -359,3 +360,25 @@ def test_bc_callback_on_recurrent_ppo(demos, lstm_bc):
     critic = [p for n, p in model.policy.named_parameters() if "critic" in n or "value" in n]
     trained = {id(p) for p in reg._opt.param_groups[0]["params"]}  # the BC steps move the actor only
     assert critic and not any(id(p) in trained for p in critic) and id(model.policy.log_std) not in trained
+
+
+@pytest.mark.parametrize("kind", ["mlp", "lstm"])
+def test_a_clone_restricted_to_some_inputs_never_reads_the_others(kind, demos, tmp_path):
+    """inputs=("phase", "gait"): the first layer's weights from x stay exactly zero through training, so the
+    clone's action does not move when x does (the scripted PiDog gaits act on behaviour and clock alone); it
+    still learns what it can from the phase, and its file keeps the restriction."""
+    result = train_bc(demos, kind, out=tmp_path / kind, epochs=15, batch_size=128, seq_len=16, lr=3e-3,
+                      net_arch=MLP_ARCH, patience=0, inputs=("phase", "gait"))
+    assert result.train_losses[-1] < result.train_losses[0]
+    bc = load_bc(tmp_path / kind / "best.pt")
+    assert bc.arch.inputs == ("phase", "gait")
+    weight = first_layer_weight(bc.net).detach().numpy()
+    assert not weight[:, 1:3].any() and weight[:, [0, 3]].any()  # x is obs entries 1-2
+    obs = demos.obs[:50].astype(np.float32)
+    other = obs.copy()
+    other[:, 1:3] += np.random.default_rng(1).normal(0.0, 5.0, (50, 2))
+    a, _ = bc_action(bc, obs)  # 50 robots, one step each (an LSTM from a fresh state)
+    b, _ = bc_action(bc, other)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(LegkitError, match="inputs speed are not observation terms of the demos; valid: phase, x, gait"):
+        train_bc(demos, kind, out=tmp_path / "bad", epochs=1, inputs=("speed",))

@@ -51,7 +51,7 @@ import numpy as np
 FORMAT = "legkit-policy/1"
 """The policy.json format this runtime reads."""
 
-KEPT_BY_RUNTIME = ("last_action", "history", "clock")
+KEPT_BY_RUNTIME = ("last_action", "history", "clock", "gait_phase")
 """Observation terms the runtime computes itself."""
 
 READINGS = {
@@ -114,6 +114,14 @@ class PolicyRuntime:
         """The behaviours the `behaviour` input names, in one-hot order."""
         clock = records.get("clock")
         self._clock_rate = float(clock["step_s"]) / float(clock["period_s"]) if clock else 0.0
+        gait = self.spec.get("gait")
+        self._gait_targets = np.array(gait["targets"], dtype=np.float64) if gait else None
+        """A residual policy's scripted gait: its joint targets at each control step of one cycle (or of its
+        blend into a static pose, then held); the policy's action corrects them."""
+        self._gait_cycle = bool(gait and gait["repeat"])
+        self._gait_rate = float(gait["step_s"]) / float(gait["cycle_time_s"]) if gait else 0.0
+        control = self.spec["control"]
+        self._gain, self._low, self._high = (np.array(control[k], dtype=np.float64) for k in ("gain", "low", "high"))
         camera = self.sensors.get("camera")
         self._cosines = pixel_cosines(camera["width"], camera["height"], camera["hfov_deg"]) if camera else None
         h = self.spec["observation"].get("history") or {"terms": [], "length": 0}
@@ -147,6 +155,8 @@ class PolicyRuntime:
         parts["last_action"] = self.last_action
         angle = 2 * np.pi * self.steps * self._clock_rate  # the beat's phase since reset, as the env computes it
         parts["clock"] = np.array([np.sin(angle), np.cos(angle)])
+        angle = 2 * np.pi * ((self.steps * self._gait_rate) % 1.0)  # the scripted gait's phase, as the env's
+        parts["gait_phase"] = np.array([np.sin(angle), np.cos(angle)])
         frame = np.concatenate([parts[n] for n, _ in self.terms if n in self._history_terms]) \
             if self._history_length else np.zeros(0)
         if self._history_length:
@@ -170,6 +180,10 @@ class PolicyRuntime:
         if self._history_length:  # what the policy acted on becomes the newest past frame
             k = len(self._frame)
             self._history = np.concatenate([self._frame, self._history[:len(self._history) - k]])
+        if self._gait_targets is not None:  # a residual policy: the gait's targets plus the scaled action
+            n = len(self._gait_targets)
+            gait = self._gait_targets[self.steps % n if self._gait_cycle else min(self.steps, n - 1)]
+            targets = np.clip(gait + self._gain * self.last_action, self._low, self._high)[None]
         self.steps += 1
         return targets[0].astype(np.float64)
 

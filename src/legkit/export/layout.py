@@ -170,6 +170,13 @@ def _describe(name: str, size: int, task, robot, sensors: dict) -> dict:
                           f"started: (sin, cos) of 2 pi k (step_s / period_s), k the control steps since reset(), "
                           f"step_s = {task.control_dt:g} s; kept by the runtime, which counts its step() calls: call "
                           "step() at rate_hz and reset() when the episode starts"}
+    if name == "gait_phase":
+        g = task.gait
+        return {"units": "sin, cos", "components": ["sin", "cos"], "period_s": g.cycle_time, "step_s": task.control_dt,
+                "source": f"the phase of the scripted {g.type} (a {g.cycle_time:.4g} s cycle) the policy corrects: "
+                          f"(sin, cos) of 2 pi k (step_s / period_s), k the control steps since reset(); kept by the "
+                          "runtime with the gait's joint targets (policy.json `gait`): call step() at rate_hz and "
+                          "reset() when the episode starts"}
     if name in ("joint_pos", "joint_vel", "last_action"):
         units, source = SOURCES[name]
         return {"units": units, "components": list(robot.joints),

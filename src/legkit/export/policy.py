@@ -84,10 +84,37 @@ def export_policy(policy: Policy, out: Path, fmt: str = "onnx", samples: int = 1
 
 
 def _check_exportable(task, what: str) -> None:
-    if task.gait is not None:
-        raise LegkitError(f"{what} is a residual policy on a scripted {task.gait.type} (task.gait): its joint "
-                          "targets are the gait's plus its action, and the export and runtime carry no gait generator "
-                          "yet; export a policy without task.gait")
+    if task.gait is not None and not task.gait.static and _steps_per_cycle(task) is None:
+        raise LegkitError(f"{what} is a residual policy on a scripted {task.gait.type} whose {task.gait.cycle_time:g} s "
+                          f"cycle is not a whole number of {task.control_dt:g} s control steps; the export stores the "
+                          "gait as its joint targets at each control step of one cycle")
+
+
+def _steps_per_cycle(task) -> int | None:
+    """Control steps per cycle of the task's gait when whole, else None."""
+    k = round(task.gait.cycle_time / task.control_dt)
+    return int(k) if k >= 1 and abs(k * task.control_dt - task.gait.cycle_time) <= 1e-9 else None
+
+
+def gait_table(task, env: LeggedBatch) -> dict:
+    """policy.json's `gait` for a residual policy (task.gait): the scripted gait's joint targets at each control
+    step since reset, one whole cycle of a moving gait (repeated), or a static pose's blend until it holds."""
+    from legkit.gaits import GaitController
+
+    g = task.gait
+    gait = GaitController(env.robot, env.model, g, 1, env.dt)
+    gait.reset()
+    steps = _steps_per_cycle(task) if not g.static else int(np.ceil(g.transition_time / env.dt)) + 1
+    rows = []
+    for _ in range(steps):
+        rows.append([float(x) for x in gait.joint_targets()[0]])
+        gait.step()
+    return {"type": g.type, "cycle_time_s": g.cycle_time, "step_s": env.dt, "repeat": not g.static,
+            "targets": rows,
+            "use": "joint targets at control step k since reset() = clip(targets[k mod len] (or the last row, for "
+                   "a static pose once reached) + gain * action, low, high); the graph's own `targets` output "
+                   "(home + gain * action) is not the robot's target for a residual policy. legkit.runtime does "
+                   "this and keeps the gait_phase input"}
 
 
 def export_model(model, norm, task, out: Path, fmt: str = "onnx", samples: int = 10000, *, task_name: str,
@@ -113,6 +140,7 @@ def export_model(model, norm, task, out: Path, fmt: str = "onnx", samples: int =
         module = (ExportedRecurrentActor(model, norm, *control) if recurrent else
                   ExportedActor(model, norm, idx, *control))
         joints, robot = _joints(env), env.robot
+        gait = gait_table(task, env) if task.gait is not None else None
     finally:
         env.close()
     for joint, speed in zip(joints, servo_limits(robot)):
@@ -139,7 +167,10 @@ def export_model(model, norm, task, out: Path, fmt: str = "onnx", samples: int =
         "legkit_version": __version__, "git_revision": git_revision(),
         "control": {"mode": robot.control, "rate_hz": 1.0 / task.control_dt, "physics_dt": task.physics.timestep,
                     "decimation": task.decimation,
-                    "targets": ("joint position targets (rad) = home + action_scale * action, held by a PD "
+                    "targets": ("joint position targets (rad) = the scripted gait's targets (`gait`) + "
+                                "action_scale * action, held by a PD controller: torque = kp (target - q) - kd qdot, "
+                                "clipped to torque_limit") if gait is not None else
+                               ("joint position targets (rad) = home + action_scale * action, held by a PD "
                                 "controller: torque = kp (target - q) - kd qdot, clipped to torque_limit")
                     if robot.control == "position" else
                     "motor commands = offset + gain * action (actuator ctrl units; torque = gear * ctrl)",
@@ -156,6 +187,7 @@ def export_model(model, norm, task, out: Path, fmt: str = "onnx", samples: int =
                                          f"{module.clip:g}", "needs_estimator": needs_privileged,
                         "estimated_inside": estimated},
         "sensors": sensors,
+        "gait": gait,
         "recurrent": {"type": "lstm", "layers": memory[0]["shape"][0], "hidden_size": memory[1]["shape"][2],
                       "state": memory,
                       "reset": "every state input is zero at the start of an episode (runtime.reset()); after each "

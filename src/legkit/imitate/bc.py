@@ -67,6 +67,10 @@ class BCArch:
     """LSTM hidden size (lstm only)."""
     lstm_layers: int = 1
     """LSTM layers (lstm only)."""
+    inputs: tuple[str, ...] = ()
+    """The observation terms the clone reads (empty: all). The others still enter the network, through weights
+    held at zero while cloning, so a policy warm-started from the clone acts as the clone and fine-tuning can
+    learn to read them."""
 
 
 class _Extractor(nn.Module):
@@ -116,6 +120,29 @@ class LstmActor(nn.Module):
         return self.action_net(self.mlp_extractor.policy_net(latent)), state
 
 
+def input_mask(obs_layout: list, inputs: tuple[str, ...], obs_dim: int) -> np.ndarray:
+    """(obs_dim,) bool: the observation entries of the terms `inputs` (all of them when empty); a LegkitError
+    names an input that is not a term of `obs_layout` ([name, start, size] entries)."""
+    if not inputs:
+        return np.ones(obs_dim, dtype=bool)
+    terms = {str(name): (int(start), int(size)) for name, start, size in obs_layout}
+    unknown = [name for name in inputs if name not in terms]
+    if unknown:
+        raise LegkitError(f"train_bc: inputs {', '.join(unknown)} are not observation terms of the demos; valid: "
+                          f"{', '.join(terms)}")
+    read = np.zeros(obs_dim, dtype=bool)
+    for name in inputs:
+        start, size = terms[name]
+        read[start:start + size] = True
+    return read
+
+
+def first_layer_weight(net: nn.Module) -> torch.Tensor:
+    """The weight (out, obs_dim) through which an actor reads its observation: the LSTM's input weights, or the
+    MLP's first Linear."""
+    return net.lstm_actor.weight_ih_l0 if isinstance(net, LstmActor) else net.mlp_extractor.policy_net[0].weight
+
+
 def build_actor(arch: BCArch) -> nn.Module:
     """A freshly initialised actor for `arch`."""
     return MlpActor(arch) if arch.kind == "mlp" else LstmActor(arch)
@@ -151,7 +178,7 @@ class BCResult:
 
 def save_bc(path: Path, policy: BCPolicy) -> Path:
     """Write `policy` to `path` (atomically) in the best.pt / final.pt format."""
-    arch = {**asdict(policy.arch), "net_arch": list(policy.arch.net_arch)}
+    arch = {**asdict(policy.arch), "net_arch": list(policy.arch.net_arch), "inputs": list(policy.arch.inputs)}
     data = {"format": FORMAT, "version": VERSION, "arch": arch,
             "state_dict": policy.net.state_dict(), "normalizer": policy.normalizer.to_dict(), "meta": policy.meta,
             "info": policy.info}
@@ -202,7 +229,8 @@ def load_bc(path: Path | str) -> BCPolicy:
     if data.get("version") != VERSION:
         raise LegkitError(f"BC policy file '{path}' has format version {data.get('version')}; "
                           f"this legkit reads {VERSION}")
-    arch = BCArch(**{**data["arch"], "net_arch": tuple(int(w) for w in data["arch"]["net_arch"])})
+    arch = BCArch(**{**data["arch"], "net_arch": tuple(int(w) for w in data["arch"]["net_arch"]),
+                     "inputs": tuple(str(n) for n in data["arch"].get("inputs", ()))})
     net = build_actor(arch)
     net.load_state_dict(data["state_dict"])
     net.eval()
@@ -273,7 +301,7 @@ def train_bc(demos: Demos, kind: str = "lstm", *, out: Path, epochs: int = 300, 
              lr: float = 1e-3, seq_len: int = 32, val_fraction: float = 0.2, patience: int = 20, seed: int = 0,
              progress: Callable[[int, float, float], None] | None = None, net_arch: tuple[int, ...] | None = None,
              activation: str = "elu", lstm_hidden: int = 64, min_std: float = MIN_STD,
-             max_grad_norm: float = 1.0, resume: bool = False) -> BCResult:
+             max_grad_norm: float = 1.0, resume: bool = False, inputs: tuple[str, ...] | None = None) -> BCResult:
     """Clone `demos` into a `kind` ("mlp" or "lstm") actor with Adam on the MSE of its mean action; write
     best.pt, final.pt, losses.csv and losses.png to `out`.
 
@@ -283,6 +311,8 @@ def train_bc(demos: Demos, kind: str = "lstm", *, out: Path, epochs: int = 300, 
     minibatch is batch_size samples. `progress(epoch, train_loss, val_loss)` is called after every epoch.
     With `resume`, out/checkpoint.pt is written after every epoch, and a training that finds one continues
     from it (a LegkitError if it was written with other settings; `epochs` and `patience` may differ).
+    `inputs` names the observation terms the clone may read (None or empty: all); the first layer's weights
+    from every other input are zero and stay zero (BCArch.inputs).
     """
     net_arch = tuple(int(w) for w in (DEFAULT_NET_ARCH.get(kind, ()) if net_arch is None else net_arch))
     _check_args(kind, epochs, batch_size, lr, seq_len, patience, activation, net_arch, lstm_hidden)
@@ -291,12 +321,20 @@ def train_bc(demos: Demos, kind: str = "lstm", *, out: Path, epochs: int = 300, 
     train_ids, val_ids = split_episodes(demos, val_fraction, seed)
     train_demos, val_demos = demos.select(train_ids), demos.select(val_ids)
     normalizer = ObsNormalizer.fit(train_demos.obs, min_std)
-    arch = BCArch(kind, demos.obs_dim, demos.act_dim, net_arch, activation, lstm_hidden)
+    inputs = tuple(inputs or ())
+    read = input_mask(demos.meta["obs_layout"], inputs, demos.obs_dim)
+    arch = BCArch(kind, demos.obs_dim, demos.act_dim, net_arch, activation, lstm_hidden, inputs=inputs)
     split = {"train_episodes": train_ids, "val_episodes": val_ids}
 
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's torch RNG
         torch.manual_seed(seed)
         net = build_actor(arch)
+    if inputs:  # the first layer's weights from the other inputs: zero, and no gradient ever moves them
+        first = first_layer_weight(net)
+        keep = torch.from_numpy(read.astype(np.float32))
+        with torch.no_grad():
+            first.mul_(keep)
+        first.register_hook(lambda grad: grad * keep)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
 

@@ -71,6 +71,11 @@ class ImitateSettings:
     val_fraction: float = 0.2
     """Share of each behaviour's episodes held out for validation (whole episodes)."""
     lstm_hidden: int = 64
+    inputs: tuple[str, ...] = ("behaviour", "clock")
+    """Observation terms the clone reads (empty: all). The scripted gaits act on the behaviour and the clock
+    alone, so a clone of those reproduces them closed loop; the other inputs (camera, IMU, ultrasonic, joints)
+    enter through weights held at zero, which fine-tuning may grow. A clone of every input copies the joint
+    encoders and loses the moving gaits (docs/results.md)."""
     seed: int = 0
     eval_robots: int = 8
     """Robots per behaviour in the closed-loop evaluation (0: none)."""

@@ -112,7 +112,7 @@ def imitate_stage(work: Path, cfg: ImitateSettings, demos_path: Path) -> dict:
 
     result = train_bc(demos, cfg.kind, out=work, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                       seq_len=cfg.seq_len, val_fraction=cfg.val_fraction, patience=cfg.patience, seed=cfg.seed,
-                      lstm_hidden=cfg.lstm_hidden, progress=progress, resume=True)
+                      lstm_hidden=cfg.lstm_hidden, progress=progress, resume=True, inputs=cfg.inputs)
     bc_seconds = time.time() - t0
     say(f"best epoch {result.best_epoch} (validation loss {result.best_val_loss:.3e})"
         f"{', stopped early' if result.stopped_early else ''}; {BC_FILE}, final.pt, losses.png")
