@@ -1,6 +1,6 @@
 """`legkit bench`: throughput of the physics, the batched env, PPO and the hand-built path, in one run.
 
-(a) physics limit: mujoco.rollout over the same batch states the env visits, 1 core and all cores;
+(a) physics limit: BatchSim (mujoco.batch.Batch) re-stepping the batch states the env visits, 1 core and all cores;
 (b) the batched LegkitVecEnv stepping random actions;
 (c) PPO end to end (collection + updates), as `legkit train` runs it;
 (d) the same task as a single-robot gymnasium env in SB3's DummyVecEnv and SubprocVecEnv.

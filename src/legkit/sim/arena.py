@@ -11,8 +11,8 @@ picks the placed count of every kind from its pool at random and gives them posi
 parked at `PARK`, below the ground and outside any arena, where no ray, camera or robot meets them.
 
 Where the poses live: MuJoCo 4.0's mjSTATE_FULLPHYSICS (time, qpos, qvel, act, history, plugin, plasticity) does
-NOT hold mocap poses: they are the user inputs mjSTATE_MOCAP_POS and mjSTATE_MOCAP_QUAT, and `mujoco.rollout`
-resets every mocap body to the model's pose (parked) unless its control_spec holds them. A batch steps
+NOT hold mocap poses: they are the user inputs mjSTATE_MOCAP_POS and mjSTATE_MOCAP_QUAT, and a batched rollout
+(mujoco.rollout) resets every mocap body to the model's pose (parked) unless its control_spec holds them. A batch steps
 per-robot layouts by adding MOCAP_SPEC to its rollout control_spec and passing each robot's row, packed as
 `Arena.write` packs them; a single MjData takes a row with `mj_setState(model, data, row, MOCAP_SPEC)`.
 
