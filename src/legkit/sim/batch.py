@@ -72,6 +72,8 @@ class BatchSim:
         self._row_cols = np.concatenate([np.arange(integration[bit].start, integration[bit].stop)
                                          for bit in _COMPONENTS])
         """Columns of the Batch's integration rows that hold the mjSTATE_FULLPHYSICS state, in its order."""
+        if len(self._row_cols) and (np.diff(self._row_cols) == 1).all():  # one run (no plugin state): a slice,
+            self._row_cols = slice(int(self._row_cols[0]), int(self._row_cols[-1]) + 1)  # a view, no gather per step
         self._warm_cols = integration[int(mujoco.mjtState.mjSTATE_WARMSTART)]
 
         # The reference state: the model's qpos0 at rest.

@@ -221,6 +221,14 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
     }
     if board is not None:
         meta["wandb_id"] = board.run.id
+
+    def abandon() -> None:
+        """Undo what this call set up, before the model trains: a failed start leaves nothing running."""
+        env.close()
+        torch.set_num_threads(threads_before)
+        if board is not None:
+            board.finish(failed=True)
+
     if resume is not None:
         latest = resume.checkpoint
         try:
@@ -231,10 +239,7 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
             vecnorm = load_normalization(latest / "vecnormalize.pkl", env)
             model = load_model(latest / "model.zip", env=vecnorm, algorithm=cfg.ppo.algorithm, **ppo_settings(cfg))
         except LegkitError:
-            env.close()
-            torch.set_num_threads(threads_before)
-            if board is not None:
-                board.finish(failed=True)
+            abandon()
             raise
         vecnorm.gamma = cfg.ppo.gamma  # the return that reward normalization estimates
         write_yaml(run / CONFIG, to_dict(cfg))  # only now: a failed resume leaves the run untouched
@@ -265,10 +270,7 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
             try:
                 start.apply(model, vecnorm)
             except LegkitError:
-                env.close()
-                torch.set_num_threads(threads_before)
-                if board is not None:
-                    board.finish(failed=True)
+                abandon()
                 raise
         wall_before = 0.0
     meta["started"] = time.strftime("%Y-%m-%dT%H:%M:%S")
