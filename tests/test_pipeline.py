@@ -25,7 +25,7 @@ TINY = [f"--set={s}" for s in (
     "finetune.steps=2048", "finetune.envs=16", "finetune.checkpoint_every=1024", "finetune.best_every=0",
     "finetune.final_eval_episodes=1", "finetune.eval_episodes=1", "finetune.ppo.n_steps=64",
     "finetune.ppo.batch_size=256",
-    "finetune.task.episode_seconds=2", "package.parity_samples=200")]
+    "finetune.task.episode_seconds=2", "package.checkpoint=final", "package.parity_samples=200")]
 STAGE_FOLDERS = ("collect", "imitate", "finetune", "final_model")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 

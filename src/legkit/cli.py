@@ -493,7 +493,8 @@ def _video_spec(args: argparse.Namespace, quality: str = "high"):
 
     spec = VideoSpec(seconds=args.seconds, width=args.width, height=args.height, fps=args.fps, quality=quality,
                      camera=FIXED_SIDE if args.camera == "fixed" else CameraConfig(),
-                     overlay=not getattr(args, "no_overlay", False))
+                     overlay=not getattr(args, "no_overlay", False),
+                     camera_inset=not getattr(args, "no_camera_inset", False))
     check_spec(spec)
     return spec
 
@@ -604,6 +605,8 @@ def _add_media_parsers(sub) -> None:
     v.add_argument("--out", help="MP4 file (default: RUN/videos/video-<checkpoint>.mp4, or ./NAME.mp4)")
     video_args(v, 10.0, 1280, 720)
     v.add_argument("--no-overlay", action="store_true", help="no time and velocity text")
+    v.add_argument("--no-camera-inset", action="store_true",
+                   help="no inset of the robot's depth camera image (shown when the task has a camera term)")
     v.add_argument("--physics", metavar="NAME", help=PHYSICS_HELP)
     v.set_defaults(func=cmd_video)
 

@@ -149,6 +149,9 @@ class LeggedBatch:
         self._noise = [(start, size, task.observation_noise[name]) for name, start, size in self.obs_layout
                        if task.observation_noise.get(name, 0.0) > 0]
         """(start, size, half-width) of every observation block that gets uniform noise."""
+        self._blind = [slice(start, start + size) for name, start, size in self.obs_layout
+                       if name in task.observation_blind]
+        """The observation blocks that read 0 (task.observation_blind)."""
         self.termination_counts: dict[str, int] = {}
         """How often each termination term fired (tasks/terminations.py), since the env was made."""
         self.bad_action_count = 0
@@ -284,6 +287,8 @@ class LeggedBatch:
         obs = compute_observation(self.task.observations, self.state, self._obs)
         for start, size, width in self._noise:
             obs[:, start:start + size] += self.rng.uniform(-width, width, (self.num_envs, size))
+        for block in self._blind:
+            obs[:, block] = 0.0
         if self._history_src is not None:
             rows = slice(None) if ids is None else ids
             self._frame[rows] = obs[rows][:, self._history_src]

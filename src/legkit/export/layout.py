@@ -190,6 +190,11 @@ def _describe(name: str, size: int, task, robot, sensors: dict) -> dict:
 def term_records(layout: list, indices: list[int], task, robot, sensors: dict) -> list[dict]:
     """The exported observation's terms in input order: name, start, size, units, source, who provides it,
     the runtime's keys for it, training noise, and for sensor terms the entry names and sensor key."""
+    blind = [name for name in task.observation_blind if name in {str(n) for n, _, _ in layout}]
+    if blind:
+        raise LegkitError(f"this policy was trained blind to {', '.join(blind)} (task.observation_blind: those inputs "
+                          "read 0), an ablation: a robot's runtime would feed it real readings; export a policy "
+                          "trained with the sensor, or without the term in task.observations")
     wanted, out, start = set(indices), [], 0
     for name, first, size in layout:
         first, size = int(first), int(size)

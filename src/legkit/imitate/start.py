@@ -23,6 +23,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -114,11 +115,19 @@ def prepare(cfg: Config, resumed: bool = False) -> FinetuneStart | None:
     if not resumed:
         bc = _read(load_bc, f.bc_policy, "finetune.bc_policy")
         check_fit(bc, cfg, layout, act_dim, f.bc_policy)
+    blind = blind_columns(layout, cfg.task.observation_blind)
     demos = None
     if f.demos is not None:
         demos = _read(load_demos, f.demos, "finetune.demos")
         check_demos(demos, cfg, layout, act_dim, f.demos)
-    return FinetuneStart(cfg, bc, demos)
+        demos.obs[:, blind] = 0.0  # the BC term shows the actor only what the task lets it see
+    return FinetuneStart(cfg, bc, demos, blind)
+
+
+def blind_columns(layout: list, blind: tuple[str, ...]) -> np.ndarray:
+    """The observation columns of the terms in `blind` (task.observation_blind), as the env zeroes them."""
+    return np.array([i for name, start, size in layout if name in blind for i in range(start, start + size)],
+                    dtype=np.int64)
 
 
 def _read(load, path: str, key: str):
@@ -146,8 +155,11 @@ class FinetuneStart:
     """A legkit.train.trainer.ModelStart: a new run's model begins as the cloned policy `bc` (see the module
     docstring); `demos` (or None) feed the BC regularizer."""
 
-    def __init__(self, cfg: Config, bc: BCPolicy | None, demos: Demos | None):
+    def __init__(self, cfg: Config, bc: BCPolicy | None, demos: Demos | None, blind: np.ndarray | None = None):
         self.cfg, self.bc, self.demos = cfg, bc, demos
+        self.blind = np.zeros(0, dtype=np.int64) if blind is None else blind
+        """Observation columns the task zeroes (task.observation_blind): their statistics' mean is set to 0, so
+        they enter the network as 0, whatever the clone's demonstrations read there."""
         self.start_return: dict | None = None
         """The return measured by `apply` (None before, or with finetune.eval_episodes = 0)."""
 
@@ -161,10 +173,12 @@ class FinetuneStart:
         load = load_into_recurrent_ppo if self.cfg.ppo.algorithm == "recurrent_ppo" else load_into_ppo
         load(self.bc, model, log_std=f.log_std)
         n = set_obs_statistics(vecnorm, self.bc.normalizer).obs_rms  # checks size, clip and epsilon
+        mean = n.mean.copy()
+        mean[self.blind] = 0.0  # a blind term reads 0: normalized, 0 too
         if f.obs_statistics == "frozen":
-            vecnorm.obs_rms = frozen_statistics(n.mean, n.var, n.count)
+            vecnorm.obs_rms = frozen_statistics(mean, n.var, n.count)
         else:
-            vecnorm.obs_rms = FlooredRunningMeanStd(n.mean, n.var, n.count, f.min_obs_std ** 2)
+            vecnorm.obs_rms = FlooredRunningMeanStd(mean, n.var, n.count, f.min_obs_std ** 2)
         if f.eval_episodes:
             self.start_return = {"step": 0, **measure_return(model, vecnorm, self.cfg, f.eval_episodes,
                                                              self.cfg.run.seed)}

@@ -4,6 +4,10 @@ The policy acts in a one-robot LeggedBatch exactly as in evaluation (determinist
 observation normalization). Each video frame copies the robot's physics state into a separate
 MjData (mj_setState + mj_forward) and renders it offscreen; frames stream into ffmpeg (imageio),
 so a long video never sits in memory.
+
+A robot with a depth camera (task.sensors.camera, read as the `camera` observation term) gets an inset in
+the top-right corner: the depth image its policy is given at that frame, read from the observation itself
+(held at the camera's rate, noise included), not rendered again.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 from legkit import LegkitError
 from legkit.envs.core import LeggedBatch
 from legkit.media.render import Camera, CameraConfig, Renderer, robot_extent
+from legkit.sim.sensors import CameraConfig as DepthCameraConfig
 from legkit.tasks.config import TaskConfig, undisturbed
 
 Actor = Callable[[np.ndarray], np.ndarray]
@@ -42,6 +47,8 @@ class VideoSpec:
     camera: CameraConfig = field(default_factory=CameraConfig)
     overlay: bool = True
     """Draw time, commanded and measured velocity in a corner."""
+    camera_inset: bool = True
+    """Draw the depth image the policy sees in the top-right corner, when the task has a `camera` term."""
 
 
 MAX_SIDE = 4096
@@ -107,6 +114,8 @@ class Runner:
         """Control steps taken since the start of the video."""
         self.episodes = 1
         self.camera = Camera(camera, robot_extent(self.batch.model))
+        self.depth_camera, self._depth_block = _depth_term(self.batch)
+        """The robot's depth camera config and its block of the observation; None, None without a `camera` term."""
         self._vel = deque(maxlen=max(1, int(round(0.5 / self.dt))))  # 0.5 s of forward speeds
         self._obs = self.batch.observe()
         self._restart_camera()
@@ -153,8 +162,30 @@ class Runner:
         return {"cmd_vx": float(s.command[0, 0]), "cmd_vy": float(s.command[0, 1]), "cmd_yaw": float(s.command[0, 2]),
                 "vx": float(np.mean(self._vel)) if self._vel else 0.0, "height": float(s.base_height[0])}
 
+    def depth_image(self) -> np.ndarray | None:
+        """The `camera` term of the observation the policy is given next: (height, width) depths (m, or fractions
+        of max_depth if normalized), top row first, left column first as seen from behind the camera; None
+        without a camera term."""
+        if self._depth_block is None:
+            return None
+        c = self.depth_camera
+        return self._obs[0, self._depth_block].reshape(c.height, c.width).copy()
+
     def close(self) -> None:
         self.batch.close()
+
+
+def _depth_term(batch: LeggedBatch) -> tuple[DepthCameraConfig | None, slice | None]:
+    """The depth camera config and the observation block of the `camera` term, or (None, None) without one."""
+    cfg = batch.task.sensors.camera
+    block = next(((start, size) for name, start, size in batch.obs_layout if name == "camera"), None)
+    if cfg is None or block is None:
+        return None, None
+    start, size = block
+    if size != cfg.height * cfg.width:
+        raise LegkitError(f"the observation's camera term has {size} values, but task.sensors.camera is "
+                          f"{cfg.height} x {cfg.width} = {cfg.height * cfg.width} pixels")
+    return cfg, slice(start, start + size)
 
 
 # -- overlay ------------------------------------------------------------------------------------
@@ -202,6 +233,87 @@ def _has_lateral(task: TaskConfig) -> bool:
     return any(lo != 0 or hi != 0 for lo, hi in (c.lin_vel_y, c.ang_vel_yaw))
 
 
+# -- camera inset -------------------------------------------------------------------------------
+
+INSET_SHARE = 0.25
+"""Width of the camera inset as a share of the frame's width (whole frame pixels per depth pixel)."""
+INSET_LABEL = "camera (depth)"
+
+
+def depth_grey(depth: np.ndarray, full_scale: float) -> np.ndarray:
+    """Depths (h, w) -> grey levels (h, w) uint8: 255 at 0 (near: bright) falling linearly to 0 at `full_scale`
+    (max_depth: far, or nothing hit: dark)."""
+    return np.round(255.0 * (1.0 - np.clip(depth / full_scale, 0.0, 1.0))).astype(np.uint8)
+
+
+def depth_full_scale(cfg: DepthCameraConfig) -> float:
+    """The value a depth pixel reads at max_depth: 1 for a normalized camera, max_depth (m) otherwise."""
+    return 1.0 if cfg.normalize else cfg.max_depth
+
+
+@dataclass(frozen=True)
+class InsetBox:
+    """Where a camera inset's image lies in a frame (pixels): rows y0 to y0 + rows * scale, columns x0 to
+    x0 + cols * scale; `border` pixels of frame around it."""
+
+    y0: int
+    x0: int
+    scale: int
+    """Frame pixels per depth pixel, each way (nearest-neighbour upscaling)."""
+    rows: int
+    cols: int
+    border: int
+
+    @property
+    def image(self) -> tuple[slice, slice]:
+        """(rows, columns) of the frame that the upscaled image fills."""
+        return (slice(self.y0, self.y0 + self.rows * self.scale), slice(self.x0, self.x0 + self.cols * self.scale))
+
+
+def inset_box(height: int, width: int, rows: int, cols: int) -> InsetBox:
+    """Where a rows x cols depth image goes in a height x width frame: its top-right corner (the overlay's text
+    is top-left), about INSET_SHARE of the width wide and at most half the height tall. A LegkitError if even
+    one frame pixel per depth pixel does not fit."""
+    scale = max(1, min(int(INSET_SHARE * width / cols + 0.5), (height // 2) // rows))
+    border = max(1, width // 640)
+    margin = max(2, width // 160)
+    edge = 2 * (margin + border)
+    if cols + edge > width or rows + edge > height:
+        raise LegkitError(f"a {width}x{height} video has no room for the {cols}x{rows} camera inset: make it at least "
+                          f"{cols + edge}x{rows + edge} pixels, or leave the inset out (--no-camera-inset)")
+    return InsetBox(y0=margin + border, x0=width - margin - border - cols * scale, scale=scale, rows=rows, cols=cols,
+                    border=border)
+
+
+def draw_depth_inset(frame: np.ndarray, depth: np.ndarray, full_scale: float, label: str = INSET_LABEL) -> np.ndarray:
+    """Draw depth image (rows, cols) into the top-right corner of `frame` (H, W, 3) uint8, upscaled with
+    nearest-neighbour, near bright and far dark (depth_grey), with a thin light border and `label` under it on
+    a translucent dark box; returns a new array."""
+    from PIL import Image, ImageDraw
+
+    h, w = frame.shape[:2]
+    box = inset_box(h, w, *depth.shape)
+    out = frame.copy()
+    ys, xs = box.image
+    b = box.border
+    out[ys.start - b:ys.stop + b, xs.start - b:xs.stop + b] = 230  # the border: a light frame around the image
+    grey = depth_grey(depth, full_scale)
+    out[ys, xs] = np.repeat(np.repeat(grey, box.scale, axis=0), box.scale, axis=1)[..., None]
+    # The label, right-aligned under the image (it may be wider than a small image).
+    size = max(9, int(round(min(h / 24, w / 40) * 0.7)))
+    font = _font(size)
+    img = Image.fromarray(out).convert("RGBA")
+    layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    pad = max(2, size // 4)
+    box_w = int(draw.textlength(label, font=font)) + 2 * pad
+    x1, y0 = xs.stop + b, ys.stop + b
+    x0 = min(xs.start - b, x1 - box_w)
+    draw.rectangle([x0, y0, x1 - 1, y0 + size + 2 * pad], fill=(0, 0, 0, 140))
+    draw.text((x0 + pad, y0 + pad), label, font=font, fill=(255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(img, layer).convert("RGB"))
+
+
 # -- recording and encoding ---------------------------------------------------------------------
 
 def frames(task: TaskConfig, actor: Actor, spec: VideoSpec, seed: int = 0,
@@ -209,19 +321,32 @@ def frames(task: TaskConfig, actor: Actor, spec: VideoSpec, seed: int = 0,
     """Render `spec.seconds` of `actor` on `task`: (height, width, 3) uint8 frames at `spec.fps`."""
     check_spec(spec)
     runner = Runner(task, actor, seed, spec.camera, curriculum_stage=curriculum_stage, seconds=spec.seconds)
-    lateral = _has_lateral(task)
     try:
-        with Renderer(runner.batch.model, spec.width, spec.height, spec.quality) as renderer, one_torch_thread():
-            for i in range(int(round(spec.seconds * spec.fps))):
-                t = i / spec.fps
-                runner.advance_to(t)
-                renderer.set_state(runner.state, runner.mocap)
-                frame = renderer.render(runner.camera.cam)
-                if spec.overlay:
-                    frame = draw_text(frame, overlay_lines(t, runner.readout(), lateral))
-                yield frame
+        yield from film(runner, spec)
     finally:
         runner.close()
+
+
+def film(runner: Runner, spec: VideoSpec) -> Iterator[np.ndarray]:
+    """Frames of `runner` at `spec.fps` until `spec.seconds` since its start (it stays open): (height, width, 3)
+    uint8, with the overlay and the camera inset that `spec` asks for."""
+    lateral = _has_lateral(runner.batch.task)
+    inset = spec.camera_inset and runner.depth_camera is not None
+    full_scale = 1.0
+    if inset:  # before the first frame: a frame too small for the inset fails now
+        inset_box(spec.height, spec.width, runner.depth_camera.height, runner.depth_camera.width)
+        full_scale = depth_full_scale(runner.depth_camera)
+    with Renderer(runner.batch.model, spec.width, spec.height, spec.quality) as renderer, one_torch_thread():
+        for i in range(int(round(spec.seconds * spec.fps))):
+            t = i / spec.fps
+            runner.advance_to(t)
+            renderer.set_state(runner.state, runner.mocap)
+            frame = renderer.render(runner.camera.cam)
+            if spec.overlay:
+                frame = draw_text(frame, overlay_lines(t, runner.readout(), lateral))
+            if inset:
+                frame = draw_depth_inset(frame, runner.depth_image(), full_scale)
+            yield frame
 
 
 def write_mp4(path: Path, frames_: Iterable[np.ndarray], fps: int, quality: float = 5.0) -> int:

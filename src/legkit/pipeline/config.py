@@ -93,8 +93,11 @@ class FinetuneSettings:
     """Robots simulated together."""
     checkpoint_every: int = 200_000
     """Steps between checkpoints: how much a killed fine-tuning loses."""
-    best_every: int = 500_000
-    """Steps between evaluations that keep the best model (0: none)."""
+    best_every: int = 200_000
+    """Steps between evaluations that keep the best model (0: none): the packaged policy is the best one."""
+    best_episodes: int = 32
+    """Episodes of each of those evaluations: a PiDog's falls and collisions vary from one obstacle layout to the
+    next, and the best model is chosen on them."""
     final_eval_episodes: int = 10
     """Episodes of the evaluation at the end of training (eval.json)."""
     train: tuple[str, ...] = ()
@@ -106,8 +109,9 @@ class FinetuneSettings:
 class PackageSettings:
     """The final_model/ folder (legkit.export)."""
 
-    checkpoint: str = "final"
-    """Which policy of the fine-tuning to package: final, or best (by periodic evaluation)."""
+    checkpoint: str = "best"
+    """Which policy of the fine-tuning to package: best (by periodic evaluation: the highest mean return, which
+    pays for speed and charges for falls and collisions) or final."""
     parity_samples: int = 10_000
     """Observations on which the exported graphs are checked against the trained model."""
 
@@ -192,10 +196,12 @@ def check(cfg: PipelineConfig) -> None:
         (f.checkpoint_every >= 1, "finetune.checkpoint_every", f.checkpoint_every,
          ">= 1 (a killed fine-tuning resumes from its last checkpoint)"),
         (f.best_every >= 0, "finetune.best_every", f.best_every, ">= 0 (0: no best model)"),
+        (f.best_episodes >= 1, "finetune.best_episodes", f.best_episodes, ">= 1"),
         (f.final_eval_episodes >= 0, "finetune.final_eval_episodes", f.final_eval_episodes, ">= 0"),
         (p.checkpoint in ("final", "best"), "package.checkpoint", p.checkpoint, "final or best"),
-        (p.checkpoint != "best" or f.best_every > 0, "package.checkpoint", p.checkpoint,
-         "final when finetune.best_every = 0 (no best model is kept)"),
+        (p.checkpoint != "best" or 0 < f.best_every <= f.steps, "package.checkpoint", p.checkpoint,
+         f"final when finetune.best_every ({f.best_every}) is 0 or more than finetune.steps ({f.steps}): no best "
+         "model is kept"),
         (p.parity_samples >= 1, "package.parity_samples", p.parity_samples, ">= 1"),
     ]
     for ok, key, value, valid in checks:
@@ -212,7 +218,8 @@ def train_sets(cfg: PipelineConfig) -> list[str]:
     """The `legkit train --set` strings of the fine-tuning, its start from the cloned policy apart."""
     f = cfg.finetune
     return [f"run.total_steps={f.steps}", f"run.num_envs={f.envs}", f"run.checkpoint_every={f.checkpoint_every}",
-            f"run.best_every={f.best_every}", f"run.eval_episodes={f.final_eval_episodes}", "run.video_every=0",
+            f"run.best_every={f.best_every}", f"run.best_episodes={f.best_episodes}",
+            f"run.eval_episodes={f.final_eval_episodes}", "run.video_every=0",
             f"finetune.bc_decay_steps={f.steps}",  # the BC term fades out over the fine-tuning (unless set below)
             # one torch thread for the updates: a small LSTM's updates ran 7x slower on two threads beside the
             # physics of another process on a 2-core machine (measured); finetune.run.torch_threads=0 for all cores

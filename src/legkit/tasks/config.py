@@ -181,6 +181,10 @@ class TaskConfig:
     observation_noise: dict[str, float] = field(default_factory=dict)
     """Uniform noise added to observation terms, term name -> half-width in the term's units (e.g.
     `task.observation_noise.joint_vel=1.5`); none by default."""
+    observation_blind: tuple[str, ...] = ()
+    """Observation terms that read 0 (after noise): the term keeps its place in the observation, so a policy
+    built for the full layout (a cloned one) still fits, but it carries no information. For ablations, e.g.
+    `task.observation_blind=[camera]`: what a sensor adds, measured with everything else the same."""
     gait: GaitParams | None = None
     """A scripted gait under the policy (residual learning, legkit.gaits): joint target = the gait's target +
     action_scale * action, and the `gait_phase` observation term. None: targets around the home pose."""

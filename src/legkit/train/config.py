@@ -369,6 +369,10 @@ def validate(cfg: Config) -> Config:
     for name in t.observations:
         if name not in OBSERVATIONS:
             raise LegkitError(f"unknown observation term '{name}'; valid terms: {', '.join(OBSERVATIONS)}")
+    for name in t.observation_blind:
+        if name not in t.observations:
+            raise LegkitError(f"task.observation_blind: '{name}' is not one of the task's observation terms; "
+                              f"valid: {', '.join(t.observations)}")
     for name, width in t.observation_noise.items():
         if name not in t.observations:
             raise LegkitError(f"task.observation_noise.{name}: '{name}' is not one of the task's observation terms; "
