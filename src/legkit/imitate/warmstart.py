@@ -15,7 +15,7 @@ import torch
 from sb3_contrib import RecurrentPPO
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3 import PPO
-from stable_baselines3.common.distributions import DiagGaussianDistribution
+from stable_baselines3.common.distributions import DiagGaussianDistribution, StateDependentNoiseDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
@@ -45,8 +45,9 @@ def _check_policy(bc: BCPolicy, policy: ActorCriticPolicy, what: str) -> None:
     if obs_shape != (arch.obs_dim,) or act_shape != (arch.act_dim,):
         raise LegkitError(f"the {what} policy takes observations {obs_shape} and gives actions {act_shape} but the "
                           f"BC policy takes ({arch.obs_dim},) and gives ({arch.act_dim},)")
-    if policy.use_sde or policy.squash_output or not isinstance(policy.action_dist, DiagGaussianDistribution):
-        raise LegkitError(f"the {what} policy must use a plain diagonal Gaussian (no gSDE, no squashed output) to "
+    gaussian = (DiagGaussianDistribution, StateDependentNoiseDistribution)  # the mean is action_net's output in both
+    if policy.squash_output or not isinstance(policy.action_dist, gaussian):
+        raise LegkitError(f"the {what} policy must use a Gaussian (plain or gSDE) without a squashed output to "
                           f"take the BC policy's mean action")
 
 
@@ -61,6 +62,8 @@ def _copy(name: str, ours: nn.Module, theirs: nn.Module, what: str, kwargs_hint:
 def _set_log_std(policy: ActorCriticPolicy, log_std: float) -> None:
     with torch.no_grad():
         policy.log_std.fill_(float(log_std))
+    if getattr(policy, "use_sde", False):  # gSDE's noise function was drawn with the old std
+        policy.reset_noise()
 
 
 def _net_arch_hint(bc: BCPolicy) -> str:

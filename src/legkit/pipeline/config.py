@@ -51,6 +51,9 @@ class CollectSettings:
     """Gaussian noise std on the recorded joint positions (rad)."""
     joint_vel_noise: float = 0.1
     """Gaussian noise std on the recorded joint velocities (rad/s)."""
+    action_noise: float = 0.0
+    """Gaussian noise std (rad) on the joint targets the scripted gait executes, the recorded action staying the
+    gait's own (DART): demonstrations of getting back onto the gait. Episodes that fall are not kept."""
     seed: int = 0
 
 
@@ -181,6 +184,7 @@ def check(cfg: PipelineConfig) -> None:
          f">= collect.episode_seconds = {c.episode_seconds:g} (s)"),
         (c.joint_pos_noise >= 0, "collect.joint_pos_noise", c.joint_pos_noise, ">= 0 (rad)"),
         (c.joint_vel_noise >= 0, "collect.joint_vel_noise", c.joint_vel_noise, ">= 0 (rad/s)"),
+        (c.action_noise >= 0, "collect.action_noise", c.action_noise, ">= 0 (rad)"),
         (i.kind in KINDS, "imitate.kind", i.kind, f"one of {', '.join(KINDS)}"),
         (i.epochs >= 1, "imitate.epochs", i.epochs, ">= 1"),
         (i.patience >= 0, "imitate.patience", i.patience, ">= 0 (0: no early stopping)"),

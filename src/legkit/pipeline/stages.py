@@ -55,7 +55,7 @@ def collect_stage(work: Path, cfg: CollectSettings) -> dict:
         # a seed per behaviour (seed + its index): its starts do not depend on what was collected before it
         settings = CollectConfig(seconds=cfg.seconds_per_behaviour, episode_seconds=cfg.episode_seconds,
                                  joint_pos_noise=cfg.joint_pos_noise, joint_vel_noise=cfg.joint_vel_noise,
-                                 seed=cfg.seed + i)
+                                 action_noise=cfg.action_noise, seed=cfg.seed + i)
         try:
             per[name] = collect(TASK, task, {name: PIDOG_BEHAVIOURS[name]}, settings, part)[name]
         except LegkitError as exc:

@@ -64,6 +64,13 @@ class PPOConfig:
     """One of elu, tanh, relu."""
     log_std_init: float = -0.5
     """Initial log standard deviation of the Gaussian policy."""
+    use_sde: bool = False
+    """Generalized state-dependent exploration (SB3's gSDE): the exploration noise is a random linear function of
+    the policy's last hidden layer, redrawn every sde_sample_freq steps, instead of fresh noise at every step; a
+    robot whose servos turn per-step noise into jitter (the PiDog) explores without it. The noise std of an
+    action is then about exp(log_std) times the size of that layer's output."""
+    sde_sample_freq: int = -1
+    """Steps between redraws of gSDE's noise function (-1: once per rollout)."""
     normalize_reward: bool = True
     """Scale rewards by a running estimate of the return's standard deviation (VecNormalize)."""
     actor_observations: tuple[str, ...] = ()
@@ -224,6 +231,8 @@ def validate(cfg: Config) -> Config:
          "a list of layer widths >= 1"),
         (p.max_grad_norm > 0, "ppo.max_grad_norm", p.max_grad_norm, "> 0"),
         (p.target_kl is None or p.target_kl > 0, "ppo.target_kl", p.target_kl, "> 0 (or null: no early stop)"),
+        (p.sde_sample_freq >= -1 and p.sde_sample_freq != 0, "ppo.sde_sample_freq", p.sde_sample_freq,
+         "-1 (once per rollout) or >= 1 (steps)"),
         (p.algorithm in ALGORITHMS, "ppo.algorithm", p.algorithm, f"one of {', '.join(ALGORITHMS)}"),
         (p.lstm_hidden >= 1, "ppo.lstm_hidden", p.lstm_hidden, ">= 1"),
         (p.lstm_layers >= 1, "ppo.lstm_layers", p.lstm_layers, ">= 1"),
@@ -336,6 +345,9 @@ def validate(cfg: Config) -> Config:
                               f"does not read; valid: {', '.join(valid) or 'none'}")
     if p.symmetry:
         check_symmetry(t)
+    if p.use_sde and (p.actor_observations or p.estimator or p.symmetry):
+        raise LegkitError("ppo.use_sde cannot be combined with ppo.actor_observations, ppo.estimator or ppo.symmetry "
+                          "(legkit's asymmetric policy draws plain gaussian noise); leave one of them out")
     if p.algorithm == "recurrent_ppo":
         custom = [k for k, on in (("ppo.actor_observations", p.actor_observations), ("ppo.estimator", p.estimator),
                                   ("ppo.symmetry", p.symmetry)) if on]

@@ -26,6 +26,8 @@ FIXED = {
     "task_name": "the run's task",
     "task.robot": "the robot the network was trained for",
     "task.observations": "the network's inputs",
+    "task.observation_blind": "what the network's inputs carry",
+    "ppo.use_sde": "the network's shape",
     "ppo.net_arch": "the network's shape",
     "ppo.activation": "the network's shape",
     "ppo.actor_observations": "the actor's inputs",

@@ -120,6 +120,7 @@ def ppo_settings(cfg: Config) -> dict:
         lr = lambda progress: lr1 + progress * (lr0 - lr1)  # noqa: E731 - progress goes 1 -> 0
     return dict(learning_rate=lr, n_steps=p.n_steps, batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma,
                 gae_lambda=p.gae_lambda, clip_range=p.clip_range, ent_coef=p.ent_coef, vf_coef=p.vf_coef,
+                sde_sample_freq=p.sde_sample_freq,
                 max_grad_norm=p.max_grad_norm, target_kl=p.target_kl)
 
 
@@ -162,7 +163,7 @@ def _build_model(cfg: Config, env: VecNormalize) -> BaseAlgorithm:
     layout = env.unwrapped.batch.obs_layout  # LegkitVecEnv under the wrappers
     policy, policy_kwargs = policy_choice(cfg, layout)
     model = ALGORITHM_CLASSES[cfg.ppo.algorithm](
-        policy, env, **ppo_settings(cfg), seed=cfg.run.seed, device="cpu", verbose=0,
+        policy, env, **ppo_settings(cfg), use_sde=cfg.ppo.use_sde, seed=cfg.run.seed, device="cpu", verbose=0,
         policy_kwargs=policy_kwargs, tensorboard_log=None,
     )
     model.set_logger(quiet_logger())
