@@ -62,7 +62,7 @@ def _copy(name: str, ours: nn.Module, theirs: nn.Module, what: str, kwargs_hint:
 def _set_log_std(policy: ActorCriticPolicy, log_std: float) -> None:
     with torch.no_grad():
         policy.log_std.fill_(float(log_std))
-    if getattr(policy, "use_sde", False):  # gSDE's noise function was drawn with the old std
+    if policy.use_sde:  # gSDE's noise function was drawn with the old std
         policy.reset_noise()
 
 
