@@ -39,7 +39,7 @@ from legkit.imitate.finetune import BCCallback, BCRegularizer
 from legkit.imitate.normalizer import set_obs_statistics
 from legkit.imitate.warmstart import load_into_ppo, load_into_recurrent_ppo
 from legkit.tasks.config import undisturbed
-from legkit.tasks.observations import layout_difference
+from legkit.tasks.observations import layout_difference, term_indices
 from legkit.train.callbacks import CriticWarmup
 from legkit.train.config import Config
 from legkit.train.normalization import FlooredRunningMeanStd, frozen_statistics
@@ -126,8 +126,7 @@ def prepare(cfg: Config, resumed: bool = False) -> FinetuneStart | None:
 
 def blind_columns(layout: list, blind: tuple[str, ...]) -> np.ndarray:
     """The observation columns of the terms in `blind` (task.observation_blind), as the env zeroes them."""
-    return np.array([i for name, start, size in layout if name in blind for i in range(start, start + size)],
-                    dtype=np.int64)
+    return np.asarray(term_indices(layout, blind), dtype=np.int64)
 
 
 def _read(load, path: str, key: str):

@@ -62,11 +62,6 @@ PARAM_RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
 """Ranges of reward parameters that a type cannot express, by (term, parameter)."""
 
 
-def term_params(fn: Callable) -> list[str]:
-    """Keyword parameters a reward term accepts (everything after the state)."""
-    return list(_param_types(fn))
-
-
 def _param_types(fn: Callable) -> dict[str, Any]:
     """Keyword parameter -> its type (the annotation, else the default's type; None if neither)."""
     target = fn.__call__ if isinstance(fn, type) else fn
