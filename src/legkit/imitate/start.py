@@ -249,7 +249,8 @@ class FinetuneRecord(BaseCallback):
         self.logger.record(f"finetune/{name}", result["deterministic"]["mean_return"])
         self.logger.record(f"finetune/{name}_sampled", result["sampled"]["mean_return"])
         self.logger.dump(self.num_timesteps)
-        print(f"fine-tuning: {name.replace('return_', 'mean return ').replace('_', ' ')}: {result['deterministic']['mean_return']:.2f} "
+        label = name.replace("return_", "mean return ").replace("_", " ")  # "mean return after warmup"
+        print(f"fine-tuning: {label}: {result['deterministic']['mean_return']:.2f} "
               f"deterministic, {result['sampled']['mean_return']:.2f} sampled ({f.eval_episodes} episodes)")
 
     def _save(self) -> None:
