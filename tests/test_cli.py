@@ -97,6 +97,26 @@ def test_best_model_is_the_best_periodic_evaluation(smoke, tmp_path):
     assert result["checkpoint"] == "best" and result["step"] == top
 
 
+def test_best_by_survival_ranks_survival_first_and_return_second():
+    """run.best_by=survival: a model whose robots stay up beats one with a higher return that falls more; the
+    return breaks a tie; a saved best without the metric ranks lowest (any evaluation replaces it)."""
+    from legkit.evaluate.best import score
+
+    steady, fast, steadier = ({"survival_rate": 0.9, "mean_return": 10.0}, {"survival_rate": 0.5, "mean_return": 30.0},
+                              {"survival_rate": 0.9, "mean_return": 12.0})
+    assert score(steady, "survival") > score(fast, "survival") and score(fast, "return") > score(steady, "return")
+    assert score(steadier, "survival") > score(steady, "survival")
+    assert score({"mean_return": 1e9}, "survival") < score(fast, "survival")
+
+
+def test_best_by_must_be_a_known_rule(tmp_path, capsys):
+    assert main(["train", "go2-walk", "--steps", "64", "--runs", str(tmp_path), "--set", "run.best_by=speed",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "run.best_by" in err and "return, survival" in err and len(err.splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
 def test_resume_keeps_a_best_model_that_is_not_beaten(smoke, tmp_path):
     run = copy_run(smoke, tmp_path / "run")
     meta = run / "best" / "meta.json"

@@ -33,7 +33,10 @@ from legkit.train.trainer import quiet_logger
 
 from cli_helpers import run_legkit
 
+WITH_ATTITUDE = (SENSED[0], "attitude", *SENSED[1:])
+"""pidog-run's sensed terms and the `attitude` the runtime filters from the IMU's readings (as training did)."""
 TINY = ["train", "pidog-run", "--steps", "2048", "--envs", "8", "--set", "ppo.n_steps=64",
+        "--set", f"task.observations=[{','.join(WITH_ATTITUDE)}]",
         "--set", "ppo.batch_size=256",
         "--set", "run.checkpoint_every=1024", "--set", "run.eval_episodes=2", "--set", "run.best_every=2048",
         "--set", "run.best_episodes=2", "--no-progress", "--name", "pidog"]
@@ -41,7 +44,8 @@ TINY = ["train", "pidog-run", "--steps", "2048", "--envs", "8", "--set", "ppo.n_
 
 @pytest.fixture(scope="module")
 def mlp_export(tmp_path_factory):
-    """A tiny PPO of pidog-run, trained and exported through the CLI: (run folder, export folder, export output)."""
+    """A tiny PPO of pidog-run with the `attitude` term, trained and exported through the CLI: (run folder, export
+    folder, export output)."""
     root = tmp_path_factory.mktemp("pidog-mlp")
     done = run_legkit(*TINY, "--runs", str(root), cwd=root)
     assert done.returncode == 0, done.stderr
@@ -93,8 +97,8 @@ def test_pidog_export_names_every_input_with_units_and_source(mlp_export):
     spec = json.loads((out / "policy.json").read_text())
     pidog, task = get_robot("pidog"), get_task("pidog-run")
     terms = {t["name"]: t for t in spec["observation"]["terms"]}
-    assert list(terms) == list(SENSED)
-    assert sum(t["size"] for t in terms.values()) == spec["observation"]["size"] == 234
+    assert list(terms) == list(WITH_ATTITUDE)
+    assert sum(t["size"] for t in terms.values()) == spec["observation"]["size"] == 237
     for t in terms.values():
         assert t["units"] and t["source"] and t["source"] != "privileged simulator state", t
         assert t["provided_by"] in ("robot", "operator", "runtime")
@@ -111,6 +115,8 @@ def test_pidog_export_names_every_input_with_units_and_source(mlp_export):
     assert terms["behaviour"]["components"] == list(BEHAVIOURS) and terms["behaviour"]["trained"] == "trot_forward"
     assert terms["behaviour"]["provided_by"] == "operator"
     assert terms["clock"]["provided_by"] == "runtime"
+    assert terms["attitude"]["provided_by"] == "runtime" and terms["attitude"]["gain"] == 0.02
+    assert terms["attitude"]["step_s"] == pytest.approx(0.02) and "complementary filter" in terms["attitude"]["source"]
     assert terms["clock"]["period_s"] == task.clock_period and terms["clock"]["step_s"] == pytest.approx(0.02)
     # the sensor layout: where each sensor sits, its rate, range and field of view
     sensors = spec["sensors"]
@@ -131,7 +137,8 @@ def test_pidog_export_names_every_input_with_units_and_source(mlp_export):
 
 
 def test_pidog_runtime_in_closed_loop_acts_as_the_sb3_policy(mlp_export):
-    """The runtime, fed a PiDog's driver readings, builds the env's own observation and gives SB3's actions."""
+    """The runtime, fed a PiDog's driver readings, builds the env's own observation and gives SB3's actions: the
+    attitude it filters from the IMU's readings included, across an episode start."""
     run, out, _ = mlp_export
     policy = find_policy(run, None)
     model, norm = load_policy(policy)

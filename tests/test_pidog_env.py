@@ -69,6 +69,24 @@ def test_the_ultrasonic_and_the_camera_see_an_obstacle_placed_ahead(pidog):
     assert depth[1].min() < 0.6 and depth[1].mean() < depth[0].mean() - 0.3
 
 
+def test_obstacle_clearance_is_the_true_distance_to_the_nearest_footprint_or_wall(pidog):
+    """The privileged clearance behind the obstacle_proximity reward: a box square ahead at 0.5 m from the base's
+    centre reads 0.5; with every obstacle parked, the nearest wall does; the term is 0 beyond its distance."""
+    from legkit.tasks.rewards import obstacle_proximity
+
+    s = pidog.state
+    pidog.step(np.zeros((4, 12)))
+    _clear_and_put(pidog, 0, None)
+    _clear_and_put(pidog, 1, 0.5)
+    pidog.step(np.zeros((4, 12)))
+    xy = s.base_pos[:2, :2]
+    walls = pidog.task.arena.size / 2 - np.abs(xy).max(axis=1)
+    assert s.obstacle_clearance[0] == pytest.approx(walls[0], abs=1e-9)
+    assert s.obstacle_clearance[1] == pytest.approx(0.5, abs=0.02)  # the robot moved a little in one step
+    near = obstacle_proximity(s, distance=0.6)
+    assert near[1] == pytest.approx((0.6 - s.obstacle_clearance[1]) / 0.6) and near[0] == 0.0
+
+
 def test_touching_an_obstacle_counts_as_a_contact_not_a_fall(pidog):
     for _ in range(5):
         pidog.step(np.zeros((4, 12)))
@@ -103,6 +121,10 @@ def test_a_sensor_term_without_its_sensor_is_an_error():
     task = replace(get_task("pidog-run"), sensors=SensorsConfig())
     with pytest.raises(LegkitError, match="task.sensors.imu"):
         LeggedBatch(task, 1)
+    no_imu = replace(get_task("pidog-run"), observations=("attitude", "joint_pos"),
+                     sensors=replace(get_task("pidog-run").sensors, imu=None))
+    with pytest.raises(LegkitError, match=r"'attitude' reads a sensor .*: set task\.sensors\.imu "):
+        LeggedBatch(no_imu, 1)
 
 
 def test_the_clock_ticks_at_its_period_from_every_reset(pidog):
@@ -115,3 +137,34 @@ def test_the_clock_ticks_at_its_period_from_every_reset(pidog):
     pidog.reset(np.array([1]))
     np.testing.assert_allclose(pidog.observe()[1, _block(pidog, "clock")], [0.0, 1.0], atol=1e-6)
     assert period == pytest.approx(0.6)  # the PiDog trot's cycle
+
+
+def test_attitude_reads_level_at_rest_and_follows_a_roll(pidog):
+    """The `attitude` term, filtered from the IMU's readings (noise and bias included), agrees with the true gravity
+    direction: level at rest, and turning with the body when it rolls."""
+    s = pidog.state
+    for _ in range(25):
+        pidog.step(np.zeros((4, 12)))
+    assert np.allclose(s.attitude, s.projected_gravity, atol=0.05)
+    tilt = []
+    for _ in range(15):  # roll robot 3 over at 4 rad/s: the gyro carries the estimate
+        pidog.sim.qvel[3, 3] = 4.0
+        pidog.step(np.zeros((4, 12)))
+        tilt.append(s.projected_gravity[3, 1])
+        assert np.allclose(s.attitude[3], s.projected_gravity[3], atol=0.1)
+    assert min(tilt) < -0.3 and np.allclose(s.attitude[:3], s.projected_gravity[:3], atol=0.05)
+
+
+def test_a_reset_reads_the_reset_robots_sensors_and_leaves_the_others(pidog):
+    """A robot reset in the middle of a step reads its sensors afresh; the others' sensors keep their schedule."""
+    sensors = pidog.sensors
+    for _ in range(3):
+        pidog.step(np.zeros((4, 12)))
+    holds = [h for h in (sensors._imu_hold, sensors._sonar_hold, sensors._camera_hold) if h is not None]
+    before = [(h._until.copy(), h.value.copy()) for h in holds]
+    pidog.reset(np.array([1]))
+    for h, (until, value) in zip(holds, before):
+        keep = np.array([0, 2, 3])
+        np.testing.assert_array_equal(h._until[keep], until[keep])
+        np.testing.assert_array_equal(h.value[keep], value[keep])
+        assert h._until[1] == pytest.approx(h.period - 1.0)

@@ -197,7 +197,7 @@ STATELESS_TESTED = {
     "track_lin_vel", "track_ang_vel", "lin_vel_z", "ang_vel_xy", "orientation", "base_height", "base_too_low",
     "torques", "energy", "action_rate", "joint_deviation", "undesired_contacts", "termination", "alive",
     "height_target", "upright", "control_cost", "sustained_bonus", "stand_still", "lin_vel_progress",
-    "yaw_rate_progress", "obstacle_contact", "ultrasonic_proximity",
+    "yaw_rate_progress", "obstacle_contact", "ultrasonic_proximity", "obstacle_proximity",
 }
 
 
@@ -208,6 +208,9 @@ def test_obstacle_contact_and_ultrasonic_proximity():
     s.ultrasonic = np.array([[1.0, 0.1], [1.0, 0.3], [0.0, 2.9], [1.0, 0.25]])  # [echo flag, distance m]
     np.testing.assert_allclose(REWARDS["ultrasonic_proximity"](s, distance=0.2), [0.5, 0.0, 0.0, 0.0])
     np.testing.assert_allclose(REWARDS["ultrasonic_proximity"](s, distance=0.5), [0.8, 0.4, 0.0, 0.5])
+
+    s.obstacle_clearance[:] = [0.05, 0.3, np.inf, -0.01]  # m; negative: the centre inside a footprint
+    np.testing.assert_allclose(REWARDS["obstacle_proximity"](s, distance=0.2), [0.75, 0.0, 0.0, 1.0])
 
 
 def test_every_registered_term_has_a_test():

@@ -449,6 +449,48 @@ def test_sample_and_hold_fractional_period_keeps_the_mean_rate():
     assert fast.period == 1.0
 
 
+def test_sample_and_hold_refresh_reads_the_reset_robots_only():
+    """A reset within a step reads afresh for the reset robots; the others neither read nor advance (before the
+    fix, every reset step advanced every robot's sensors once more: up to twice their rate in training)."""
+    hold = SampleAndHold(num_envs=2, shape=(1,), period=3)
+    calls, t = [], [0]
+
+    def read(ids):
+        calls.append((t[0], ids.tolist()))
+        return np.full((len(ids), 1), float(t[0]))
+
+    for t[0] in range(2):
+        hold.step(read)
+    t[0] = 10
+    out = hold.refresh(np.array([1]), read)
+    assert calls[-1] == (10, [1]) and out[0, 0] == 0.0 and out[1, 0] == 10.0
+    for t[0] in range(2, 4):  # robot 0 keeps its schedule (reads at 0, 3); robot 1 reads 3 steps after its refresh
+        hold.step(read)
+    assert calls[1:] == [(10, [1]), (3, [0])]
+    t[0] = 4
+    hold.step(read)
+    assert calls[-1] == (4, [1])
+
+
+def test_attitude_filter_turns_with_the_gyro_and_settles_on_the_accelerometer():
+    from legkit.runtime import attitude_step, projected_gravity
+
+    level = attitude_step([0.0, 0.0, -1.0], [0.0, 0.0, 9.81, 0.0, 0.0, 0.0], 0.02, 0.02)
+    np.testing.assert_allclose(level, [[0.0, 0.0, -1.0]], atol=1e-12)
+    g = np.array([[0.0, 0.0, -1.0]])
+    for _ in range(50):  # roll at 1 rad/s for 1 s, the accelerometer given no weight: the gyro alone turns it
+        g = attitude_step(g, [0.0, 0.0, 9.81, 1.0, 0.0, 0.0], 0.02, 1e-12)
+    np.testing.assert_allclose(g[0], projected_gravity([np.cos(0.5), np.sin(0.5), 0.0, 0.0]), atol=1e-3)
+    tilted = -projected_gravity([np.cos(0.2), 0.0, np.sin(0.2), 0.0]) * 9.81  # pitched 0.4 rad, at rest
+    g = np.array([[0.0, 0.0, -1.0]])
+    for _ in range(250):  # gain 0.02 per 20 ms step: within 1% of the accelerometer's direction after 5 s
+        g = attitude_step(g, np.r_[tilted, 0.0, 0.0, 0.0], 0.02, 0.02)
+    np.testing.assert_allclose(g[0], -tilted / 9.81, atol=0.01)
+    fresh = attitude_step([[0.0, 0.0, -1.0]] * 2, [np.r_[tilted, 0, 0, 0]] * 2, 0.02, 0.02, fresh=[True, False])
+    np.testing.assert_allclose(fresh[0], -tilted / 9.81, atol=1e-12)  # a fresh robot starts from the accelerometer
+    assert abs(fresh[1, 2] + 1.0) < 0.01
+
+
 def test_sample_and_hold_staggers_robots():
     hold = SampleAndHold(num_envs=64, shape=(), period=4, rng=np.random.default_rng(0))
     assert 0 < len(hold.due()) < 64
@@ -468,6 +510,7 @@ def test_sample_and_hold_staggers_robots():
     (lambda: CameraConfig(rate_hz=0.0), "task.sensors.camera.rate_hz"),
     (lambda: ImuConfig(bits=1), "task.sensors.imu.bits"),
     (lambda: ImuConfig(acc_range=0.0), "task.sensors.imu.acc_range"),
+    (lambda: ImuConfig(attitude_gain=0.0), "task.sensors.imu.attitude_gain"),
 ])
 def test_bad_config_names_its_key(make, key):
     with pytest.raises(LegkitError, match=key.replace(".", r"\.")):

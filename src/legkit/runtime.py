@@ -35,9 +35,11 @@ the policy was trained on:
 Every term can also be given as the policy sees it, under its own name ("ultrasonic": [echo, m],
 "camera": the flattened image). The runtime keeps what the robot does not measure: the previous action,
 the observation history (for policies trained with one), the `clock` (the phase of the behaviour's beat:
-it counts step() calls since reset(), so call step() at rate_hz) and a recurrent policy's memory (an LSTM's
-h and c, zero after reset()). `policy.inputs` lists the readings a policy needs, `policy.json` what each one
-means (units, sensor, frame, range); `example_readings()` gives a valid dict of every input.
+it counts step() calls since reset(), so call step() at rate_hz), the `attitude` (the gravity direction, filtered
+from the "imu" readings by attitude_step, as in training: pass the latest IMU reading at every step) and a
+recurrent policy's memory (an LSTM's h and c, zero after reset()). `policy.inputs` lists the readings a policy
+needs, `policy.json` what each one means (units, sensor, frame, range); `example_readings()` gives a valid dict
+of every input.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ import numpy as np
 FORMAT = "legkit-policy/1"
 """The policy.json format this runtime reads."""
 
-KEPT_BY_RUNTIME = ("last_action", "history", "clock", "gait_phase")
+KEPT_BY_RUNTIME = ("last_action", "history", "clock", "gait_phase", "attitude")
 """Observation terms the runtime computes itself."""
 
 READINGS = {
@@ -68,6 +70,27 @@ def projected_gravity(quat) -> np.ndarray:
     """Unit gravity direction in the body frame, R^T (0, 0, -1), from a w-x-y-z orientation quaternion."""
     w, x, y, z = np.asarray(quat, dtype=np.float64) / np.linalg.norm(quat)
     return np.array([-2.0 * (x * z - w * y), -2.0 * (y * z + w * x), -(1.0 - 2.0 * (x * x + y * y))])
+
+
+def attitude_step(gravity, imu, dt: float, gain: float, fresh=None) -> np.ndarray:
+    """One control step of the complementary filter behind the `attitude` term: the unit gravity direction in the
+    IMU's frame ((0, 0, -1) level), estimated from a 6-axis IMU that gives no orientation of its own.
+
+    gravity (k, 3): the last estimates; imu (k, 6): the latest readings [accelerometer m/s^2, gyroscope rad/s];
+    dt: the control period (s). The gyroscope turns the estimate (a fixed world vector seen from a body turning at w
+    moves at -w x g); the accelerometer (specific force, +9.81 up at rest: gravity is its opposite) pulls it by
+    `gain`. Robots `fresh` (k,) bool, e.g. just reset, start from the accelerometer alone. Returns (k, 3) unit rows.
+    """
+    g = np.atleast_2d(np.asarray(gravity, dtype=np.float64))
+    imu = np.atleast_2d(np.asarray(imu, dtype=np.float64))
+    acc, gyro = imu[:, :3], imu[:, 3:6]
+    norm = np.linalg.norm(acc, axis=1, keepdims=True)
+    measured = np.where(norm > 1e-6, -acc / np.maximum(norm, 1e-6), g)  # no reading (free fall): keep the estimate
+    out = (1.0 - gain) * (g - dt * np.cross(gyro, g)) + gain * measured
+    if fresh is not None:
+        out = np.where(np.asarray(fresh, dtype=bool).reshape(-1, 1), measured, out)
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return np.where(norm > 1e-9, out / np.maximum(norm, 1e-9), np.array([0.0, 0.0, -1.0]))
 
 
 def pixel_cosines(width: int, height: int, hfov_deg: float) -> np.ndarray:
@@ -106,7 +129,12 @@ class PolicyRuntime:
         self.rate_hz = float(self.spec["control"]["rate_hz"])
         records = {t["name"]: t for t in self.spec["observation"]["terms"]}
         self.terms = [(t["name"], int(t["size"])) for t in self.spec["observation"]["terms"]]
+        attitude = records.get("attitude")
+        self._attitude = (float(attitude["step_s"]), float(attitude["gain"])) if attitude else None
+        """The attitude filter's control period (s) and accelerometer gain, for a policy that reads `attitude`."""
         self.inputs = [n for n, _ in self.terms if n not in KEPT_BY_RUNTIME]
+        if attitude and "imu" not in self.inputs:
+            self.inputs.append("imu")  # the attitude filter reads it
         """Readings `step` needs, by name."""
         self.sensors = self.spec.get("sensors") or {}
         """policy.json's sensor layout: mount, units, rate and range of each sensor the policy reads."""
@@ -139,6 +167,9 @@ class PolicyRuntime:
         self._history: np.ndarray | None = None
         self.steps = 0
         """Control steps since reset()."""
+        self.gravity: np.ndarray | None = None
+        """The attitude filter's estimate (unit, IMU frame); None until the first step after reset()."""
+        self._gravity_next = self.gravity
         self.memory = {name: np.zeros(shape, dtype=np.float32) for name, _, shape in self._memory}
         """A recurrent policy's state (e.g. the LSTM's h and c), fed back at every step."""
 
@@ -153,6 +184,14 @@ class PolicyRuntime:
                 raise ValueError(f"sensor reading '{name}' has shape {value.shape}; the policy needs ({size},)")
             parts[name] = value
         parts["last_action"] = self.last_action
+        if self._attitude is not None:
+            imu = self._reading(sensors, "imu")
+            if imu.shape != (6,):
+                raise ValueError(f"sensor reading 'imu' has shape {imu.shape}; the attitude filter needs (6,)")
+            start = self.gravity is None
+            self._gravity_next = attitude_step([0.0, 0.0, -1.0] if start else self.gravity, imu, *self._attitude,
+                                               fresh=[start])[0]
+            parts["attitude"] = self._gravity_next
         angle = 2 * np.pi * self.steps * self._clock_rate  # the beat's phase since reset, as the env computes it
         parts["clock"] = np.array([np.sin(angle), np.cos(angle)])
         angle = 2 * np.pi * ((self.steps * self._gait_rate) % 1.0)  # the scripted gait's phase, as the env's
@@ -177,6 +216,7 @@ class PolicyRuntime:
         for (name, _, _), value in zip(self._memory, memory):
             self.memory[name] = value
         self.last_action = action[0].astype(np.float64)
+        self.gravity = self._gravity_next  # the estimate the policy acted on is the filter's state
         if self._history_length:  # what the policy acted on becomes the newest past frame
             k = len(self._frame)
             self._history = np.concatenate([self._frame, self._history[:len(self._history) - k]])
@@ -208,6 +248,8 @@ class PolicyRuntime:
                 out[name] = next(t for t in self.spec["observation"]["terms"] if t["name"] == name)["trained"]
             else:
                 out[name] = np.zeros(size)
+        if "imu" in self.inputs and "imu" not in out:  # the attitude filter's readings, for a policy without `imu`
+            out["imu"] = np.array([0.0, 0.0, 9.80665, 0.0, 0.0, 0.0])
         return out
 
     # -- readings ---------------------------------------------------------------------------------------------

@@ -221,7 +221,7 @@ class LeggedBatch:
             self.sensors.reset(ids)
         if self.gait is not None:  # before the state update: it shows the new phase
             self.gait.reset(ids)
-        self._update_state()  # the new pose, for terms that read it (heading commands)
+        self._update_state(ids)  # the new pose, for terms that read it (heading commands)
         if self.curriculum is not None:  # judges the ending episodes, then sets the stage of the new ones
             self.curriculum.start(self, ids, judged)
         self.commands.reset(ids)
@@ -255,7 +255,9 @@ class LeggedBatch:
                 "stage": self.state.stage[env_ids].copy(), "terrain_level": self.ground.levels(env_ids)}
 
     # -- stepping ----------------------------------------------------------------------------
-    def _update_state(self) -> None:
+    def _update_state(self, reset_ids: np.ndarray | None = None) -> None:
+        """The BatchState from the simulator; `reset_ids`: called by a reset of those robots (their sensors read
+        afresh, no other robot's advance)."""
         s, sd = self.state, self.sim.sensordata
         self.ground.update(s, self.sim.qpos)  # the ground under each base: heights are measured from it
         s.update_kinematics(self.sim.qpos, self.sim.qvel, self.home, self.joint_qpos, self.joint_dof)
@@ -268,8 +270,10 @@ class LeggedBatch:
             s.gait_phase[:] = self.gait.phase_features()
         if self.arena is not None:
             s.obstacle_contacts[:] = self.arena.contacts(sd)
+            if self.sim.mocap is not None:
+                s.obstacle_clearance[:] = self.arena.clearance(self.sim.qpos[:, :2], *self.arena.read(self.sim.mocap))
         if self.sensors is not None:
-            self.sensors.update()
+            self.sensors.update(reset_ids)
 
     def _tick_clock(self) -> None:
         """The `clock` term: the phase of task.clock_period at each robot's time since its reset."""

@@ -3,8 +3,9 @@
 Every `run.best_every` steps (at the first update past each multiple), and once more for the
 final model, the policy being trained runs `run.best_episodes` deterministic episodes of the
 task at its final curriculum stage, without the training's pushes, from a fixed seed: the
-rollout of `legkit eval`. When their mean return beats the best so far, the policy is saved
-to RUN/best atomically, with its score in best/meta.json. `legkit eval RUN --checkpoint best`
+rollout of `legkit eval`. When their mean return (or, with `run.best_by=survival`, their survival rate, ties
+broken by the mean return) beats the best so far, the policy is saved to RUN/best atomically, with its score in
+best/meta.json. `legkit eval RUN --checkpoint best`
 (and validate, video) use it. The final model stays at the top of the run folder.
 
 Every evaluation is also a row of RUN/evaluations.csv (legkit.evaluate.success: the step at which the task's
@@ -30,7 +31,7 @@ from legkit.evaluate.metrics import compute_metrics
 from legkit.evaluate.rollout import rollout_model
 from legkit.evaluate.success import EVALUATIONS, append_evaluation
 from legkit.tasks.config import undisturbed
-from legkit.train.config import Config
+from legkit.train.config import BEST_BY, Config
 from legkit.train.callbacks import drop_partial_line, drop_rows_after
 from legkit.train.runs import BEST, META, save_policy
 
@@ -40,8 +41,17 @@ SEED = 54321
 """Seed of the best-model evaluations: fixed, so that scores of different steps compare."""
 
 
+def score(metrics: dict, best_by: str) -> tuple[float, ...]:
+    """The rank of an evaluation under run.best_by (BEST_BY): its metrics in order, compared as a tuple; an
+    evaluation without one of them (a best model saved before run.best_by existed) ranks lowest."""
+    try:
+        return tuple(float(metrics[k]) for k in BEST_BY[best_by])
+    except (KeyError, TypeError):
+        return (-np.inf,) * len(BEST_BY[best_by])
+
+
 class BestModel(BaseCallback):
-    """Evaluate every `every` steps and at the end; save the policy to `run/best` when its mean return is the best."""
+    """Evaluate every `every` steps and at the end; save the policy to `run/best` when it ranks best (score())."""
 
     def __init__(self, cfg: Config, run: Path, every: int, episodes: int,
                  observers: tuple[Callable[[int, dict], bool], ...] = ()):
@@ -53,7 +63,8 @@ class BestModel(BaseCallback):
         """The name of the observer that stopped training; None: not stopped."""
         self.calm = replace(cfg, task=undisturbed(cfg.task))
         """The task the policy is scored on: the training's, without its pushes."""
-        self.best = -np.inf
+        self.by = cfg.run.best_by
+        self.best = score({}, self.by)
         self.history: list[tuple[int, float]] = []
         """(step, mean return) of every evaluation of this session."""
         self._next = 0
@@ -69,7 +80,7 @@ class BestModel(BaseCallback):
             drop_rows_after(rows, self.num_timesteps)
         saved = self.folder / META
         if saved.exists():  # resuming: beat the best of the earlier session
-            self.best = float(json.loads(saved.read_text()).get("eval", {}).get("mean_return", -np.inf))
+            self.best = score(json.loads(saved.read_text()).get("eval", {}), self.by)
 
     def _on_rollout_start(self) -> None:
         # Between an update and the next collection: the policy is exactly the one of this step count.
@@ -94,21 +105,21 @@ class BestModel(BaseCallback):
         trace = rollout_model(self.model, norm, self.episodes, self.calm, seed=SEED)
         self._evaluated_updates = self.model._n_updates
         m = compute_metrics(trace)
-        score = m["mean_return"]
+        rank = score(m, self.by)
         step = self.num_timesteps
-        self.history.append((step, score))
+        self.history.append((step, m["mean_return"]))
         for key in LOGGED:
             self.logger.record(f"eval/{key}", m[key])
-        if score > self.best:
-            self.best = score
+        if rank > self.best:
+            self.best = rank
             run_meta = self.run / META  # task, seed, command... as written when training started
             meta = json.loads(run_meta.read_text()) if run_meta.exists() else {}
             meta.pop("finished", None)
             save_policy(self.folder, self.model, norm, {**meta, "step": step, "eval": {
-                "mean_return": score, "episodes": self.episodes, "seed": SEED,
+                "mean_return": m["mean_return"], "best_by": self.by, "episodes": self.episodes, "seed": SEED,
                 "survival_rate": m["survival_rate"], "mean_base_height": m["mean_base_height"],
                 "mean_forward_velocity": m["mean_forward_velocity"]}})
-        self.logger.record("eval/best_mean_return", self.best)
+        self.logger.record("eval/best_mean_return", self.best[-1])
         self.logger.dump(step)  # at this step, not at the end of the next update
         append_evaluation(self.run, step, self._wall_before + time.time() - self._t0, m)
         for observe in self.observers:

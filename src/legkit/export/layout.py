@@ -130,6 +130,16 @@ def _describe(name: str, size: int, task, robot, sensors: dict) -> dict:
                           f"accelerometer then gyroscope, {s['accelerometer']}; full scale +-{s['full_scale'][0]:.4g} "
                           f"m/s^2 and +-{s['full_scale'][1]:.4g} rad/s (convert the driver's raw counts to these "
                           f"units); trained on readings at {s['rate_hz']:g} Hz held between reads: pass the latest"}
+    if name == "attitude":
+        imu = task.sensors.imu
+        return {"units": "unit vector", "components": ["x", "y", "z"], "gain": imu.attitude_gain,
+                "step_s": task.control_dt,
+                "source": f"the gravity direction in the IMU's frame ((0, 0, -1) level), estimated from the 'imu' "
+                          f"reading by a complementary filter (legkit.runtime.attitude_step): at every control step "
+                          f"(step_s = {task.control_dt:g} s) the gyroscope turns the estimate and the accelerometer "
+                          f"pulls it with weight gain = {imu.attitude_gain:g}, starting from the accelerometer alone "
+                          f"after reset(); kept by the runtime, which runs the filter on the latest IMU reading: "
+                          f"pass it at every step()"}
     if name == "ultrasonic":
         s = sensors["ultrasonic"]
         lo, hi = s["min_range_m"], s["max_range_m"]

@@ -537,6 +537,9 @@ class ImuConfig:
     """Quantize each axis to 2^bits levels over its full scale (16 for a 16-bit part); None: no quantization."""
     rate_hz: float = 20.0
     """Reads per second: the maker's software reads the IMU at about 20 Hz (see SampleAndHold)."""
+    attitude_gain: float = 0.02
+    """The `attitude` term's complementary filter (legkit.runtime.attitude_step): the accelerometer's weight at each
+    control step, the gyroscope carrying the rest (0.02 at 50 Hz: the accelerometer's pull acts over about 1 s)."""
 
     def __post_init__(self) -> None:
         s = "imu"
@@ -549,6 +552,8 @@ class ImuConfig:
         if self.bits is not None and not 2 <= self.bits <= 32:
             raise LegkitError(f"invalid {_key(s, 'bits')} = {self.bits}: must be null or in 2 .. 32")
         _check_rate(s, self.rate_hz)
+        if not 0.0 < self.attitude_gain <= 1.0:
+            raise LegkitError(f"invalid {_key(s, 'attitude_gain')} = {self.attitude_gain}: must be in (0, 1]")
 
 
 class Imu:
@@ -640,3 +645,11 @@ class SampleAndHold:
     def reset(self, env_ids: np.ndarray) -> None:
         """Make the robots `env_ids` read at their next step (nothing held over from a previous episode)."""
         self._until[env_ids] = 0.0
+
+    def refresh(self, env_ids: np.ndarray, read: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """Read now for the robots `env_ids` only (k,), as `step` would have at this step, without advancing the
+        others: a reset's fresh reading. Returns `value`."""
+        if len(env_ids):
+            self.value[env_ids] = read(env_ids)
+            self._until[env_ids] = self.period - 1.0
+        return self.value

@@ -26,6 +26,7 @@ OBSERVATIONS = {
     "height_scan": lambda s: s.height_scan,
     "gait_phase": lambda s: s.gait_phase,
     "imu": lambda s: s.imu,
+    "attitude": lambda s: s.attitude,
     "ultrasonic": lambda s: s.ultrasonic,
     "camera": lambda s: s.camera,
     "touch": lambda s: s.touch,
@@ -47,6 +48,7 @@ PRIVILEGED = ("base_lin_vel", "base_height", "ground_friction", "payload", "moto
 MIRROR_SIGNS = {
     "base_lin_vel": (1.0, -1.0, 1.0),  # a vector: its y flips
     "projected_gravity": (1.0, -1.0, 1.0),
+    "attitude": (1.0, -1.0, 1.0),
     "base_ang_vel": (-1.0, 1.0, -1.0),  # an angular velocity (axial vector): roll and yaw rate flip
     "command": (1.0, -1.0, -1.0),  # vx, vy, yaw rate
     "push_force": (1.0, -1.0),

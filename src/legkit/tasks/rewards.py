@@ -183,6 +183,14 @@ def ultrasonic_proximity(s: BatchState, distance: float = 0.3) -> np.ndarray:
     return np.where(echo > 0, np.clip((distance - d) / distance, 0.0, 1.0), 0.0)
 
 
+def obstacle_proximity(s: BatchState, distance: float = 0.3) -> np.ndarray:
+    """How far inside `distance` (m) of the base's centre the nearest obstacle footprint or arena wall is, as a
+    fraction: (distance - clearance) / distance in [0, 1]. Privileged: the true geometry, low curbs and thin posts
+    included, which the ultrasonic misses; a dense signal to steer by before a touch, where `obstacle_contact`
+    only pays after one."""
+    return np.clip((distance - s.obstacle_clearance) / distance, 0.0, 1.0)
+
+
 REWARDS = {
     "track_lin_vel": track_lin_vel,
     "track_ang_vel": track_ang_vel,
@@ -208,5 +216,6 @@ REWARDS = {
     "stand_still": stand_still,
     "obstacle_contact": obstacle_contact,
     "ultrasonic_proximity": ultrasonic_proximity,
+    "obstacle_proximity": obstacle_proximity,
 }
 """Every reward term by config name. Classes are stateful terms, built once per environment."""

@@ -82,6 +82,9 @@ class BatchState:
         """IMU readings [acc xyz m/s^2, gyro xyz rad/s] as the robot's IMU gives them (tasks/sensing.py)."""
         self.ultrasonic = np.zeros((n, 0))
         """Ultrasonic [echo flag, distance m] (max range when there is no echo)."""
+        self.attitude = np.tile([0.0, 0.0, -1.0], (n, 1))
+        """Gravity direction in the IMU's frame as a complementary filter of the IMU estimates it (unit vector,
+        (0, 0, -1) level; the `attitude` term): what a robot whose IMU gives no orientation knows of its tilt."""
         self.camera = np.zeros((n, 0))
         """Depth camera image, row by row (m)."""
         self.touch = np.zeros((n, 0))
@@ -92,6 +95,9 @@ class BatchState:
         """One-hot of the behaviour asked for (task.behaviours, task.behaviour); empty without one."""
         self.obstacle_contacts = np.zeros(n)
         """Contacts between the robot and the arena's obstacles and walls this step (0: none)."""
+        self.obstacle_clearance = np.full(n, np.inf)
+        """Distance (m) in the ground plane from the base's centre to the nearest obstacle footprint or arena wall:
+        the true geometry, what the robot's sensors only partly see (inf without an arena)."""
         self.history = np.zeros((n, 0))
         """Past observation frames, newest first (the `history` observation term; empty without one)."""
         # Privileged quantities: what the simulator knows and a robot does not (for a critic).

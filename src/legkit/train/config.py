@@ -117,6 +117,9 @@ class RunConfig:
     RUN/best (0: never)."""
     best_episodes: int = 10
     """Episodes of each of those evaluations."""
+    best_by: str = "return"
+    """What makes a model the best of those evaluations: "return" (the mean return), or "survival" (the survival
+    rate, ties broken by the mean return): for a task whose return can rise while its robots fall more."""
     stop_on_success: bool = False
     """End training at the first of those evaluations that meets the task's success bar (task.success): to
     measure the time to success (e.g. over --seeds) without training past it."""
@@ -200,6 +203,8 @@ class Config:
 
 
 ACTIVATIONS = ("elu", "tanh", "relu")
+BEST_BY = {"return": ("mean_return",), "survival": ("survival_rate", "mean_return")}
+"""run.best_by: the evaluation metrics a best model is ranked by, compared in order (the next breaks a tie)."""
 
 
 def default_config_file(task_name: str) -> Path:
@@ -274,6 +279,7 @@ def validate(cfg: Config) -> Config:
         (r.eval_episodes >= 0, "run.eval_episodes", r.eval_episodes, ">= 0"),
         (r.best_every >= 0, "run.best_every", r.best_every, ">= 0 (0: no best model)"),
         (r.best_episodes >= 1, "run.best_episodes", r.best_episodes, ">= 1"),
+        (r.best_by in BEST_BY, "run.best_by", r.best_by, f"one of {', '.join(BEST_BY)}"),
         (t.decimation >= 1, "task.decimation", t.decimation, ">= 1"),
         (t.physics.timestep > 0, "task.physics.timestep", t.physics.timestep, "> 0"),
         # at least one control step per episode (max_episode_steps >= 1); the slack absorbs float
