@@ -11,6 +11,7 @@ from legkit import LegkitError
 from legkit.envs.core import LeggedBatch
 from legkit.sim.arena import PARK
 from legkit.tasks import get_task
+from legkit.tasks.rewards import obstacle_proximity
 from legkit.tasks.sensing import SensorsConfig
 
 
@@ -72,8 +73,6 @@ def test_the_ultrasonic_and_the_camera_see_an_obstacle_placed_ahead(pidog):
 def test_obstacle_clearance_is_the_true_distance_to_the_nearest_footprint_or_wall(pidog):
     """The privileged clearance behind the obstacle_proximity reward: a box square ahead at 0.5 m from the base's
     centre reads 0.5; with every obstacle parked, the nearest wall does; the term is 0 beyond its distance."""
-    from legkit.tasks.rewards import obstacle_proximity
-
     s = pidog.state
     pidog.step(np.zeros((4, 12)))
     _clear_and_put(pidog, 0, None)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from legkit import LegkitError
+from legkit.runtime import attitude_step, projected_gravity
 from legkit.sim.sensors import (
     FULLPHYSICS,
     NO_ECHO,
@@ -473,8 +474,6 @@ def test_sample_and_hold_refresh_reads_the_reset_robots_only():
 
 
 def test_attitude_filter_turns_with_the_gyro_and_settles_on_the_accelerometer():
-    from legkit.runtime import attitude_step, projected_gravity
-
     level = attitude_step([0.0, 0.0, -1.0], [0.0, 0.0, 9.81, 0.0, 0.0, 0.0], 0.02, 0.02)
     np.testing.assert_allclose(level, [[0.0, 0.0, -1.0]], atol=1e-12)
     g = np.array([[0.0, 0.0, -1.0]])

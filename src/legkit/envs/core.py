@@ -107,6 +107,9 @@ class LeggedBatch:
             from legkit.sim.arena import Arena
 
             self.arena = Arena(m, task.arena)
+            if self.sim.mocap is not None:
+                self.state.clearance_source = lambda: self.arena.clearance(self.sim.qpos[:, :2],
+                                                                           *self.arena.read(self.sim.mocap))
         self.gait = None
         """The scripted gait of a residual task (legkit.gaits): joint target = gait target + action_scale * action."""
         if task.gait is not None:
@@ -259,6 +262,7 @@ class LeggedBatch:
         """The BatchState from the simulator; `reset_ids`: called by a reset of those robots (their sensors read
         afresh, no other robot's advance)."""
         s, sd = self.state, self.sim.sensordata
+        s.forget_derived()
         self.ground.update(s, self.sim.qpos)  # the ground under each base: heights are measured from it
         s.update_kinematics(self.sim.qpos, self.sim.qvel, self.home, self.joint_qpos, self.joint_dof)
         np.take(sd, self.torque_sensors, axis=1, out=s.joint_torque)
@@ -270,8 +274,6 @@ class LeggedBatch:
             s.gait_phase[:] = self.gait.phase_features()
         if self.arena is not None:
             s.obstacle_contacts[:] = self.arena.contacts(sd)
-            if self.sim.mocap is not None:
-                s.obstacle_clearance[:] = self.arena.clearance(self.sim.qpos[:, :2], *self.arena.read(self.sim.mocap))
         if self.sensors is not None:
             self.sensors.update(reset_ids)
 

@@ -48,7 +48,7 @@ PRIVILEGED = ("base_lin_vel", "base_height", "ground_friction", "payload", "moto
 MIRROR_SIGNS = {
     "base_lin_vel": (1.0, -1.0, 1.0),  # a vector: its y flips
     "projected_gravity": (1.0, -1.0, 1.0),
-    "attitude": (1.0, -1.0, 1.0),
+    "attitude": (1.0, -1.0, 1.0),  # in the IMU's frame: the base's on the PiDog, the one robot with an IMU
     "base_ang_vel": (-1.0, 1.0, -1.0),  # an angular velocity (axial vector): roll and yaw rate flip
     "command": (1.0, -1.0, -1.0),  # vx, vy, yaw rate
     "push_force": (1.0, -1.0),

@@ -95,9 +95,9 @@ class BatchState:
         """One-hot of the behaviour asked for (task.behaviours, task.behaviour); empty without one."""
         self.obstacle_contacts = np.zeros(n)
         """Contacts between the robot and the arena's obstacles and walls this step (0: none)."""
-        self.obstacle_clearance = np.full(n, np.inf)
-        """Distance (m) in the ground plane from the base's centre to the nearest obstacle footprint or arena wall:
-        the true geometry, what the robot's sensors only partly see (inf without an arena)."""
+        self.clearance_source = None
+        """What gives `obstacle_clearance` at the current step (the env's arena), or None: no arena."""
+        self._obstacle_clearance: np.ndarray | None = None
         self.history = np.zeros((n, 0))
         """Past observation frames, newest first (the `history` observation term; empty without one)."""
         # Privileged quantities: what the simulator knows and a robot does not (for a critic).
@@ -109,6 +109,20 @@ class BatchState:
         """Factor on the actuators' proportional gain from randomization (1 nominal)."""
         self.push_force = np.zeros((n, 3))
         """External push on the base this control step (N, world frame; zero between pushes)."""
+
+    @property
+    def obstacle_clearance(self) -> np.ndarray:
+        """Distance (m) in the ground plane from the base's centre to the nearest obstacle footprint or arena wall:
+        the true geometry, what the robot's sensors only partly see (inf without an arena). Computed when first
+        read at a step (only the obstacle_proximity reward reads it), then kept until `forget_derived`."""
+        if self._obstacle_clearance is None:
+            source = self.clearance_source
+            self._obstacle_clearance = np.full(self.num_envs, np.inf) if source is None else source()
+        return self._obstacle_clearance
+
+    def forget_derived(self) -> None:
+        """A new physics state: what is computed on demand (obstacle_clearance) is computed afresh when next read."""
+        self._obstacle_clearance = None
 
     def update_kinematics(self, qpos: np.ndarray, qvel: np.ndarray, home: np.ndarray,
                           joint_qpos: np.ndarray, joint_dof: np.ndarray) -> None:
