@@ -12,7 +12,7 @@ from legkit import LegkitError
 from legkit.envs.core import LeggedBatch
 from legkit.envs.vec_env import LegkitVecEnv
 from legkit.robots import get_robot
-from legkit.tasks.observations import mirror_map
+from legkit.tasks.observations import mirror_map, mirror_name, term_reflections
 from legkit.train.config import build_config
 from legkit.train.trainer import _build_model
 
@@ -129,3 +129,67 @@ def test_symmetry_statistics_follow_the_normalizer(tmp_path):
 def test_symmetry_needs_a_robot_with_a_mirror():
     with pytest.raises(LegkitError, match="mirror"):
         build_config("humanoid-stand", sets=["ppo.symmetry=true"])
+
+
+PIDOG_QUIET = ["task.arena.enabled=false", "task.reset.joint_pos_noise=0", "task.reset.base_vel_noise=0",
+               "task.sensors.imu.acc_noise_std=0", "task.sensors.imu.gyro_noise_std=0",
+               "task.sensors.imu.acc_bias_std=0", "task.sensors.imu.gyro_bias_std=0",
+               "task.sensors.ultrasonic.noise_std=0", "task.sensors.imu.rate_hz=50",
+               "task.sensors.ultrasonic.rate_hz=50", "task.sensors.camera.rate_hz=50",
+               "task.observations=[imu, attitude, ultrasonic, camera, touch, joint_pos, joint_vel, behaviour, clock]"]
+
+
+def test_the_pidog_mirror_reflects_its_sensors():
+    """The PiDog's sensor terms: a robot started in the mirror image of another, half a gait cycle on and asked
+    for the mirrored behaviour, given the mirrored actions, senses the mirror image of what the other senses
+    (IMU, attitude, ultrasonic, the camera's image, touch, encoders), step after step."""
+    cfg = build_config("pidog-run", sets=PIDOG_QUIET)
+    env = LeggedBatch(cfg.task, 2, seed=3, nthread=1)
+    try:
+        env.reset()
+        index, sign = env.robot.joint_mirror()
+        qpos, qvel = env.sim.qpos.copy(), env.sim.qvel.copy()
+        qvel[0, :6] = [0.1, 0.08, 0.0, 0.4, -0.2, 0.6]  # moving left, rolling and turning
+        q1, v1 = _reflect_state(qpos[0], qvel[0], index, sign, env.joint_qpos, env.joint_dof)
+        env.sim.set_state(np.arange(2), np.stack([qpos[0], q1]), np.stack([qvel[0], v1]))
+        half = round(cfg.task.clock_period / env.dt / 2)
+        env.state.episode_step[1] = env.state.episode_step[0] + half  # the mirrored gait is half a cycle on
+        behaviours = list(cfg.task.behaviours)
+        env.state.behaviour[:] = 0.0
+        env.state.behaviour[0, behaviours.index("turn_left")] = 1.0
+        env.state.behaviour[1, behaviours.index("turn_right")] = 1.0
+        env._update_state(np.arange(2))
+        env._tick_clock()
+        obs_index, obs_sign = mirror_map(env.obs_layout, index, sign, permuted=term_reflections(cfg.task))
+        cam = [i for n, start, size in env.obs_layout if n == "camera" for i in range(start, start + size)]
+        rng = np.random.default_rng(0)
+        worst, lopsided = 0.0, 0.0
+        for _ in range(40):
+            obs = env.observe().copy()
+            worst = max(worst, float(np.max(np.abs(obs[1] - obs_sign * obs[0, obs_index]))))
+            lopsided = max(lopsided, float(np.max(np.abs(obs[0, cam] - obs[0, obs_index[cam]]))))
+            a = rng.uniform(-0.3, 0.3, 12)
+            _, term, _ = env.step(np.stack([a, sign * a[index]]))
+            assert not term.any()
+        assert worst < 1e-4, worst
+        assert lopsided > 0.01  # the image was not left-right symmetric itself, so its reflection was exercised
+    finally:
+        env.close()
+
+
+def test_term_reflections_swap_left_and_right():
+    cfg = build_config("pidog-run")
+    r = term_reflections(cfg.task)
+    names = cfg.task.behaviours
+    assert [names[i] for i in r["behaviour"]] == [mirror_name(n) for n in names]
+    assert names[r["behaviour"][names.index("turn_left")]] == "turn_right"
+    assert list(r["touch"]) == [0]  # the head touch pad is on the centre line
+    w = cfg.task.sensors.camera.width
+    assert list(r["camera"][:w]) == list(range(w - 1, -1, -1))
+    assert mirror_name("FL_foot") == "FR_foot" and mirror_name("RR_calf") == "RL_calf"
+
+
+def test_symmetry_names_a_behaviour_without_a_mirror_image():
+    with pytest.raises(LegkitError, match="turn_left has no mirror image"):
+        build_config("pidog-run", sets=["ppo.symmetry=true", "task.behaviours=[trot_forward, turn_left]",
+                                        "task.behaviour=trot_forward"])

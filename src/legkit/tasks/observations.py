@@ -54,11 +54,21 @@ MIRROR_SIGNS = {
     "push_force": (1.0, -1.0),
     "base_height": (1.0,), "target_height": (1.0,),
     "ground_friction": (1.0,), "payload": (1.0,), "motor_strength": (1.0,),
+    # The PiDog's sensors, on its centre line: the IMU's accelerometer (a vector) then its gyroscope (an axial
+    # vector), in the IMU's frame; the ultrasonic's [echo flag, distance] is its own mirror image.
+    "imu": (1.0, -1.0, 1.0, -1.0, 1.0, -1.0),
+    "ultrasonic": (1.0, 1.0),
+    # Half a cycle on: the mirror image of a gait whose left and right legs alternate (a trot, a walk) is the
+    # same gait half a cycle later, so (sin, cos) of the phase changes sign.
+    "clock": (-1.0, -1.0),
 }
 """Under the left-right reflection (y -> -y), the sign of each entry of these terms (entries stay in place)."""
 JOINT_TERMS = ("joint_pos", "joint_vel", "last_action")
 """Terms in joint order: the reflection permutes them by the robot's mirror_joints and signs."""
-REFLECTED = (*MIRROR_SIGNS, *JOINT_TERMS, "history")
+PERMUTED = ("camera", "behaviour", "touch")
+"""Terms whose reflection permutes their entries, as the task configures them (`term_reflections`): the camera's
+columns, the left and right behaviours, the left and right touch sensors."""
+REFLECTED = (*MIRROR_SIGNS, *JOINT_TERMS, *PERMUTED, "history")
 """Every observation term with a left-right reflection (`history` reflects frame by frame)."""
 
 
@@ -123,15 +133,49 @@ def layout_difference(trained: list, current: list) -> str | None:
     return f"the {which} has the extra terms {extra}; the model was trained on {', '.join(n for n, _ in old)}"
 
 
+def mirror_name(name: str) -> str:
+    """The name of `name`'s mirror image: left and right swapped ("turn_left" -> "turn_right", "FL_foot" ->
+    "FR_foot"); a name on the centre line ("head_touch") is its own."""
+    swaps = {"left": "right", "right": "left", "FL": "FR", "FR": "FL", "RL": "RR", "RR": "RL"}
+    return "_".join(swaps.get(part, part) for part in name.split("_"))
+
+
+def _name_permutation(term: str, names: tuple[str, ...]) -> np.ndarray:
+    """Index of each of `names`' mirror images in `names`; ValueError if one has none there."""
+    where = {n: i for i, n in enumerate(names)}
+    missing = [n for n in names if mirror_name(n) not in where]
+    if missing:
+        raise ValueError(f"observation term '{term}': {', '.join(missing)} has no mirror image "
+                         f"({', '.join(mirror_name(n) for n in missing)}) among {', '.join(names)}")
+    return np.array([where[mirror_name(n)] for n in names], dtype=np.int64)
+
+
+def term_reflections(task) -> dict[str, np.ndarray]:
+    """The reflection of each PERMUTED term as `task` (a TaskConfig) configures it: for each entry, the entry
+    its mirror image reads (signs stay +1). The camera's columns reverse (a site on the centre line, looking
+    forward: its image is row-major, height x width); a behaviour and a touch sensor swap with their left/right
+    counterparts."""
+    out, used, cam = {}, set(task.observations), task.sensors.camera
+    if "behaviour" in used:
+        out["behaviour"] = _name_permutation("behaviour", tuple(task.behaviours))
+    if "touch" in used:
+        out["touch"] = _name_permutation("touch", tuple(task.sensors.touch))
+    if "camera" in used and cam is not None:
+        out["camera"] = (np.arange(cam.height)[:, None] * cam.width
+                         + np.arange(cam.width)[::-1][None, :]).reshape(-1)
+    return out
+
+
 def mirror_map(layout: list, joint_index: np.ndarray, joint_sign: np.ndarray,
-               history_terms: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+               history_terms: tuple[str, ...] = (), permuted: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The left-right reflection of a flat observation with `layout` ((name, start, size) list), as
     (index, sign) arrays of shape (obs_dim,): the mirrored observation is `sign * obs[..., index]`.
 
     `joint_index`/`joint_sign` are the robot's joint mirror (RobotSpec.joint_mirror); `history_terms` the
-    terms each `history` frame holds (task.observation_history.terms). Raises ValueError naming a term
-    that has no reflection.
+    terms each `history` frame holds (task.observation_history.terms); `permuted` the PERMUTED terms'
+    reflections (`term_reflections(task)`). Raises ValueError naming a term that has no reflection.
     """
+    permuted = permuted or {}
     dim = sum(int(k) for _, _, k in layout)
     index, sign = np.arange(dim), np.ones(dim)
     for name, start, size in layout:
@@ -139,6 +183,8 @@ def mirror_map(layout: list, joint_index: np.ndarray, joint_sign: np.ndarray,
         if name in JOINT_TERMS:
             index[start:start + size] = start + joint_index
             sign[start:start + size] = joint_sign
+        elif name in permuted and len(permuted[name]) == size:
+            index[start:start + size] = start + np.asarray(permuted[name])
         elif name in MIRROR_SIGNS and len(MIRROR_SIGNS[name]) == size:
             sign[start:start + size] = MIRROR_SIGNS[name]
         elif name != "history":

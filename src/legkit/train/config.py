@@ -13,7 +13,7 @@ from legkit.robots import get_robot
 from legkit.tasks import TASKS, get_task
 from legkit.tasks.commands import check_commands
 from legkit.tasks.config import TaskConfig
-from legkit.tasks.observations import OBSERVATIONS, REFLECTED
+from legkit.tasks.observations import OBSERVATIONS, REFLECTED, term_reflections
 from legkit.tasks.terms import check_reward_table, staged_rewards
 from legkit.train.normalization import FIXED_SCALE_TERMS
 
@@ -414,6 +414,10 @@ def check_symmetry(t: TaskConfig) -> None:
         if name not in REFLECTED:
             raise LegkitError(f"ppo.symmetry: observation term '{name}' has no left-right reflection; terms with one: "
                               f"{', '.join(REFLECTED)}")
+    try:
+        term_reflections(t)
+    except ValueError as e:
+        raise LegkitError(f"ppo.symmetry: {e}") from None
 
 
 def build_config(task_name: str, config_file: str | None = None, sets: list[str] | None = None,

@@ -30,7 +30,7 @@ from legkit.config import to_dict
 from legkit.envs.vec_env import LegkitVecEnv
 from legkit.sim.log import mujoco_warnings_to
 from legkit.robots import get_robot
-from legkit.tasks.observations import layout_difference, mirror_map
+from legkit.tasks.observations import layout_difference, mirror_map, term_reflections
 from legkit.train.callbacks import (Checkpointer, EpisodeLogger, EstimatorTraining, LinearSchedule, NaNGuard,
                                     RewardStages, SymmetryStatistics, TorchThreads, injected_crashes)
 from legkit.train.checkpoints import recover, save_checkpoint, set_aside
@@ -151,7 +151,8 @@ def symmetry_kwargs(cfg: Config, obs_layout: list, actor_indices: list[int]) -> 
     """The policy's `mirror` argument: the reflection of the actor's inputs (in their order) and of the action."""
     robot = get_robot(cfg.task.robot)
     joint_index, joint_sign = robot.joint_mirror()
-    index, sign = mirror_map(obs_layout, joint_index, joint_sign, cfg.task.observation_history.terms)
+    index, sign = mirror_map(obs_layout, joint_index, joint_sign, cfg.task.observation_history.terms,
+                             term_reflections(cfg.task))
     where = {i: j for j, i in enumerate(actor_indices)}
     if any(int(index[i]) not in where for i in actor_indices):
         raise LegkitError("ppo.symmetry: the actor's inputs are not closed under the left-right reflection")
