@@ -199,6 +199,8 @@ def test_robot_pushed_into_an_obstacle_collides_and_the_contact_sensors_report_i
     data = posed(model, arena, pos[0], quat[0], qpos)
     assert robot_obstacle_contacts(model, data, arena) > 0
     assert arena.contacts(data.sensordata) == robot_obstacle_contacts(model, data, arena)
+    by_kind = dict(zip(arena.contact_kinds, arena.contacts_by_kind(data.sensordata)))
+    assert by_kind["box"] == arena.contacts(data.sensordata) and by_kind["low"] == by_kind["wall"] == 0
     data = posed(model, arena, pos[0], quat[0])
     assert data.ncon > 0 and robot_obstacle_contacts(model, data, arena) == 0 and arena.contacts(data.sensordata) == 0
 
@@ -234,6 +236,8 @@ def test_wall_contacts_count_only_with_walls():
     p, q = empty_layout(arena, 1)
     data = posed(model, arena, p[0], q[0], qpos)
     assert arena.contacts(data.sensordata) > 0 and arena.contacts(data.sensordata, walls=False) == 0
+    assert arena.contact_kinds == ("box", "low", "narrow", "wall")
+    np.testing.assert_array_equal(arena.contacts_by_kind(data.sensordata), [0, 0, 0, arena.contacts(data.sensordata)])
 
 
 def test_low_obstacles_pass_under_the_sonar_axis_and_block_a_ray_near_the_ground():

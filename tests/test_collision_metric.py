@@ -41,9 +41,27 @@ def test_metrics_report_collisions_per_episode_and_time_share_only_with_an_arena
     assert m["collision_time_share"] == 5 / 7  # alive steps in contact over alive steps
     rows = {line.rsplit("  ", 1)[0].strip(): line.rsplit(" ", 1)[1] for line in format_table(m).splitlines()}
     assert rows["collisions per episode"] == "1.50" and rows["time in contact with obstacles"] == "71.4%"
+    assert m["episodes_with_collision"] == 1.0 and rows["episodes with a collision"] == "100.0%"
     plain = compute_metrics(_trace(None, alive))
     assert "collisions_per_episode" not in plain and "collision_time_share" not in plain
+    assert "episodes_with_collision" not in plain and "collisions_by_kind" not in plain
     assert "collisions" not in format_table(plain)
+
+
+def test_collisions_by_kind_count_each_kinds_onsets():
+    # (steps, episodes, kinds): episode 0 presses on a box, lets go, then touches a box and a wall at once;
+    # episode 1 never touches anything
+    by_kind = np.zeros((5, 2, 2), dtype=bool)
+    by_kind[[0, 1, 3], 0, 0] = True
+    by_kind[3:, 0, 1] = True
+    alive = np.ones((5, 2), dtype=bool)
+    t = _trace(by_kind.any(axis=-1), alive)
+    t.obstacle_kinds, t.obstacle_contact_by_kind = ("box", "wall"), by_kind
+    m = compute_metrics(t)
+    assert m["collisions_by_kind"] == {"box": 1.0, "wall": 0.5}  # box: 2 onsets in episode 0; wall: 1
+    assert m["collisions_per_episode"] == 1.0  # the box and the wall at once are one collision of the robot
+    assert m["episodes_with_collision"] == 0.5
+    assert "box 1.00  wall 0.50" in format_table(m)
 
 
 ONE_POST = ["task.arena.boxes=1", "task.arena.low=0", "task.arena.narrow=0", "task.arena.box_side=[0.01,0.01]",
@@ -65,9 +83,11 @@ def test_a_trotting_pidog_collides_with_a_near_wall_and_not_in_open_ground():
     assert near.obstacle_contact.any(axis=0).all() and (first > 25).all()  # after walking there, not at the start
     m = compute_metrics(near)
     assert m["collisions_per_episode"] >= 1 and 0 < m["collision_time_share"] < 1
+    assert near.obstacle_kinds == ("box", "wall") and m["collisions_by_kind"]["wall"] >= 1
     # The same robot and seed in a 4 m arena, the cube at least 1.5 m away: no contact at all.
     far = compute_metrics(_trot([*ONE_POST, "task.arena.size=4.0", "task.arena.clear_radius=1.5"]))
     assert far["collisions_per_episode"] == 0 and far["collision_time_share"] == 0
+    assert far["collisions_by_kind"] == {"box": 0.0, "wall": 0.0} and far["episodes_with_collision"] == 0
     assert far["mean_forward_velocity"] > 0.03  # it did walk
 
 

@@ -64,8 +64,14 @@ def collision_metrics(t: Trace) -> dict[str, float]:
     """Obstacle and arena-wall collisions (tasks with an arena): onsets of contact per episode, and the share of
     alive steps in contact."""
     a = t.alive
-    return {"collisions_per_episode": float(np.mean(contact_onsets(t.obstacle_contact, a))),
-            "collision_time_share": float(np.sum(t.obstacle_contact & a) / max(int(a.sum()), 1))}
+    onsets = contact_onsets(t.obstacle_contact, a)
+    out = {"collisions_per_episode": float(np.mean(onsets)),
+           "collision_time_share": float(np.sum(t.obstacle_contact & a) / max(int(a.sum()), 1)),
+           "episodes_with_collision": float(np.mean(onsets > 0))}
+    if t.obstacle_contact_by_kind is not None:  # onsets per kind: touching a box and a curb at once counts for both
+        out["collisions_by_kind"] = {k: float(np.mean(contact_onsets(t.obstacle_contact_by_kind[..., j], a)))
+                                     for j, k in enumerate(t.obstacle_kinds)}
+    return out
 
 
 def _number(x: float) -> float | None:
@@ -131,6 +137,8 @@ LABELS = {
     "cost_of_transport": ("cost of transport", "{:.2f}"),
     "collisions_per_episode": ("collisions per episode", "{:.2f}"),
     "collision_time_share": ("time in contact with obstacles", "{:.1%}"),
+    "episodes_with_collision": ("episodes with a collision", "{:.1%}"),
+    "collisions_by_kind": ("collisions per episode by kind", "{:.2f}"),
     "duty_factor": ("duty factor (mean over feet)", "{:.2f}"),
     "duty_factor_per_foot": ("duty factor per foot", "{:.2f}"),
     "stride_frequency_hz": ("stride frequency (Hz)", "{:.2f}"),
@@ -139,7 +147,8 @@ LABELS = {
     "foot_clearance": ("foot clearance (m)", "{:.3f}"),
 }
 OPTIONAL = {"cost_of_transport", "duty_factor", "duty_factor_per_foot", "stride_frequency_hz", "gait_symmetry",
-            "foot_slip_speed", "foot_clearance", "collisions_per_episode", "collision_time_share"}
+            "foot_slip_speed", "foot_clearance", "collisions_per_episode", "collision_time_share",
+            "episodes_with_collision", "collisions_by_kind"}
 """Rows printed only when the metrics have them (gait metrics need foot sensors, collisions an arena)."""
 
 

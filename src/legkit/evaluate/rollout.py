@@ -51,6 +51,10 @@ class Trace:
     obstacle_contact: np.ndarray | None = None
     """(steps, episodes) bool: whether the robot touched an arena obstacle or wall at any physics substep of the
     step (the arena's contact sensors); None for tasks without an arena (task.arena.enabled false)."""
+    obstacle_kinds: tuple[str, ...] = ()
+    """What the last axis of `obstacle_contact_by_kind` tells apart (Arena.contact_kinds: box, low, narrow, wall)."""
+    obstacle_contact_by_kind: np.ndarray | None = None
+    """(steps, episodes, kinds) bool: `obstacle_contact` per kind of obstacle."""
     feet: tuple[str, ...] = ()
     """Foot names, in the order of the last axis of the foot arrays."""
     foot_force: np.ndarray | None = None
@@ -223,7 +227,7 @@ def rollout_model(model: PPO, norm: VecNormalize, episodes: int, cfg: Config, se
             rec["action_abs"].append(np.abs(s.action).mean(axis=1))
             rec["power"].append(batch.step_power())
             if batch.arena is not None:  # at any substep: a touch between two control steps counts
-                rec["obstacle_contact"].append(batch.arena.contacts(batch.sim.substep_sensordata).max(axis=1) > 0)
+                rec["obstacle_contact"].append(batch.arena.contacts_by_kind(batch.sim.substep_sensordata).max(axis=1) > 0)
             if feet is not None:  # every substep: touchdowns between control steps count
                 for key, value in zip(("foot_force", "foot_height", "foot_speed"),
                                       feet.read(batch.sim.substep_sensordata)):
@@ -243,7 +247,9 @@ def rollout_model(model: PPO, norm: VecNormalize, episodes: int, cfg: Config, se
     return Trace(alive=np.array(rec["alive"]), vel=np.array(rec["vel"]), command=np.array(rec["command"]),
                  height=np.array(rec["height"]), action_abs=np.array(rec["action_abs"]), power=np.array(rec["power"]),
                  reward=np.array(rec["reward"]),
-                 obstacle_contact=np.array(rec["obstacle_contact"]) if batch.arena is not None else None,
+                 obstacle_contact=np.array(rec["obstacle_contact"]).any(axis=-1) if batch.arena is not None else None,
+                 obstacle_kinds=batch.arena.contact_kinds if batch.arena is not None else (),
+                 obstacle_contact_by_kind=np.array(rec["obstacle_contact"]) if batch.arena is not None else None,
                  terminated=terminated, length=length, dt=batch.dt, max_steps=T,
                  mass=float(np.sum(batch.model.body_mass)), feet=tuple(batch.robot.feet) if feet else (),
                  foot_pairs=feet.pairs if feet else (), substep_dt=float(batch.model.opt.timestep), start=start,

@@ -362,6 +362,23 @@ class Arena:
         adr = self.touch_adr if walls else self.touch_adr[: len(self.names)]
         return np.asarray(sensordata)[..., adr].sum(axis=-1)
 
+    @property
+    def contact_kinds(self) -> tuple[str, ...]:
+        """What `contacts_by_kind` tells apart: each obstacle kind placed (box, low, narrow), then "wall"."""
+        placed = tuple(k for k in KINDS if self.cfg.count(k) > 0)
+        return placed + (("wall",) if self.cfg.walls else ())
+
+    def contacts_by_kind(self, sensordata: np.ndarray) -> np.ndarray:
+        """Robot-obstacle contact counts per `contact_kinds` entry from sensordata (..., nsensordata): (..., kinds)."""
+        total = self.contacts(sensordata)  # raises without contact sensors
+        data = np.asarray(sensordata)
+        out = np.empty(total.shape + (len(self.contact_kinds),), dtype=data.dtype)
+        for j, kind in enumerate(self.contact_kinds):
+            adr = self.touch_adr[len(self.names):] if kind == "wall" else self.touch_adr[:len(self.names)][
+                self.kinds == kind]
+            out[..., j] = data[..., adr].sum(axis=-1)
+        return out
+
     def wall_distance(self, pos_xy: np.ndarray) -> np.ndarray:
         """Distance (m) from robot centres pos_xy (n, 2) to the nearest wall's inner face, (n,); inf without walls."""
         if not self.cfg.walls:
