@@ -227,7 +227,8 @@ def rollout_model(model: PPO, norm: VecNormalize, episodes: int, cfg: Config, se
             rec["action_abs"].append(np.abs(s.action).mean(axis=1))
             rec["power"].append(batch.step_power())
             if batch.arena is not None:  # at any substep: a touch between two control steps counts
-                rec["obstacle_contact"].append(batch.arena.contacts_by_kind(batch.sim.substep_sensordata).max(axis=1) > 0)
+                touching = batch.arena.contacts_by_kind(batch.sim.substep_sensordata)  # (envs, substeps, kinds)
+                rec["obstacle_contact"].append(touching.max(axis=1) > 0)
             if feet is not None:  # every substep: touchdowns between control steps count
                 for key, value in zip(("foot_force", "foot_height", "foot_speed"),
                                       feet.read(batch.sim.substep_sensordata)):

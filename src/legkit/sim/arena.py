@@ -370,12 +370,12 @@ class Arena:
 
     def contacts_by_kind(self, sensordata: np.ndarray) -> np.ndarray:
         """Robot-obstacle contact counts per `contact_kinds` entry from sensordata (..., nsensordata): (..., kinds)."""
-        total = self.contacts(sensordata)  # raises without contact sensors
-        data = np.asarray(sensordata)
-        out = np.empty(total.shape + (len(self.contact_kinds),), dtype=data.dtype)
+        if self.touch_adr is None:
+            self.contacts(sensordata)  # raises: no contact sensors
+        data, m = np.asarray(sensordata), len(self.names)
+        out = np.empty(data.shape[:-1] + (len(self.contact_kinds),), dtype=data.dtype)
         for j, kind in enumerate(self.contact_kinds):
-            adr = self.touch_adr[len(self.names):] if kind == "wall" else self.touch_adr[:len(self.names)][
-                self.kinds == kind]
+            adr = self.touch_adr[m:] if kind == "wall" else self.touch_adr[:m][self.kinds == kind]
             out[..., j] = data[..., adr].sum(axis=-1)
         return out
 
