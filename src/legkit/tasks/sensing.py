@@ -50,7 +50,6 @@ class Sensors:
             self.imu = Imu(m, n, cfg.imu)
             self._imu_hold = SampleAndHold.at_rate(n, (6,), cfg.imu.rate_hz, dt)
             s.imu = self._imu_hold.value
-            s.attitude = np.tile([0.0, 0.0, -1.0], (n, 1))
             self._imu_frame = _imu_frame(m, cfg.imu, batch.robot.base_body)
         scene = RayScene(m, batch.robot.base_body) if cfg.ultrasonic or cfg.camera else None
         self.sonar = self._sonar_hold = None
