@@ -109,6 +109,29 @@ def test_best_by_survival_ranks_survival_first_and_return_second():
     assert score({"mean_return": 1e9}, "survival") < score(fast, "survival")
 
 
+def test_best_min_forward_velocity_keeps_a_standing_policy_from_being_best():
+    """With a speed floor, a policy that stands and survives ranks below a slower-to-survive one that walks; above
+    the floor run.best_by decides as before."""
+    from legkit.evaluate.best import score
+
+    stands = {"survival_rate": 1.0, "mean_return": 5.0, "mean_forward_velocity": 0.001}
+    walks = {"survival_rate": 0.8, "mean_return": 20.0, "mean_forward_velocity": 0.09}
+    walks_steadier = {"survival_rate": 0.9, "mean_return": 15.0, "mean_forward_velocity": 0.06}
+    assert score(stands, "survival") > score(walks, "survival")  # no floor: standing still wins
+    assert score(walks, "survival", 0.05) > score(stands, "survival", 0.05)
+    assert score(walks_steadier, "survival", 0.05) > score(walks, "survival", 0.05)
+    assert score(walks, "survival", 0.07) > score(walks_steadier, "survival", 0.07)
+    assert score({"survival_rate": 1.0, "mean_return": 5.0}, "survival", 0.05) < score(stands, "survival", 0.05)
+
+
+def test_best_min_forward_velocity_must_not_be_negative(tmp_path, capsys):
+    assert main(["train", "go2-walk", "--steps", "64", "--runs", str(tmp_path), "--set",
+                 "run.best_min_forward_velocity=-0.1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "run.best_min_forward_velocity" in err and ">= 0" in err and len(err.splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
 def test_best_by_must_be_a_known_rule(tmp_path, capsys):
     assert main(["train", "go2-walk", "--steps", "64", "--runs", str(tmp_path), "--set", "run.best_by=speed",
                  "--no-progress"]) == 2

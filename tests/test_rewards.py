@@ -112,6 +112,30 @@ def test_joint_deviation():
     np.testing.assert_allclose(call("joint_deviation", s), [0.14, 0.0], atol=1e-12)
 
 
+def test_joint_pose_penalizes_named_joints_off_their_targets():
+    s = BatchState(2, 3, NUM_FEET, NUM_UNDESIRED, DT, joint_names=("hip", "head_yaw", "head_pitch"))
+    s.joint_pos[0] = [1.0, 0.2, -1.0]  # robot 0: head turned 0.2 rad, pitched up; robot 1: on target
+    s.joint_pos[1] = [-0.5, 0.0, 0.3]
+    out = call("joint_pose", s, joints=("head_yaw", "head_pitch"), target=(0.0, 0.3))
+    np.testing.assert_allclose(out, [0.04 + 1.69, 0.0], atol=1e-12)  # the hip is not named: free
+    with pytest.raises(LegkitError, match="unknown joint 'neck'; valid: hip, head_yaw, head_pitch"):
+        call("joint_pose", s, joints=("neck",), target=(0.0,))
+    with pytest.raises(LegkitError, match="1 angles for 2 joints"):
+        call("joint_pose", s, joints=("hip", "head_yaw"), target=(0.0,))
+
+
+def test_env_rejects_a_joint_pose_naming_what_the_robot_lacks():
+    """Checked when the env is built, before any training step, with the robot's joints listed."""
+    from legkit.envs.core import LeggedBatch
+    from legkit.train.config import build_config
+
+    cfg = build_config("go2-walk", sets=["task.rewards.joint_pose.weight=-1",
+                                         "task.rewards.joint_pose.params.joints=[head_pitch_joint]",
+                                         "task.rewards.joint_pose.params.target=[0.3]"])
+    with pytest.raises(LegkitError, match="unknown joint 'head_pitch_joint'; valid: FL_hip_joint"):
+        LeggedBatch(cfg.task, 2, seed=0)
+
+
 def test_undesired_contacts():
     s = make_state()
     s.undesired_force[0] = [0.0, 0.5, 1.0, 1.5, 20.0]
@@ -197,7 +221,7 @@ STATELESS_TESTED = {
     "track_lin_vel", "track_ang_vel", "lin_vel_z", "ang_vel_xy", "orientation", "base_height", "base_too_low",
     "torques", "energy", "action_rate", "joint_deviation", "undesired_contacts", "termination", "alive",
     "height_target", "upright", "control_cost", "sustained_bonus", "stand_still", "lin_vel_progress",
-    "yaw_rate_progress", "obstacle_contact", "ultrasonic_proximity", "obstacle_proximity",
+    "yaw_rate_progress", "joint_pose", "obstacle_contact", "ultrasonic_proximity", "obstacle_proximity",
 }
 
 

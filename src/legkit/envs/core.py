@@ -89,7 +89,8 @@ class LeggedBatch:
         else:
             raise LegkitError(f"robot '{r.name}' has control '{r.control}'; valid: position, torque")
 
-        self.state = BatchState(num_envs, r.num_joints, len(self.foot_sensors), len(self.undesired_sensors), self.dt)
+        self.state = BatchState(num_envs, r.num_joints, len(self.foot_sensors), len(self.undesired_sensors), self.dt,
+                                r.joints)
         self.state.ground_friction[:] = task.physics.floor_friction
         if "height_scan" in task.observations:
             self.state.height_scan = np.zeros((num_envs, len(self.ground.grid)))
@@ -119,6 +120,7 @@ class LeggedBatch:
             self.gait = GaitController(r, m, task.gait, num_envs, self.dt)
         self._history_src = self._history_setup(task)
         self.rewards = RewardManager(task.rewards, num_envs, len(self.foot_sensors), self.dt, task.reward_scale_by_dt)
+        self.rewards.check(self.state)  # a parameter that names what this robot lacks fails here, not mid-run
         self.obs_layout = observation_layout(task.observations, self.state)
         self.obs_dim = sum(size for _, _, size in self.obs_layout)
         self.action_dim = r.num_joints

@@ -4,7 +4,8 @@ Every `run.best_every` steps (at the first update past each multiple), and once 
 final model, the policy being trained runs `run.best_episodes` deterministic episodes of the
 task at its final curriculum stage, without the training's pushes, from a fixed seed: the
 rollout of `legkit eval`. When their mean return (or, with `run.best_by=survival`, their survival rate, ties
-broken by the mean return) beats the best so far, the policy is saved to RUN/best atomically, with its score in
+broken by the mean return) beats the best so far (an evaluation slower than `run.best_min_forward_velocity`
+ranks below every one that is not), the policy is saved to RUN/best atomically, with its score in
 best/meta.json. `legkit eval RUN --checkpoint best`
 (and validate, video) use it. The final model stays at the top of the run folder.
 
@@ -41,13 +42,18 @@ SEED = 54321
 """Seed of the best-model evaluations: fixed, so that scores of different steps compare."""
 
 
-def score(metrics: dict, best_by: str) -> tuple[float, ...]:
-    """The rank of an evaluation under run.best_by (BEST_BY): its metrics in order, compared as a tuple; an
-    evaluation without one of them (a best model saved before run.best_by existed) ranks lowest."""
+def score(metrics: dict, best_by: str, min_forward_velocity: float = 0.0) -> tuple[float, ...]:
+    """The rank of an evaluation under run.best_by (BEST_BY): its metrics in order, compared as a tuple, after
+    whether it reaches run.best_min_forward_velocity (when that floor is above 0); an evaluation without one of
+    them (a best model saved before run.best_by existed) ranks lowest."""
+    keys = (("mean_forward_velocity",) if min_forward_velocity > 0 else ()) + BEST_BY[best_by]
     try:
-        return tuple(float(metrics[k]) for k in BEST_BY[best_by])
+        values = [float(metrics[k]) for k in keys]
     except (KeyError, TypeError):
-        return (-np.inf,) * len(BEST_BY[best_by])
+        return (-np.inf,) * len(keys)
+    if min_forward_velocity > 0:
+        values[0] = float(values[0] >= min_forward_velocity)
+    return tuple(values)
 
 
 class BestModel(BaseCallback):
@@ -63,8 +69,8 @@ class BestModel(BaseCallback):
         """The name of the observer that stopped training; None: not stopped."""
         self.calm = replace(cfg, task=undisturbed(cfg.task))
         """The task the policy is scored on: the training's, without its pushes."""
-        self.by = cfg.run.best_by
-        self.best = score({}, self.by)
+        self.by, self.floor = cfg.run.best_by, cfg.run.best_min_forward_velocity
+        self.best = score({}, self.by, self.floor)
         self.history: list[tuple[int, float]] = []
         """(step, mean return) of every evaluation of this session."""
         self._next = 0
@@ -80,7 +86,7 @@ class BestModel(BaseCallback):
             drop_rows_after(rows, self.num_timesteps)
         saved = self.folder / META
         if saved.exists():  # resuming: beat the best of the earlier session
-            self.best = score(json.loads(saved.read_text()).get("eval", {}), self.by)
+            self.best = score(json.loads(saved.read_text()).get("eval", {}), self.by, self.floor)
 
     def _on_rollout_start(self) -> None:
         # Between an update and the next collection: the policy is exactly the one of this step count.
@@ -105,7 +111,7 @@ class BestModel(BaseCallback):
         trace = rollout_model(self.model, norm, self.episodes, self.calm, seed=SEED)
         self._evaluated_updates = self.model._n_updates
         m = compute_metrics(trace)
-        rank = score(m, self.by)
+        rank = score(m, self.by, self.floor)
         step = self.num_timesteps
         self.history.append((step, m["mean_return"]))
         for key in LOGGED:

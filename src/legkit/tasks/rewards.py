@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from legkit import LegkitError
 from legkit.tasks.state import BatchState
 
 
@@ -97,6 +98,17 @@ def action_rate(s: BatchState) -> np.ndarray:
 def joint_deviation(s: BatchState) -> np.ndarray:
     """Sum of squared joint offsets from the home pose (rad^2)."""
     return np.sum(np.square(s.joint_pos_rel), axis=1)
+
+
+def joint_pose(s: BatchState, joints: tuple[str, ...] = (), target: tuple[float, ...] = ()) -> np.ndarray:
+    """Sum of squared offsets (rad^2) of the named joints from their `target` angles (absolute, rad; one per
+    joint). A pose the task wants held, such as a PiDog's head: its camera and ultrasonic are in the head, and a
+    policy left free points them at the sky, where the ultrasonic hears nothing to be penalized for."""
+    idx = s.joint_index(joints, "task.rewards.joint_pose.params.joints")
+    if len(target) != len(idx):
+        raise LegkitError(f"invalid task.rewards.joint_pose.params.target: {len(target)} angles for {len(idx)} joints "
+                          f"({', '.join(joints)}); give one angle (rad) per joint")
+    return np.sum(np.square(s.joint_pos[:, idx] - np.asarray(target)), axis=1)
 
 
 def undesired_contacts(s: BatchState, threshold: float = 1.0) -> np.ndarray:
@@ -205,6 +217,7 @@ REWARDS = {
     "energy": energy,
     "action_rate": action_rate,
     "joint_deviation": joint_deviation,
+    "joint_pose": joint_pose,
     "undesired_contacts": undesired_contacts,
     "termination": termination,
     "alive": alive,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from legkit import LegkitError
+
 
 def quat_rotate_inverse(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Rotate world vectors v (N, 3) into the frames of unit quaternions q (N, 4, w-x-y-z)."""
@@ -26,9 +28,13 @@ def quat_yaw(q: np.ndarray) -> np.ndarray:
 class BatchState:
     """Named per-robot quantities for `num_envs` robots with `num_joints` actuated joints."""
 
-    def __init__(self, num_envs: int, num_joints: int, num_feet: int, num_undesired: int, dt: float):
+    def __init__(self, num_envs: int, num_joints: int, num_feet: int, num_undesired: int, dt: float,
+                 joint_names: tuple[str, ...] = ()):
         n, j = num_envs, num_joints
         self.num_envs = n
+        self.joint_names = tuple(joint_names)
+        """The actuated joints' names, in action order (the robot's `joints`)."""
+        self._joint_index: dict[tuple[str, ...], np.ndarray] = {}
         self.dt = dt
         """Control period (s)."""
         self.base_pos = np.zeros((n, 3))
@@ -109,6 +115,19 @@ class BatchState:
         """Factor on the actuators' proportional gain from randomization (1 nominal)."""
         self.push_force = np.zeros((n, 3))
         """External push on the base this control step (N, world frame; zero between pushes)."""
+
+    def joint_index(self, names: tuple[str, ...], key: str) -> np.ndarray:
+        """Column indices of the joints `names` (a term's parameter `key`, named in the error when one is
+        unknown)."""
+        idx = self._joint_index.get(names)
+        if idx is None:
+            unknown = [n for n in names if n not in self.joint_names]
+            if unknown or not names:
+                raise LegkitError(f"invalid {key} = {list(names)}: "
+                                  f"{'unknown joint ' + repr(unknown[0]) if unknown else 'name at least one joint'}; "
+                                  f"valid: {', '.join(self.joint_names)}")
+            idx = self._joint_index[names] = np.array([self.joint_names.index(n) for n in names])
+        return idx
 
     @property
     def obstacle_clearance(self) -> np.ndarray:

@@ -138,6 +138,14 @@ class RewardManager:
             total += weighted
         return total
 
+    def check(self, s: BatchState) -> None:
+        """Evaluate every stateless term once on `s`, keeping nothing: a parameter that only the robot can judge
+        (a joint name) raises its LegkitError when the env is built. Stateful terms are not called: a call would
+        advance them."""
+        for name, fn, _, params in self._terms:
+            if not hasattr(fn, "reset"):
+                fn(s, **params)
+
     def set_params(self, table: dict[str, RewardTerm]) -> None:
         """Take the parameters of `table` (the same terms and weights; a reward stage's) from the next step on."""
         table = check_reward_table(table)

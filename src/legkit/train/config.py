@@ -120,6 +120,10 @@ class RunConfig:
     best_by: str = "return"
     """What makes a model the best of those evaluations: "return" (the mean return), or "survival" (the survival
     rate, ties broken by the mean return): for a task whose return can rise while its robots fall more."""
+    best_min_forward_velocity: float = 0.0
+    """A floor (m/s) under the best model: an evaluation whose mean forward velocity is below it ranks below every
+    one that reaches it, whatever run.best_by says (0: no floor). With best_by=survival, a policy that stands
+    still survives best; the floor keeps it from being the best."""
     stop_on_success: bool = False
     """End training at the first of those evaluations that meets the task's success bar (task.success): to
     measure the time to success (e.g. over --seeds) without training past it."""
@@ -280,6 +284,8 @@ def validate(cfg: Config) -> Config:
         (r.best_every >= 0, "run.best_every", r.best_every, ">= 0 (0: no best model)"),
         (r.best_episodes >= 1, "run.best_episodes", r.best_episodes, ">= 1"),
         (r.best_by in BEST_BY, "run.best_by", r.best_by, f"one of {', '.join(BEST_BY)}"),
+        (math.isfinite(r.best_min_forward_velocity) and r.best_min_forward_velocity >= 0,
+         "run.best_min_forward_velocity", r.best_min_forward_velocity, "a number >= 0 (m/s; 0: no floor)"),
         (t.decimation >= 1, "task.decimation", t.decimation, ">= 1"),
         (t.physics.timestep > 0, "task.physics.timestep", t.physics.timestep, "> 0"),
         # at least one control step per episode (max_episode_steps >= 1); the slack absorbs float
