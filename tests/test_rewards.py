@@ -136,6 +136,35 @@ def test_env_rejects_a_joint_pose_naming_what_the_robot_lacks():
         LeggedBatch(cfg.task, 2, seed=0)
 
 
+def test_contact_schedule_pays_feet_that_keep_the_trot():
+    s = make_state(3)
+    quarter = 2 * np.pi * 0.25  # phase 0.25: FL and RR stand (0.25 < 0.5), FR and RL swing (0.75)
+    s.clock[:] = [np.sin(quarter), np.cos(quarter)]
+    s.foot_force[0] = [30.0, 0.0, 0.0, 30.0]  # on the beat
+    s.foot_force[1] = [0.0, 30.0, 30.0, 0.0]  # the other diagonal: every foot wrong
+    s.foot_force[2] = [30.0, 30.0, 30.0, 30.0]  # all four down: half right
+    np.testing.assert_allclose(call("contact_schedule", s), [1.0, 0.0, 0.5])
+    np.testing.assert_allclose(call("contact_schedule", s, duty=0.8), [0.5, 0.5, 1.0])  # (0.75 < 0.8: stand)
+    s.clock[:] = [np.sin(3 * quarter), np.cos(3 * quarter)]  # half a cycle on: the diagonals swap
+    np.testing.assert_allclose(call("contact_schedule", s), [0.0, 1.0, 0.5])
+    with pytest.raises(LegkitError, match="3 phase offsets for 4 feet"):
+        call("contact_schedule", s, offsets=(0.0, 0.5, 0.5))
+    s.clock[:] = 0.0  # the clock never ticked: not observed
+    with pytest.raises(LegkitError, match="needs the `clock` observation term"):
+        call("contact_schedule", s)
+
+
+def test_env_rejects_a_contact_schedule_without_a_clock():
+    from legkit.envs.core import LeggedBatch
+    from legkit.train.config import build_config
+
+    cfg = build_config("go2-walk", sets=["task.rewards.contact_schedule.weight=1"])
+    with pytest.raises(LegkitError, match="needs the `clock` observation term"):
+        LeggedBatch(cfg.task, 2, seed=0)
+    cfg = build_config("pidog-run", sets=["task.rewards.contact_schedule.weight=1"])  # it observes the clock
+    LeggedBatch(cfg.task, 2, seed=0).close()
+
+
 def test_undesired_contacts():
     s = make_state()
     s.undesired_force[0] = [0.0, 0.5, 1.0, 1.5, 20.0]
@@ -221,7 +250,7 @@ STATELESS_TESTED = {
     "track_lin_vel", "track_ang_vel", "lin_vel_z", "ang_vel_xy", "orientation", "base_height", "base_too_low",
     "torques", "energy", "action_rate", "joint_deviation", "undesired_contacts", "termination", "alive",
     "height_target", "upright", "control_cost", "sustained_bonus", "stand_still", "lin_vel_progress",
-    "yaw_rate_progress", "joint_pose", "obstacle_contact", "ultrasonic_proximity", "obstacle_proximity",
+    "yaw_rate_progress", "joint_pose", "contact_schedule", "obstacle_contact", "ultrasonic_proximity", "obstacle_proximity",
 }
 
 

@@ -120,7 +120,6 @@ class LeggedBatch:
             self.gait = GaitController(r, m, task.gait, num_envs, self.dt)
         self._history_src = self._history_setup(task)
         self.rewards = RewardManager(task.rewards, num_envs, len(self.foot_sensors), self.dt, task.reward_scale_by_dt)
-        self.rewards.check(self.state)  # a parameter that names what this robot lacks fails here, not mid-run
         self.obs_layout = observation_layout(task.observations, self.state)
         self.obs_dim = sum(size for _, _, size in self.obs_layout)
         self.action_dim = r.num_joints
@@ -168,6 +167,11 @@ class LeggedBatch:
         self._parked = np.zeros(num_envs, dtype=bool)
         """Robots whose physics blew up in the last `step` (parked at a finite state)."""
         self.reset()
+        try:  # a reward parameter this robot or task cannot serve fails here, not mid-run
+            self.rewards.check(self.state)
+        except LegkitError:
+            self.close()
+            raise
 
     def control_map(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(offset, gain, low, high) per actuator: ctrl = clip(offset + gain * action, low, high)."""

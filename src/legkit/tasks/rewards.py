@@ -174,6 +174,24 @@ class FeetAirTime:
         return reward * moving
 
 
+def contact_schedule(s: BatchState, offsets: tuple[float, ...] = (0.0, 0.5, 0.5, 0.0), duty: float = 0.5,
+                     contact_force: float = 1.0) -> np.ndarray:
+    """The share of feet (0-1) whose ground contact keeps a gait's schedule at the `clock` term's phase p (0-1,
+    one cycle per task.clock_period): foot i should stand while (p + offsets[i]) mod 1 < `duty` and swing
+    otherwise; a foot stands when its normal force exceeds `contact_force` (N). The default offsets, in the feet's
+    order FL, FR, RL, RR, are a trot: the diagonals FL-RR and FR-RL alternate. A policy that observes the clock can
+    keep the beat; without a schedule a small robot learns to shuffle at several strides a second."""
+    if not np.any(s.clock):
+        raise LegkitError("the contact_schedule reward needs the `clock` observation term (task.observations) "
+                          "and task.clock_period > 0: it reads the gait's phase from the clock")
+    if len(offsets) != s.foot_force.shape[1]:
+        raise LegkitError(f"invalid task.rewards.contact_schedule.params.offsets: {len(offsets)} phase offsets for "
+                          f"{s.foot_force.shape[1]} feet; give one per foot")
+    phase = np.arctan2(s.clock[:, 0], s.clock[:, 1]) / (2 * np.pi)
+    stance = np.mod(phase[:, None] + np.asarray(offsets)[None, :], 1.0) < duty
+    return np.mean((s.foot_force > contact_force) == stance, axis=1)
+
+
 def stand_still(s: BatchState, threshold: float = 0.1) -> np.ndarray:
     """Motion under a zero command (|cmd_xy| + |cmd_yaw| < threshold): |v_xy|^2 + 0.1 |w_z|^2 + 0.01 mean
     joint speed^2 (SI units squared), 0 otherwise. Paid only when told to stand, so it never slows walking."""
@@ -218,6 +236,7 @@ REWARDS = {
     "action_rate": action_rate,
     "joint_deviation": joint_deviation,
     "joint_pose": joint_pose,
+    "contact_schedule": contact_schedule,
     "undesired_contacts": undesired_contacts,
     "termination": termination,
     "alive": alive,

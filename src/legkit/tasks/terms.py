@@ -57,6 +57,8 @@ PARAM_RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("sustained_bonus", "every"): (lambda v: v >= 1, ">= 1 (control steps between bonuses)"),
     ("undesired_contacts", "threshold"): (lambda v: v >= 0, ">= 0 (N; contact forces are never negative)"),
     ("feet_air_time", "contact_force"): (lambda v: v >= 0, ">= 0 (N; contact forces are never negative)"),
+    ("contact_schedule", "duty"): (lambda v: 0 < v < 1, "in (0, 1) (the share of a cycle a foot stands)"),
+    ("contact_schedule", "contact_force"): (lambda v: v >= 0, ">= 0 (N; contact forces are never negative)"),
     ("ultrasonic_proximity", "distance"): (lambda v: v > 0, "> 0 (m; it divides the distance inside it)"),
 }
 """Ranges of reward parameters that a type cannot express, by (term, parameter)."""
