@@ -119,6 +119,10 @@ def _train_seeds(args: argparse.Namespace) -> None:
         from legkit.imitate.start import prepare
 
         prepare(cfg)
+    if cfg.finetune.from_run is not None:  # and the source run's model, once for every seed
+        from legkit.train.from_run import prepare as prepare_from_run
+
+        prepare_from_run(cfg)
     child = [args.task, *(["--config", str(Path(args.config).resolve())] if args.config else []),
              *[a for s in sets for a in ("--set", s)]]
     if args.no_progress or jobs > 1:
@@ -190,6 +194,10 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None
         from legkit.imitate.start import prepare
 
         start = prepare(cfg, resumed=plan is not None)
+    elif cfg.finetune.from_run is not None and plan is None:  # a resume continues from its own checkpoints
+        from legkit.train.from_run import prepare as prepare_from_run
+
+        start = prepare_from_run(cfg)
     if plan is None and cfg.task.gait is not None:  # a residual task: its baseline must walk the right way
         from legkit.evaluate.scripted import check_baseline
 

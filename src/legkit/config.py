@@ -65,7 +65,13 @@ def coerce(hint: Any, value: Any, path: str) -> Any:
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
         if value is None and type(None) in args:
             return None
-        return coerce(next(a for a in args if a is not type(None)), value, path)
+        kinds = [a for a in args if a is not type(None)]
+        for kind in kinds[:-1]:  # e.g. int | str: the first kind the value is, the last one's error otherwise
+            try:
+                return coerce(kind, value, path)
+            except LegkitError:
+                pass
+        return coerce(kinds[-1], value, path)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise LegkitError(f"config '{path}' must be a list, got {value!r}")

@@ -182,6 +182,9 @@ class FinetuneStart:
             self.start_return = {"step": 0, **measure_return(model, vecnorm, self.cfg, f.eval_episodes,
                                                              self.cfg.run.seed)}
 
+    def describe(self) -> dict:
+        return {"bc_policy": str(Path(self.cfg.finetune.bc_policy).resolve())}
+
     def callbacks(self, run: Path, model: BaseAlgorithm, resumed: bool) -> list[BaseCallback]:
         """FinetuneRecord, CriticWarmup and (with demos) BCCallback, in that order."""
         f, r = self.cfg.finetune, self.cfg.run

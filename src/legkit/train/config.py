@@ -193,6 +193,15 @@ class FinetuneConfig:
     bc_learning_rate: float = 1e-3
     bc_seq_len: int = 32
     """Window length (steps) of the recurrent BC loss."""
+    from_run: str | None = None
+    """A trained run (its folder, or pretrained:NAME) whose model a new run starts from instead of a fresh network
+    (legkit.train.from_run): every weight, the action std and the normalizer statistics are copied; ppo.log_std_init
+    does not apply. The observation layout, ppo.algorithm and the network must be the source's; the rewards,
+    commands and PPO settings are this run's. A term the source was blind to (task.observation_blind) and this run
+    sees starts with first-layer weights of 0 and statistics measured afresh: a policy that learnt to walk blind
+    then learns to look. null: none."""
+    from_checkpoint: int | str | None = None
+    """The source's checkpoint (a step number, 'latest' or 'best'); null: its final model."""
 
 
 @dataclass(frozen=True)
@@ -372,12 +381,19 @@ def validate(cfg: Config) -> Config:
         if custom:
             raise LegkitError(f"finetune.bc_policy cannot be combined with {', '.join(custom)}: the cloned actor "
                               "reads the whole observation, normalized by its own statistics")
+    if f.from_run is not None and f.bc_policy is not None:
+        raise LegkitError("finetune.from_run and finetune.bc_policy both name where the network starts: set one of "
+                          "them (the other null)")
+    if f.from_checkpoint is not None and f.from_run is None:
+        raise LegkitError("finetune.from_checkpoint names a checkpoint of finetune.from_run, which is null: set "
+                          "finetune.from_run=RUN too (or finetune.from_checkpoint=null)")
     if f.demos is not None and f.bc_policy is None:
         raise LegkitError("finetune.demos adds a BC regularizer to fine-tuning a cloned policy: it needs "
                           "finetune.bc_policy (or set finetune.demos=null)")
-    for key, path in (("finetune.bc_policy", f.bc_policy), ("finetune.demos", f.demos)):
+    for key, path in (("finetune.bc_policy", f.bc_policy), ("finetune.demos", f.demos),
+                      ("finetune.from_run", f.from_run)):
         if path is not None and not path.strip():
-            raise LegkitError(f"invalid {key} = '{path}': must be a file path (or null for none)")
+            raise LegkitError(f"invalid {key} = '{path}': must be a path (or null for none)")
     for name in p.fixed_scales:
         if name not in FIXED_SCALE_TERMS or name not in t.observations:
             valid = [n for n in FIXED_SCALE_TERMS if n in t.observations]

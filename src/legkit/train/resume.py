@@ -43,6 +43,8 @@ FIXED = {
     "ppo.shared_lstm": "the network's shape",
     "ppo.critic_lstm": "the network's shape",
     "finetune.bc_policy": "the policy the network started from",
+    "finetune.from_run": "the policy the network started from",
+    "finetune.from_checkpoint": "the policy the network started from",
     "finetune.log_std": "a setting that only applies when a network is created",
     "finetune.obs_statistics": "how the network's inputs are normalized",
     "finetune.min_obs_std": "how the network's inputs are normalized",

@@ -46,9 +46,9 @@ from legkit.train.wandb_log import WandbOutputFormat, WandbSettings
 CLIP_OBS = 10.0
 """VecNormalize clips normalized observations to +-CLIP_OBS."""
 ACTIVATION = {"elu": torch.nn.ELU, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
-HISTORY = ("resumes", "restarts", "processes", "wandb_id", "tune")
+HISTORY = ("resumes", "restarts", "processes", "wandb_id", "tune", "started_from")
 """meta.json entries that every later session of a run carries on (resumes; supervised restarts and processes;
-the id of its wandb run; the `legkit tune` trial it is)."""
+the id of its wandb run; the `legkit tune` trial it is; the model a new run started from)."""
 ALGORITHM_CLASSES: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "recurrent_ppo": RecurrentPPO}
 """ppo.algorithm (and meta.json's `algorithm`) -> the class whose plain .load reads the run's model.zip."""
 
@@ -61,6 +61,9 @@ class ModelStart(Protocol):
 
     def callbacks(self, run: Path, model: BaseAlgorithm, resumed: bool) -> list[BaseCallback]:
         """Callbacks for this session of the run (a new run's or a resume's)."""
+
+    def describe(self) -> dict:
+        """What meta.json records as `started_from`."""
 
 
 def load_model(model_path: Path, env=None, algorithm: str = "ppo", **changes) -> BaseAlgorithm:
@@ -271,6 +274,7 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         if start is not None:
             try:
                 start.apply(model, vecnorm)
+                meta["started_from"] = start.describe()
             except LegkitError:
                 abandon()
                 raise
