@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 
@@ -10,6 +11,7 @@ from legkit.cli import main
 from legkit.evaluate.metrics import compute_metrics, contact_onsets, format_table
 from legkit.evaluate.rollout import Trace, rollout_model
 from legkit.evaluate.scripted import Unnormalized, ZeroResidual, gait_config, scene_config
+from legkit.tasks.terms import RewardTerm
 
 
 def _trace(contact: np.ndarray | None, alive: np.ndarray) -> Trace:
@@ -102,3 +104,20 @@ def test_gait_command_reports_collisions_and_flat_ground_has_none(tmp_path, caps
                  "--set", "task.episode_seconds=1", "--json", str(flat)]) == 0
     assert "collisions per episode" not in capsys.readouterr().out
     assert "collisions_per_episode" not in json.loads(flat.read_text())["metrics"]
+
+
+def test_the_onset_reward_pays_each_collision_that_eval_counts():
+    """obstacle_contact_onset, the only reward term, on a trotting PiDog walked into a near wall: its reward steps
+    are the trace's contact onsets, touches between two control steps included (training reads the contacts of
+    every physics step, as eval does)."""
+    cfg = gait_config("pidog", "trot", scene_config("pidog-run"),
+                      [*ONE_POST, "task.arena.size=0.7", "task.arena.clear_radius=0.25"])
+    cfg = replace(cfg, task=replace(cfg.task, rewards={"obstacle_contact_onset": RewardTerm(1.0)}))
+    t = rollout_model(ZeroResidual.for_task(cfg.task), Unnormalized(), 3, cfg, seed=0)
+    onsets = contact_onsets(t.obstacle_contact, t.alive)
+    assert onsets.min() >= 2  # it meets the wall, steps away and back
+    paid = (t.reward > 0) & t.alive
+    before = np.zeros_like(t.obstacle_contact)
+    before[1:] = t.obstacle_contact[:-1]
+    np.testing.assert_array_equal(paid, t.obstacle_contact & ~before & t.alive)
+    np.testing.assert_array_equal(paid.sum(axis=0), onsets)

@@ -266,8 +266,21 @@ def test_obstacle_contact_and_ultrasonic_proximity():
     np.testing.assert_allclose(REWARDS["obstacle_proximity"](s, distance=0.2), [0.75, 0.0, 0.0, 1.0])
 
 
+def test_obstacle_contact_onset_pays_each_new_touch_once():
+    term = REWARDS["obstacle_contact_onset"](3, 4)
+    s = make_state(3)
+    paid = []
+    for contacts in ([0, 2, 1], [1, 2, 0], [1, 0, 0], [0, 1, 3], [2, 1, 0]):
+        s.obstacle_contacts[:] = contacts
+        paid.append(term(s))
+    np.testing.assert_array_equal(paid, [[0, 1, 1], [1, 0, 0], [0, 0, 0], [0, 1, 1], [1, 0, 0]])
+    term.reset(np.array([1]))  # a new episode that starts touching: a collision, as eval counts it
+    s.obstacle_contacts[:] = [2, 1, 0]
+    np.testing.assert_array_equal(term(s), [0, 1, 0])
+
+
 def test_every_registered_term_has_a_test():
-    assert set(REWARDS) == STATELESS_TESTED | {"feet_air_time"}
+    assert set(REWARDS) == STATELESS_TESTED | {"feet_air_time", "obstacle_contact_onset"}
 
 
 # -- feet air time ---------------------------------------------------------------------------------

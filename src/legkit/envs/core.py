@@ -278,8 +278,11 @@ class LeggedBatch:
             np.sum(sd[:, self.base_sensors], axis=1, out=s.base_contact_force)
         if self.gait is not None:
             s.gait_phase[:] = self.gait.phase_features()
-        if self.arena is not None:
-            s.obstacle_contacts[:] = self.arena.contacts(sd)
+        if self.arena is not None:  # a touch at any physics step of the control step counts, as eval counts it
+            if reset_ids is None:
+                np.max(self.arena.contacts(self.sim.substep_sensordata), axis=1, out=s.obstacle_contacts)
+            else:
+                s.obstacle_contacts[reset_ids] = self.arena.contacts(sd[reset_ids])
         if self.sensors is not None:
             self.sensors.update(reset_ids)
 

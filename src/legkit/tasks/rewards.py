@@ -206,6 +206,25 @@ def obstacle_contact(s: BatchState) -> np.ndarray:
     return (s.obstacle_contacts > 0).astype(np.float64)
 
 
+class ObstacleContactOnset:
+    """1 on the control step a robot starts touching an obstacle or an arena wall (it touched none at the step
+    before): a collision as `legkit eval` counts them (collisions_per_episode). `obstacle_contact` pays for the
+    time in contact; this pays for every new touch, so that a robot pawing at an obstacle, touching it again at
+    each footfall, pays for each one."""
+
+    def __init__(self, num_envs: int, num_feet: int):
+        self.touching = np.zeros(num_envs, dtype=bool)
+
+    def reset(self, env_ids: np.ndarray) -> None:
+        self.touching[env_ids] = False
+
+    def __call__(self, s: BatchState) -> np.ndarray:
+        now = s.obstacle_contacts > 0
+        onset = now & ~self.touching
+        self.touching = now
+        return onset.astype(np.float64)
+
+
 def ultrasonic_proximity(s: BatchState, distance: float = 0.3) -> np.ndarray:
     """How far inside `distance` (m) the ultrasonic's echo is, as a fraction: (distance - d) / distance, 0 when
     nothing echoes within it (reads the `ultrasonic` observation's [echo flag, distance])."""
@@ -247,6 +266,7 @@ REWARDS = {
     "feet_air_time": FeetAirTime,
     "stand_still": stand_still,
     "obstacle_contact": obstacle_contact,
+    "obstacle_contact_onset": ObstacleContactOnset,
     "ultrasonic_proximity": ultrasonic_proximity,
     "obstacle_proximity": obstacle_proximity,
 }
