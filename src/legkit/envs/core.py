@@ -388,3 +388,12 @@ class LeggedBatch:
 
     def close(self) -> None:
         self.sim.close()
+
+
+def task_shape(task: TaskConfig) -> tuple[list, int]:
+    """`task`'s observation layout ((name, start, size) list) and action size, from a one-robot batch."""
+    batch = LeggedBatch(task, 1, nthread=1)
+    try:
+        return [(str(n), int(s), int(k)) for n, s, k in batch.obs_layout], int(batch.action_dim)
+    finally:
+        batch.close()

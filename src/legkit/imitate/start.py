@@ -30,7 +30,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
 from legkit import LegkitError
-from legkit.envs.core import LeggedBatch
+from legkit.envs.core import task_shape
 from legkit.evaluate.metrics import compute_metrics
 from legkit.evaluate.rollout import rollout_model
 from legkit.imitate.bc import BCPolicy, load_bc
@@ -50,15 +50,6 @@ KIND_OF = {"ppo": "mlp", "recurrent_ppo": "lstm"}
 """ppo.algorithm -> the kind of cloned actor (BCArch.kind) that fits its policy."""
 MEASURED = ("mean_return", "survival_rate", "mean_forward_velocity")
 """Metrics of each return measurement kept in finetune.json."""
-
-
-def _task_shape(cfg: Config) -> tuple[list, int]:
-    """The task's observation layout ((name, start, size) list) and action size."""
-    batch = LeggedBatch(cfg.task, 1, nthread=1)
-    try:
-        return [(str(n), int(s), int(k)) for n, s, k in batch.obs_layout], int(batch.action_dim)
-    finally:
-        batch.close()
 
 
 def check_fit(bc: BCPolicy, cfg: Config, layout: list, act_dim: int, source: str) -> None:
@@ -110,7 +101,7 @@ def prepare(cfg: Config, resumed: bool = False) -> FinetuneStart | None:
     f = cfg.finetune
     if f.bc_policy is None:
         return None
-    layout, act_dim = _task_shape(cfg)
+    layout, act_dim = task_shape(cfg.task)
     bc = None
     if not resumed:
         bc = _read(load_bc, f.bc_policy, "finetune.bc_policy")

@@ -37,6 +37,8 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.vec_env import VecNormalize
 
 from legkit import LegkitError
+from legkit.config import to_dict
+from legkit.envs.core import task_shape
 from legkit.tasks.observations import layout_difference, term_indices
 from legkit.train.config import Config
 from legkit.train.runs import Policy, find_intact_policy, resolve_run
@@ -51,7 +53,6 @@ class Source:
     """The policy a run starts from, and what differs in what its inputs carry."""
 
     policy: Policy
-    algorithm: str
     unblinded: tuple[str, ...]
     """Terms the source was blind to that the new run sees."""
     blinded: tuple[str, ...]
@@ -84,12 +85,11 @@ def find_source(cfg: Config, obs_layout: list) -> Source:
     diff = layout_difference(trained, obs_layout) if trained else "its layout is not recorded"
     if diff:
         raise LegkitError(f"{where} does not take this run's observations: {diff}")
-    ppo = theirs.get("ppo") or {}
+    ppo, mine = theirs.get("ppo") or {}, to_dict(cfg.ppo)  # both as YAML has them: lists, not tuples
     for key in ("net_arch", "activation", "actor_observations", "estimator", "symmetry", "fixed_scales",
                 "lstm_hidden", "lstm_layers", "shared_lstm", "critic_lstm", "use_sde"):
-        mine = getattr(cfg.ppo, key)
-        if key in ppo and _plain(ppo[key]) != _plain(mine):
-            raise LegkitError(f"{where} was trained with ppo.{key} = {ppo[key]} but this run has {_plain(mine)}: "
+        if key in ppo and ppo[key] != mine[key]:
+            raise LegkitError(f"{where} was trained with ppo.{key} = {ppo[key]} but this run has {mine[key]}: "
                               "the network and its inputs must be the same")
     names = {str(n) for n, _, _ in obs_layout}
     was = {str(n) for n in ((theirs.get("task") or {}).get("observation_blind") or ())} & names
@@ -99,14 +99,7 @@ def find_source(cfg: Config, obs_layout: list) -> Source:
         raise LegkitError(f"{where} was blind to {', '.join(unblinded)}: starting to see a term is supported for "
                           "MlpPolicy and the recurrent policy, not with ppo.actor_observations, ppo.estimator or "
                           "ppo.symmetry")
-    return Source(policy, policy.algorithm, unblinded, blinded)
-
-
-def _plain(value):
-    """Config values as YAML reads them back: tuples as lists."""
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    return value
+    return Source(policy, unblinded, blinded)
 
 
 def first_layers(policy: ActorCriticPolicy) -> list[torch.Tensor]:
@@ -116,17 +109,15 @@ def first_layers(policy: ActorCriticPolicy) -> list[torch.Tensor]:
     if not isinstance(policy.features_extractor, FlattenExtractor):
         raise LegkitError(f"a {type(policy).__name__} reads its observation through "
                           f"{type(policy.features_extractor).__name__}: its input weights are not the observation's")
-    out = []
     if isinstance(policy, RecurrentActorCriticPolicy):
-        out.append(policy.lstm_actor.weight_ih_l0)
+        out = [policy.lstm_actor.weight_ih_l0]
         if policy.lstm_critic is not None:
             out.append(policy.lstm_critic.weight_ih_l0)
         elif not policy.shared_lstm:  # the critic reads the features through its own Linear
             out.append(policy.critic.weight)
-        heads = []
-    else:
-        heads = [policy.mlp_extractor.policy_net, policy.mlp_extractor.value_net]
-    for net in heads:
+        return out
+    out = []
+    for net in (policy.mlp_extractor.policy_net, policy.mlp_extractor.value_net):
         linear = next((m for m in net if isinstance(m, torch.nn.Linear)), None)
         if linear is None:  # net_arch [] : the heads read the features directly
             raise LegkitError("the policy has no hidden layers (ppo.net_arch = []): no input weights to start at 0")
@@ -167,7 +158,7 @@ class RunStart:
 
     def apply(self, model: BaseAlgorithm, vecnorm: VecNormalize) -> None:
         src = self.source.policy
-        theirs = load_model(src.model, algorithm=self.source.algorithm)
+        theirs = load_model(src.model, algorithm=src.algorithm)
         try:
             model.policy.load_state_dict(theirs.policy.state_dict())
         except RuntimeError as exc:
@@ -199,11 +190,5 @@ class RunStart:
 
 def prepare(cfg: Config) -> RunStart:
     """The RunStart that cfg.finetune.from_run asks for, its source read and checked against the task now."""
-    from legkit.envs.core import LeggedBatch
-
-    batch = LeggedBatch(cfg.task, 1, nthread=1)
-    try:
-        layout = [(str(n), int(s), int(k)) for n, s, k in batch.obs_layout]
-    finally:
-        batch.close()
+    layout, _ = task_shape(cfg.task)
     return RunStart(cfg, find_source(cfg, layout))
