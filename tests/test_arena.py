@@ -286,10 +286,34 @@ def test_nearest_obstacle_distance_by_hand():
     np.testing.assert_allclose(got, [1.0 - arena.half_sizes[0, 0], 0.1], atol=1e-12)
 
 
+def test_the_obstacle_map_holds_each_obstacles_height_where_it_stands_around_the_robot():
+    """Hand-placed layouts, robots at the origin: obstacle 0 (unturned) 0.4 m ahead of robot 0, which faces +x, and
+    0.4 m ahead of robot 1, which faces +y; robot 2's obstacles are all parked."""
+    model = scene()
+    arena = Arena(model, CFG)
+    grid, (rows, cols) = CFG.map_grid(), CFG.map_shape()
+    assert len(grid) == rows * cols and np.allclose(grid[:cols, 1], -grid[:cols, 1][::-1])  # y symmetric
+    p, q = empty_layout(arena, 3)
+    hx, hy, hz = arena.half_sizes[0]
+    stand(arena, p, 0, 0, 0.4 + hx)  # near face 0.4 m ahead of robot 0's centre
+    stand(arena, p, 1, 0, 0.0, 0.4 + hy)  # and of robot 1's, which faces +y
+    got = arena.height_map(np.zeros((3, 2)), np.array([0.0, np.pi / 2, 0.0]), p, q)
+    e = 1e-9
+    for robot, (ax, ay) in enumerate([(hx, hy), (hy, hx)]):  # the box's half extents along the robot's x and y
+        inside = (grid[:, 0] >= 0.4 + e) & (grid[:, 0] <= 0.4 + 2 * ax - e) & (np.abs(grid[:, 1]) <= ay - e)
+        outside = (grid[:, 0] < 0.4 - e) | (grid[:, 0] > 0.4 + 2 * ax + e) | (np.abs(grid[:, 1]) > ay + e)
+        assert inside.any() and np.allclose(got[robot, inside], 2 * hz) and np.all(got[robot, outside] == 0.0)
+    assert np.all(got[2] == 0.0)  # every obstacle parked, the walls 2 m away
+    # Near a wall: the points beyond its inner face read the wall's height.
+    edge = arena.height_map(np.array([[CFG.size / 2 - 0.3, 0.0]]), np.zeros(1), p[2:], q[2:])[0]
+    np.testing.assert_array_equal(edge, np.where(grid[:, 0] >= 0.3 - 1e-9, CFG.wall_height, 0.0))
+
+
 @pytest.mark.parametrize("key, value", [
     ("size", 0.0), ("wall_height", -0.1), ("boxes", -1), ("low", 1.5), ("narrow", True), ("pool", 0),
     ("box_side", (0.3, 0.1)), ("low_height", (0.0, 0.05)), ("narrow_side", (-0.02, 0.02)), ("spacing", -0.1),
-    ("clear_radius", -1.0), ("walls", "yes"), ("enabled", 1),
+    ("clear_radius", -1.0), ("walls", "yes"), ("enabled", 1), ("map_spacing", 0.0), ("map_x", (0.5, 0.1)),
+    ("map_half_width", -0.1),
 ])
 def test_bad_config_names_the_key(key, value):
     with pytest.raises(LegkitError, match=rf"task\.arena\.{key} "):

@@ -86,6 +86,32 @@ def test_obstacle_clearance_is_the_true_distance_to_the_nearest_footprint_or_wal
     assert near[1] == pytest.approx((0.6 - s.obstacle_clearance[1]) / 0.6) and near[0] == 0.0
 
 
+def test_the_obstacle_map_term_shows_a_box_ahead_and_needs_the_arena():
+    """The privileged obstacle_map observation: with a box 0.3 m ahead, the map's points ahead of it on the centre
+    line read its height, those between robot and box read 0; with every obstacle parked it is all 0."""
+    task = get_task("pidog-run")
+    task = replace(task, observations=(*task.observations, "obstacle_map"))
+    b = LeggedBatch(task, 2, seed=0)
+    try:
+        b.step(np.zeros((2, 12)))
+        _clear_and_put(b, 0, None)
+        _clear_and_put(b, 1, 0.3)
+        b.step(np.zeros((2, 12)))
+        grid = task.arena.map_grid()
+        obs = b.observe()[:, _block(b, "obstacle_map")]
+        assert obs.shape[1] == len(grid)
+        box = int(np.flatnonzero(b.arena.kinds == "box")[-1])
+        line = np.abs(grid[:, 1]) < 1e-9
+        ahead = line & (grid[:, 0] > 0.35) & (grid[:, 0] < 0.3 + 2 * b.arena.half_sizes[box, 0] - 0.05)
+        between = line & (grid[:, 0] > 0.0) & (grid[:, 0] < 0.25)
+        assert ahead.any() and np.allclose(obs[1, ahead], 2 * b.arena.half_sizes[box, 2], atol=1e-6)
+        assert np.all(obs[1, between] == 0.0) and np.all(obs[0] == 0.0)
+    finally:
+        b.close()
+    with pytest.raises(LegkitError, match="obstacle_map .*task.arena.enabled"):
+        LeggedBatch(replace(task, arena=replace(task.arena, enabled=False)), 1)
+
+
 def test_touching_an_obstacle_counts_as_a_contact_not_a_fall(pidog):
     for _ in range(5):
         pidog.step(np.zeros((4, 12)))

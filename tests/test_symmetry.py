@@ -189,6 +189,27 @@ def test_term_reflections_swap_left_and_right():
     assert mirror_name("FL_foot") == "FR_foot" and mirror_name("RR_calf") == "RL_calf"
 
 
+def test_the_obstacle_map_reflects_by_reversing_its_columns():
+    """A box to the robot's left and the same box to its right give maps that are each other's reflection."""
+    from legkit.sim.arena import PARK, Arena
+
+    cfg = build_config("pidog-run", sets=["task.observations=[imu,camera,obstacle_map]"])
+    reflect = term_reflections(cfg.task)["obstacle_map"]
+    env = LeggedBatch(cfg.task, 1, seed=0, nthread=1)
+    try:
+        arena: Arena = env.arena
+        m = len(arena.names)
+        pos, quat = np.tile(np.asarray(PARK, float), (2, m, 1)), np.tile([1.0, 0, 0, 0], (2, m, 1))
+        j = int(np.flatnonzero(arena.kinds == "low")[0])
+        for row, y in enumerate((0.15, -0.15)):
+            pos[row, j] = (0.35, y, arena.half_sizes[j, 2])
+        maps = arena.height_map(np.zeros((2, 2)), np.zeros(2), pos, quat)
+        assert (maps[0] > 0).any() and not np.array_equal(maps[0], maps[0][reflect])  # lopsided
+        np.testing.assert_array_equal(maps[1], maps[0][reflect])
+    finally:
+        env.close()
+
+
 def test_symmetry_names_a_behaviour_without_a_mirror_image():
     with pytest.raises(LegkitError, match="turn_left has no mirror image"):
         build_config("pidog-run", sets=["ppo.symmetry=true", "task.behaviours=[trot_forward, turn_left]",

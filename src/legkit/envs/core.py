@@ -21,7 +21,7 @@ from legkit.tasks.events import Pushes, build_events
 from legkit.tasks.ground import Ground
 from legkit.tasks.sensing import Sensors, check_sensor_terms
 from legkit.tasks.observations import OBSERVATIONS, compute_observation, observation_layout, term_indices
-from legkit.tasks.state import BatchState
+from legkit.tasks.state import BatchState, quat_yaw
 from legkit.tasks.terminations import falls
 from legkit.tasks.terms import RewardManager
 
@@ -104,6 +104,9 @@ class LeggedBatch:
         """The robot's own sensors (tasks/sensing.py), or None."""
         self.arena = None
         """The obstacle arena (sim/arena.py): obstacles placed anew at every reset, or None."""
+        if "obstacle_map" in task.observations and not task.arena.enabled:
+            raise LegkitError("the observation term obstacle_map maps the obstacle arena, and task.arena.enabled "
+                              "is false; valid: task.arena.enabled=true, or leave obstacle_map out")
         if task.arena.enabled:
             from legkit.sim.arena import Arena
 
@@ -111,6 +114,8 @@ class LeggedBatch:
             if self.sim.mocap is not None:
                 self.state.clearance_source = lambda: self.arena.clearance(self.sim.qpos[:, :2],
                                                                            *self.arena.read(self.sim.mocap))
+                self.state.obstacle_map_source = lambda: self.arena.height_map(
+                    self.sim.qpos[:, :2], quat_yaw(self.sim.qpos[:, 3:7]), *self.arena.read(self.sim.mocap))
         self.gait = None
         """The scripted gait of a residual task (legkit.gaits): joint target = gait target + action_scale * action."""
         if task.gait is not None:

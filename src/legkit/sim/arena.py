@@ -87,6 +87,13 @@ class ArenaConfig:
     """Smallest free gap (m) between two obstacles' footprint circles (the circle around each footprint box)."""
     clear_radius: float = 0.5
     """No obstacle footprint comes within this distance (m) of the spawn point, the origin."""
+    map_x: Range = (-0.15, 0.6)
+    """The `obstacle_map` observation term's grid along the body's heading (m from the base's centre, behind to
+    ahead)."""
+    map_half_width: float = 0.25
+    """Half the `obstacle_map` grid's width (m): it spans -w..w to the body's left, symmetric."""
+    map_spacing: float = 0.05
+    """Spacing (m) of the `obstacle_map` grid's points: half the smallest curb side finds every curb."""
 
     def __post_init__(self) -> None:
         def fail(key: str, rule: str) -> None:
@@ -102,9 +109,13 @@ class ArenaConfig:
             value, least = getattr(self, key), 1 if key == "pool" else 0
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
                 fail(key, f"must be a whole number >= {least}")
-        for key in ("spacing", "clear_radius"):
+        for key in ("spacing", "clear_radius", "map_half_width"):
             if not getattr(self, key) >= 0:
                 fail(key, "must be >= 0")
+        if not self.map_spacing > 0:
+            fail("map_spacing", "must be > 0")
+        if not self.map_x[0] <= self.map_x[1]:
+            fail("map_x", "must satisfy min <= max")
         for kind in KINDS:
             for part in ("side", "height"):
                 key = f"{kind}_{part}"
@@ -128,6 +139,21 @@ class ArenaConfig:
     def count(self, kind: str) -> int:
         """Obstacles of `kind` placed per episode."""
         return int(getattr(self, COUNT_FIELD[kind]))
+
+    def map_grid(self) -> np.ndarray:
+        """Body-frame (x, y) offsets (K, 2) in m of the `obstacle_map` points: x outer (behind to ahead), y inner
+        (right to left), `map_spacing` apart, y symmetric about the centre line."""
+        nx = int(round((self.map_x[1] - self.map_x[0]) / self.map_spacing)) + 1
+        ny = 2 * int(round(self.map_half_width / self.map_spacing)) + 1
+        x = np.linspace(self.map_x[0], self.map_x[1], nx)
+        y = np.linspace(-self.map_half_width, self.map_half_width, ny)
+        gx, gy = np.meshgrid(x, y, indexing="ij")
+        return np.stack([gx.ravel(), gy.ravel()], axis=-1)
+
+    def map_shape(self) -> tuple[int, int]:
+        """(rows along x, columns along y) of `map_grid`."""
+        g = self.map_grid()
+        return len(np.unique(g[:, 0])), len(np.unique(g[:, 1]))
 
     def max_radius(self, kind: str) -> float:
         """Largest footprint circle radius (m) of a `kind` obstacle: half the diagonal of its largest footprint."""
@@ -224,6 +250,22 @@ def nearest_obstacle_distance(pos_xy: np.ndarray, mocap_pos: np.ndarray, mocap_q
     outside = np.linalg.norm(np.maximum(excess, 0.0), axis=-1)
     dist = outside + np.minimum(excess.max(axis=-1), 0.0)  # signed distance to a box: negative inside
     return np.where(is_placed(mocap_pos), dist, np.inf).min(axis=-1, initial=np.inf)
+
+
+def obstacle_tops(points_xy: np.ndarray, mocap_pos: np.ndarray, mocap_quat: np.ndarray,
+                  half_sizes: np.ndarray) -> np.ndarray:
+    """Height (m) of the tallest obstacle standing on each ground point, 0 where none does.
+
+    points_xy (n, K, 2) world points; mocap_pos (n, k, 3), mocap_quat (n, k, 4) the poses of k obstacles per robot
+    (yaw-only quaternions; parked ones stand nowhere in the arena); half_sizes (n, k, 3) their half extents (m).
+    Returns (n, K). An obstacle stands on the ground: its top is twice its half height."""
+    d = points_xy[:, :, None, :] - mocap_pos[:, None, :, :2]  # (n, K, k, 2)
+    w, z = mocap_quat[:, None, :, 0], mocap_quat[:, None, :, 3]
+    c, s = w * w - z * z, 2 * w * z
+    hx, hy = half_sizes[:, None, :, 0], half_sizes[:, None, :, 1]
+    inside = (np.abs(c * d[..., 0] + s * d[..., 1]) <= hx) & (np.abs(-s * d[..., 0] + c * d[..., 1]) <= hy)
+    tops = np.where(inside, 2 * half_sizes[:, None, :, 2], 0.0)
+    return tops[..., 0] if tops.shape[-1] == 1 else tops.max(axis=-1, initial=0.0)
 
 
 class Arena:
@@ -384,6 +426,31 @@ class Arena:
         if not self.cfg.walls:
             return np.full(len(pos_xy), np.inf)
         return self.cfg.size / 2 - np.abs(np.asarray(pos_xy, dtype=np.float64)).max(axis=-1)
+
+    def height_map(self, base_xy: np.ndarray, yaw: np.ndarray, pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
+        """The `obstacle_map` observation term: what stands on the ground around each robot, (n, K) m.
+
+        base_xy (n, 2) the robots' centres, yaw (n,) their headings (rad); pos (n, m, 3), quat (n, m, 4) the
+        obstacle poses (`read`). At each point of `cfg.map_grid()` turned by the robot's yaw: the height of the
+        tallest obstacle there, the wall height beyond a wall's inner face, else 0. Only the (robot, obstacle)
+        pairs whose footprint circle reaches the grid are tested: a few per robot, whatever the pool's size."""
+        base_xy, yaw = np.asarray(base_xy, dtype=np.float64), np.asarray(yaw, dtype=np.float64)
+        grid = self.cfg.map_grid()
+        c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+        px, py = base_xy[:, :1] + c * grid[:, 0] - s * grid[:, 1], base_xy[:, 1:] + s * grid[:, 0] + c * grid[:, 1]
+        reach = np.linalg.norm(grid, axis=1).max(initial=0.0)
+        centre = np.linalg.norm(pos[..., :2] - base_xy[:, None, :], axis=-1)  # (n, m); parked ones are far off
+        robot, obstacle = np.nonzero(centre <= reach + self.radius[None, :])  # robot ascending
+        tops = np.zeros(px.shape)
+        if robot.size:
+            pair = obstacle_tops(np.stack([px[robot], py[robot]], axis=-1), pos[robot, obstacle][:, None],
+                                 quat[robot, obstacle][:, None], self.half_sizes[obstacle][:, None])  # (pairs, K)
+            first = np.flatnonzero(np.r_[True, robot[1:] != robot[:-1]])  # each robot's first pair
+            tops[robot[first]] = np.maximum.reduceat(pair, first, axis=0)
+        if self.cfg.walls:
+            beyond = np.maximum(np.abs(px), np.abs(py)) >= self.cfg.size / 2
+            np.maximum(tops, np.where(beyond, self.cfg.wall_height, 0.0), out=tops)
+        return tops
 
     def clearance(self, pos_xy: np.ndarray, pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
         """Distance (m) from robot centres (n, 2) to the nearest obstacle footprint or wall, (n,)."""

@@ -37,11 +37,13 @@ OBSERVATIONS = {
     "payload": lambda s: s.payload[:, None],
     "motor_strength": lambda s: s.motor_strength[:, None],
     "push_force": lambda s: s.push_force[:, :2] * 0.01,  # per 100 N
+    "obstacle_map": lambda s: s.obstacle_map,  # the arena's true layout around the base (m high)
 }
 """Observation terms by config name (`last_action` is the action applied in the step just taken;
 `history` is the past frames of `task.observation_history`)."""
 
-PRIVILEGED = ("base_lin_vel", "base_height", "ground_friction", "payload", "motor_strength", "push_force")
+PRIVILEGED = ("base_lin_vel", "base_height", "ground_friction", "payload", "motor_strength", "push_force",
+              "obstacle_map")
 """Terms the simulator knows and a robot has no sensor for."""
 
 
@@ -65,9 +67,9 @@ MIRROR_SIGNS = {
 """Under the left-right reflection (y -> -y), the sign of each entry of these terms (entries stay in place)."""
 JOINT_TERMS = ("joint_pos", "joint_vel", "last_action")
 """Terms in joint order: the reflection permutes them by the robot's mirror_joints and signs."""
-PERMUTED = ("camera", "behaviour", "touch")
+PERMUTED = ("camera", "behaviour", "touch", "obstacle_map")
 """Terms whose reflection permutes their entries, as the task configures them (`term_reflections`): the camera's
-columns, the left and right behaviours, the left and right touch sensors."""
+columns, the left and right behaviours, the left and right touch sensors, the obstacle map's columns."""
 REFLECTED = (*MIRROR_SIGNS, *JOINT_TERMS, *PERMUTED, "history")
 """Every observation term with a left-right reflection (`history` reflects frame by frame)."""
 
@@ -160,6 +162,9 @@ def term_reflections(task) -> dict[str, np.ndarray]:
         out["behaviour"] = _name_permutation("behaviour", tuple(task.behaviours))
     if "touch" in used:
         out["touch"] = _name_permutation("touch", tuple(task.sensors.touch))
+    if "obstacle_map" in used and task.arena.enabled:  # x outer, y inner, y symmetric: the columns reverse
+        rows, cols = task.arena.map_shape()
+        out["obstacle_map"] = (np.arange(rows)[:, None] * cols + np.arange(cols)[::-1][None, :]).reshape(-1)
     if "camera" in used and cam is not None:
         out["camera"] = (np.arange(cam.height)[:, None] * cam.width
                          + np.arange(cam.width)[::-1][None, :]).reshape(-1)

@@ -104,6 +104,9 @@ class BatchState:
         self.clearance_source = None
         """What gives `obstacle_clearance` at the current step (the env's arena), or None: no arena."""
         self._obstacle_clearance: np.ndarray | None = None
+        self.obstacle_map_source = None
+        """What gives `obstacle_map` at the current step (the env's arena), or None: an empty map."""
+        self._obstacle_map: np.ndarray | None = None
         self.history = np.zeros((n, 0))
         """Past observation frames, newest first (the `history` observation term; empty without one)."""
         # Privileged quantities: what the simulator knows and a robot does not (for a critic).
@@ -139,9 +142,21 @@ class BatchState:
             self._obstacle_clearance = np.full(self.num_envs, np.inf) if source is None else source()
         return self._obstacle_clearance
 
+    @property
+    def obstacle_map(self) -> np.ndarray:
+        """Heights (m) of what stands on the ground at a grid of points around the base, turned with its heading
+        (task.arena.map_*; `Arena.height_map`): the true layout, curbs and posts included; (N, K), (N, 0)
+        without an arena. Privileged (the `obstacle_map` term, for a critic); computed when first read at a step."""
+        if self._obstacle_map is None:
+            source = self.obstacle_map_source
+            self._obstacle_map = np.zeros((self.num_envs, 0)) if source is None else source()
+        return self._obstacle_map
+
     def forget_derived(self) -> None:
-        """A new physics state: what is computed on demand (obstacle_clearance) is computed afresh when next read."""
+        """A new physics state: what is computed on demand (obstacle_clearance, obstacle_map) is computed afresh
+        when next read."""
         self._obstacle_clearance = None
+        self._obstacle_map = None
 
     def update_kinematics(self, qpos: np.ndarray, qvel: np.ndarray, home: np.ndarray,
                           joint_qpos: np.ndarray, joint_dof: np.ndarray) -> None:
