@@ -86,9 +86,10 @@ def test_obstacle_clearance_is_the_true_distance_to_the_nearest_footprint_or_wal
     assert near[1] == pytest.approx((0.6 - s.obstacle_clearance[1]) / 0.6) and near[0] == 0.0
 
 
-def test_the_obstacle_map_term_shows_a_box_ahead_and_needs_the_arena():
+def test_the_obstacle_map_term_shows_a_box_ahead_and_nothing_without_the_arena():
     """The privileged obstacle_map observation: with a box 0.3 m ahead, the map's points ahead of it on the centre
-    line read its height, those between robot and box read 0; with every obstacle parked it is all 0."""
+    line read its height, those between robot and box read 0; with every obstacle parked it is all 0, and without
+    an arena (a policy with a map-reading critic evaluated on open ground) it keeps its size and reads 0."""
     task = get_task("pidog-run")
     task = replace(task, observations=(*task.observations, "obstacle_map"))
     b = LeggedBatch(task, 2, seed=0)
@@ -108,8 +109,13 @@ def test_the_obstacle_map_term_shows_a_box_ahead_and_needs_the_arena():
         assert np.all(obs[1, between] == 0.0) and np.all(obs[0] == 0.0)
     finally:
         b.close()
-    with pytest.raises(LegkitError, match="obstacle_map .*task.arena.enabled"):
-        LeggedBatch(replace(task, arena=replace(task.arena, enabled=False)), 1)
+    open_ground = LeggedBatch(replace(task, arena=replace(task.arena, enabled=False)), 2, seed=0)
+    try:
+        open_ground.step(np.zeros((2, 12)))
+        flat = open_ground.observe()[:, _block(open_ground, "obstacle_map")]
+        assert flat.shape == (2, len(grid)) and np.all(flat == 0.0)
+    finally:
+        open_ground.close()
 
 
 def test_touching_an_obstacle_counts_as_a_contact_not_a_fall(pidog):

@@ -104,9 +104,8 @@ class LeggedBatch:
         """The robot's own sensors (tasks/sensing.py), or None."""
         self.arena = None
         """The obstacle arena (sim/arena.py): obstacles placed anew at every reset, or None."""
-        if "obstacle_map" in task.observations and not task.arena.enabled:
-            raise LegkitError("the observation term obstacle_map maps the obstacle arena, and task.arena.enabled "
-                              "is false; valid: task.arena.enabled=true, or leave obstacle_map out")
+        if "obstacle_map" in task.observations:  # without an arena nothing stands on the ground: a map of 0
+            self.state.obstacle_map_source = lambda: np.zeros((num_envs, len(task.arena.map_grid())))
         if task.arena.enabled:
             from legkit.sim.arena import Arena
 

@@ -162,7 +162,7 @@ def term_reflections(task) -> dict[str, np.ndarray]:
         out["behaviour"] = _name_permutation("behaviour", tuple(task.behaviours))
     if "touch" in used:
         out["touch"] = _name_permutation("touch", tuple(task.sensors.touch))
-    if "obstacle_map" in used and task.arena.enabled:  # x outer, y inner, y symmetric: the columns reverse
+    if "obstacle_map" in used:  # x outer, y inner, y symmetric: the columns reverse
         rows, cols = task.arena.map_shape()
         out["obstacle_map"] = (np.arange(rows)[:, None] * cols + np.arange(cols)[::-1][None, :]).reshape(-1)
     if "camera" in used and cam is not None:

@@ -145,8 +145,9 @@ class BatchState:
     @property
     def obstacle_map(self) -> np.ndarray:
         """Heights (m) of what stands on the ground at a grid of points around the base, turned with its heading
-        (task.arena.map_*; `Arena.height_map`): the true layout, curbs and posts included; (N, K), (N, 0)
-        without an arena. Privileged (the `obstacle_map` term, for a critic); computed when first read at a step."""
+        (task.arena.map_*; `Arena.height_map`): the true layout, curbs and posts included, (N, K); all 0 without
+        an arena, (N, 0) when no term reads it. Privileged (the `obstacle_map` term, for a critic); computed when
+        first read at a step."""
         if self._obstacle_map is None:
             source = self.obstacle_map_source
             self._obstacle_map = np.zeros((self.num_envs, 0)) if source is None else source()
