@@ -11,7 +11,7 @@ from mujoco import rollout
 
 from legkit import LegkitError
 from legkit.sim.arena import (KINDS, MOCAP_SPEC, PARK, WALL_SIDES, Arena, ArenaConfig, add_to_spec, is_placed,
-                              nearest_obstacle_distance, yaw_quat)
+                              nearest_obstacle_distance, obstacle_tops, yaw_quat)
 
 CFG = ArenaConfig(enabled=True)
 SONAR_HEIGHT = 0.08
@@ -307,6 +307,24 @@ def test_the_obstacle_map_holds_each_obstacles_height_where_it_stands_around_the
     # Near a wall: the points beyond its inner face read the wall's height.
     edge = arena.height_map(np.array([[CFG.size / 2 - 0.3, 0.0]]), np.zeros(1), p[2:], q[2:])[0]
     np.testing.assert_array_equal(edge, np.where(grid[:, 0] >= 0.3 - 1e-9, CFG.wall_height, 0.0))
+
+
+def test_the_obstacle_map_tests_only_nearby_obstacles_and_misses_none():
+    """height_map skips (robot, obstacle) pairs out of reach; on placed layouts and random robot poses it equals
+    testing every obstacle at every grid point."""
+    model = scene()
+    arena = Arena(model, CFG)
+    rng = np.random.default_rng(4)
+    pos, quat = arena.place(rng, 200)
+    xy, yaw = rng.uniform(-CFG.size / 2, CFG.size / 2, (200, 2)), rng.uniform(-np.pi, np.pi, 200)
+    fast = arena.height_map(xy, yaw, pos, quat)
+    g = CFG.map_grid()
+    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    pts = np.stack([xy[:, :1] + c * g[:, 0] - s * g[:, 1], xy[:, 1:] + s * g[:, 0] + c * g[:, 1]], axis=-1)
+    slow = obstacle_tops(pts, pos, quat, np.broadcast_to(arena.half_sizes, (200, *arena.half_sizes.shape)))
+    slow = np.where(np.abs(pts).max(axis=-1) >= CFG.size / 2, np.maximum(slow, CFG.wall_height), slow)
+    assert 0.02 < (fast > 0).mean() < 0.5  # the poses meet obstacles and walls
+    np.testing.assert_array_equal(fast, slow)
 
 
 @pytest.mark.parametrize("key, value", [
