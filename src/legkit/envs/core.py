@@ -105,7 +105,8 @@ class LeggedBatch:
         self.arena = None
         """The obstacle arena (sim/arena.py): obstacles placed anew at every reset, or None."""
         if "obstacle_map" in task.observations:  # without an arena nothing stands on the ground: a map of 0
-            self.state.obstacle_map_source = lambda: np.zeros((num_envs, len(task.arena.map_grid())))
+            flat = np.zeros((num_envs, len(task.arena.map_grid())))
+            self.state.obstacle_map_source = lambda: flat
         if task.arena.enabled:
             from legkit.sim.arena import Arena
 

@@ -140,20 +140,19 @@ class ArenaConfig:
         """Obstacles of `kind` placed per episode."""
         return int(getattr(self, COUNT_FIELD[kind]))
 
+    def map_shape(self) -> tuple[int, int]:
+        """(rows along x, columns along y) of the `obstacle_map` grid."""
+        return (int(round((self.map_x[1] - self.map_x[0]) / self.map_spacing)) + 1,
+                2 * int(round(self.map_half_width / self.map_spacing)) + 1)
+
     def map_grid(self) -> np.ndarray:
         """Body-frame (x, y) offsets (K, 2) in m of the `obstacle_map` points: x outer (behind to ahead), y inner
         (right to left), `map_spacing` apart, y symmetric about the centre line."""
-        nx = int(round((self.map_x[1] - self.map_x[0]) / self.map_spacing)) + 1
-        ny = 2 * int(round(self.map_half_width / self.map_spacing)) + 1
+        nx, ny = self.map_shape()
         x = np.linspace(self.map_x[0], self.map_x[1], nx)
         y = np.linspace(-self.map_half_width, self.map_half_width, ny)
         gx, gy = np.meshgrid(x, y, indexing="ij")
         return np.stack([gx.ravel(), gy.ravel()], axis=-1)
-
-    def map_shape(self) -> tuple[int, int]:
-        """(rows along x, columns along y) of `map_grid`."""
-        g = self.map_grid()
-        return len(np.unique(g[:, 0])), len(np.unique(g[:, 1]))
 
     def max_radius(self, kind: str) -> float:
         """Largest footprint circle radius (m) of a `kind` obstacle: half the diagonal of its largest footprint."""
@@ -307,6 +306,9 @@ class Arena:
         """Footprint circle radius (m): half the diagonal of the footprint box, (m,)."""
         self.nmocap = model.nmocap
         """Mocap bodies in the model (the arena's and any others)."""
+        self.map_grid = cfg.map_grid()
+        """The `obstacle_map` points (K, 2) in the body frame (m)."""
+        self._map_reach = float(np.linalg.norm(self.map_grid, axis=1).max(initial=0.0))  # farthest point (m)
         self._model = model
         sensors = [f"{n}_touch" for n in self.names]
         if cfg.walls:
@@ -431,16 +433,15 @@ class Arena:
         """The `obstacle_map` observation term: what stands on the ground around each robot, (n, K) m.
 
         base_xy (n, 2) the robots' centres, yaw (n,) their headings (rad); pos (n, m, 3), quat (n, m, 4) the
-        obstacle poses (`read`). At each point of `cfg.map_grid()` turned by the robot's yaw: the height of the
+        obstacle poses (`read`). At each point of `map_grid` turned by the robot's yaw: the height of the
         tallest obstacle there, the wall height beyond a wall's inner face, else 0. Only the (robot, obstacle)
         pairs whose footprint circle reaches the grid are tested: a few per robot, whatever the pool's size."""
         base_xy, yaw = np.asarray(base_xy, dtype=np.float64), np.asarray(yaw, dtype=np.float64)
-        grid = self.cfg.map_grid()
+        grid = self.map_grid
         c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
         px, py = base_xy[:, :1] + c * grid[:, 0] - s * grid[:, 1], base_xy[:, 1:] + s * grid[:, 0] + c * grid[:, 1]
-        reach = np.linalg.norm(grid, axis=1).max(initial=0.0)
         centre = np.linalg.norm(pos[..., :2] - base_xy[:, None, :], axis=-1)  # (n, m); parked ones are far off
-        robot, obstacle = np.nonzero(centre <= reach + self.radius[None, :])  # robot ascending
+        robot, obstacle = np.nonzero(centre <= self._map_reach + self.radius[None, :])  # robot ascending
         tops = np.zeros(px.shape)
         if robot.size:
             pair = obstacle_tops(np.stack([px[robot], py[robot]], axis=-1), pos[robot, obstacle][:, None],
