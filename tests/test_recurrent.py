@@ -11,18 +11,24 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
+from stable_baselines3.common.vec_env import VecNormalize
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 
 from legkit import LegkitError
 from legkit.cli import main
 from legkit.envs.core import LeggedBatch
+from legkit.envs.vec_env import LegkitVecEnv
 from legkit.evaluate.rollout import load_policy, load_run_config
 from legkit.media.render import CameraConfig
 from legkit.media.video import Runner, policy_actor
-from legkit.train.policies import PolicyActor
+from legkit.train.config import build_config
+from legkit.train.policies import AsymmetricRecurrentPolicy, PolicyActor, observation_indices
 from legkit.train.runs import find_policy
-from legkit.train.trainer import load_model
+from legkit.export.policy import PARITY_TOLERANCE
+from legkit.train.trainer import _build_model, load_model
 
 RECURRENT = ["--set", "ppo.algorithm=recurrent_ppo", "--set", "ppo.lstm_hidden=16", "--set", "ppo.net_arch=[16]"]
 SMALL = ["--envs", "8", "--set", "ppo.n_steps=64", "--set", "ppo.batch_size=256", "--set", "run.torch_threads=1",
@@ -151,8 +157,9 @@ def test_video_runner_restarts_the_lstm_state_at_each_new_episode(recurrent_run)
     (["ppo.algorithm=sac"], ["ppo.algorithm", "ppo, recurrent_ppo"]),
     (["ppo.algorithm=recurrent_ppo", "ppo.lstm_hidden=0"], ["ppo.lstm_hidden", ">= 1"]),
     (["ppo.algorithm=recurrent_ppo", "ppo.shared_lstm=true"], ["ppo.critic_lstm", "shared_lstm"]),
-    (["ppo.algorithm=recurrent_ppo", "ppo.actor_observations=[joint_pos]"],
-     ["recurrent_ppo cannot be combined with ppo.actor_observations"]),
+    (["ppo.algorithm=recurrent_ppo", "ppo.symmetry=true"], ["recurrent_ppo cannot be combined with ppo.symmetry"]),
+    (["ppo.algorithm=recurrent_ppo", "ppo.actor_observations=[joint_pos]", "ppo.shared_lstm=true",
+      "ppo.critic_lstm=false"], ["ppo.shared_lstm", "ppo.actor_observations", "shared_lstm=false"]),
 ])
 def test_bad_recurrent_settings_are_one_line(sets, words, tmp_path, capfd):
     runs = tmp_path / "runs"
@@ -161,3 +168,77 @@ def test_bad_recurrent_settings_are_one_line(sets, words, tmp_path, capfd):
     line = one_error_line(capfd.readouterr().err)
     assert all(w in line for w in words), line
     assert not runs.exists() or not any(runs.iterdir())
+
+
+# -- an asymmetric recurrent policy: the actor's LSTM reads the measured terms, the critic everything ---------------
+
+MEASURED = ["base_ang_vel", "projected_gravity", "command", "joint_pos", "joint_vel", "last_action"]
+"""go2-walk's observation terms without base_lin_vel (privileged: a real Go2 does not measure it)."""
+
+
+def _lin_vel_changed(layout: list, obs: np.ndarray) -> np.ndarray:
+    (start, size), = [(s, k) for n, s, k in layout if n == "base_lin_vel"]
+    other = obs.copy()
+    other[..., start:start + size] += 3.0
+    return other
+
+
+def test_asymmetric_recurrent_actor_cannot_see_privileged_inputs():
+    cfg = build_config("go2-walk", sets=["ppo.algorithm=recurrent_ppo", "ppo.lstm_hidden=16", "ppo.net_arch=[16]",
+                                         f"ppo.actor_observations=[{', '.join(MEASURED)}]", "ppo.n_steps=8",
+                                         "ppo.batch_size=64"])
+    env = VecNormalize(LegkitVecEnv(cfg.task, 8, seed=0, nthread=1), gamma=cfg.ppo.gamma)
+    try:
+        model = _build_model(cfg, env)
+        policy, layout = model.policy, env.unwrapped.batch.obs_layout
+        assert isinstance(policy, AsymmetricRecurrentPolicy)
+        obs_dim = int(env.observation_space.shape[0])
+        assert policy.lstm_actor.input_size == obs_dim - 3 and policy.lstm_critic.input_size == obs_dim
+        optimized = {id(p) for group in policy.optimizer.param_groups for p in group["params"]}
+        assert {id(p) for p in policy.parameters()} == optimized  # the resized LSTM is trained too
+        # Five steps of a real rollout, and the same with base_lin_vel moved: the actor, carrying its LSTM state,
+        # acts the same; the critic values them otherwise.
+        seq = [env.reset()]
+        for _ in range(4):
+            seq.append(env.step(model.predict(seq[-1], deterministic=True)[0])[0])
+        state = other_state = None
+        starts = np.ones(8, dtype=bool)
+        for obs in seq:
+            act, state = model.predict(obs, state, starts, deterministic=True)
+            act_other, other_state = model.predict(_lin_vel_changed(layout, obs), other_state, starts,
+                                                   deterministic=True)
+            np.testing.assert_array_equal(act, act_other)
+            np.testing.assert_array_equal(state[0], other_state[0])
+            starts = np.zeros(8, dtype=bool)
+        # evaluate_actions (the PPO loss) over the sequence: the same log-probabilities, other values
+        obs = torch.as_tensor(np.stack(seq, axis=1).reshape(8 * 5, -1), dtype=torch.float32)  # sequence by sequence
+        zeros = (torch.zeros(1, 8, 16), torch.zeros(1, 8, 16))
+        states, first = RNNStates(zeros, zeros), torch.tensor([1.0, 0, 0, 0, 0] * 8)
+        actions = torch.as_tensor(np.zeros((40, 12), dtype=np.float32))
+        with torch.no_grad():
+            v, logp, _ = policy.evaluate_actions(obs, actions, states, first)
+            v2, logp2, _ = policy.evaluate_actions(torch.as_tensor(_lin_vel_changed(layout, obs.numpy())), actions,
+                                                   states, first)
+        assert torch.equal(logp, logp2) and not torch.allclose(v, v2)
+    finally:
+        env.close()
+
+
+def test_asymmetric_recurrent_run_trains_loads_evaluates_and_exports(tmp_path):
+    runs = tmp_path / "runs"
+    assert main(["train", "go2-walk", "--steps", "1024", *SMALL, *RECURRENT, "--runs", str(runs), "--set",
+                 f"ppo.actor_observations=[{', '.join(MEASURED)}]", "--set", "run.eval_episodes=2"]) == 0
+    (run,) = list(runs.iterdir())
+    model = RecurrentPPO.load(run / "model.zip", device="cpu")  # plain sb3-contrib
+    assert type(model.policy) is AsymmetricRecurrentPolicy
+    layout = LeggedBatch(load_run_config(find_policy(run)).task, 1, nthread=1)
+    try:
+        names = [n for n, _, _ in layout.obs_layout]
+        assert model.policy.actor_indices == observation_indices(layout.obs_layout, MEASURED)
+    finally:
+        layout.close()
+    assert main(["eval", str(run), "--episodes", "2", "--json", str(tmp_path / "eval.json")]) == 0
+    assert main(["export", str(run), "--out", str(tmp_path / "export")]) == 0
+    spec = json.loads((tmp_path / "export" / "policy.json").read_text())
+    assert [t["name"] for t in spec["observation"]["terms"]] == [n for n in names if n in MEASURED]
+    assert spec["recurrent"]["hidden_size"] == 16 and spec["parity"]["max_abs_diff"] <= PARITY_TOLERANCE

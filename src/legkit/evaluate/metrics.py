@@ -15,6 +15,12 @@ CONTACT_THRESHOLD = 1.0
 MIN_SWING_S = 0.04
 """Shorter breaks of contact (s) are bounces within a stance, not swings. On the Go2 at 1 m/s, breaks last
 either 5-25 ms (bounces at touchdown and liftoff) or 55-190 ms (swings)."""
+STALL_WINDOW_S = 2.0
+"""Length of the windows the stall metrics look at (s)."""
+STALL_FRACTION = 0.25
+"""A window is a stall when the robot moves along its command at less than this share of the commanded speed."""
+STALL_MIN_COMMAND = 0.05
+"""Windows whose mean commanded planar speed (m/s) is lower are not judged: standing still is not a stall."""
 
 
 def compute_metrics(t: Trace) -> dict[str, float | int | None]:
@@ -46,9 +52,43 @@ def compute_metrics(t: Trace) -> dict[str, float | int | None]:
         "episode_limit_s": float(t.max_steps * t.dt),
         "cost_of_transport": _number(cost_of_transport(t.power, np.hypot(t.vel[..., 0], t.vel[..., 1]), a, t.mass))
         if t.mass > 0 else None,
+        **stall_metrics(t),
         **(gait_metrics(t) if t.foot_force is not None else {}),
         **(collision_metrics(t) if t.obstacle_contact is not None else {}),
     }
+
+
+def _window_sums(x: np.ndarray, w: int) -> np.ndarray:
+    """Sums of `x` (steps, ...) over every window of `w` consecutive steps: (steps - w + 1, ...)."""
+    c = np.concatenate([np.zeros((1, *x.shape[1:])), np.cumsum(x, axis=0)])
+    return c[w:] - c[:-w]
+
+
+def stall_metrics(t: Trace) -> dict[str, float | None]:
+    """Stalls: windows of STALL_WINDOW_S, all alive, asked to move (mean commanded planar speed at least
+    STALL_MIN_COMMAND) in which the robot's mean velocity along its command is below STALL_FRACTION of the
+    commanded speed: a robot stuck against an obstacle, on a step, or treading on the spot. `stalled_time_share`
+    is the share of the judged windows that are stalls, `episodes_stalled` the share of episodes with one; with an
+    arena, `stalls_at_obstacles` is the share of stalls during which the robot touched an obstacle or wall. None
+    where no window was judged (episodes shorter than a window, or no command to move)."""
+    w = max(1, round(STALL_WINDOW_S / t.dt))
+    a = t.alive.astype(float)
+    c = t.command[..., :2]
+    speed = np.linalg.norm(c, axis=-1)
+    along = np.sum(t.vel[..., :2] * c, axis=-1) / np.maximum(speed, 1e-9)  # velocity along the command (m/s)
+    if t.alive.shape[0] < w:
+        return {"stalled_time_share": None, "episodes_stalled": None}
+    asked = _window_sums(speed * a, w) / w
+    judged = (_window_sums(a, w) == w) & (asked >= STALL_MIN_COMMAND)
+    stalled = judged & (_window_sums(along * a, w) / w < STALL_FRACTION * asked)
+    if not judged.any():
+        return {"stalled_time_share": None, "episodes_stalled": None}
+    out = {"stalled_time_share": float(stalled.sum() / judged.sum()),
+           "episodes_stalled": float(np.mean(stalled.any(axis=0)))}
+    if t.obstacle_contact is not None:
+        touched = _window_sums(t.obstacle_contact.astype(float), w) > 0
+        out["stalls_at_obstacles"] = float((stalled & touched).sum() / stalled.sum()) if stalled.any() else None
+    return out
 
 
 def contact_onsets(contact: np.ndarray, alive: np.ndarray) -> np.ndarray:
@@ -135,6 +175,9 @@ LABELS = {
     "mean_episode_length_s": ("mean episode length (s)", "{:.2f}"),
     "episode_limit_s": ("episode limit (s)", "{:.1f}"),
     "cost_of_transport": ("cost of transport", "{:.2f}"),
+    "stalled_time_share": ("time stalled (2 s windows)", "{:.1%}"),
+    "episodes_stalled": ("episodes with a stall", "{:.1%}"),
+    "stalls_at_obstacles": ("stalls touching an obstacle", "{:.1%}"),
     "collisions_per_episode": ("collisions per episode", "{:.2f}"),
     "collision_time_share": ("time in contact with obstacles", "{:.1%}"),
     "episodes_with_collision": ("episodes with a collision", "{:.1%}"),
@@ -148,7 +191,7 @@ LABELS = {
 }
 OPTIONAL = {"cost_of_transport", "duty_factor", "duty_factor_per_foot", "stride_frequency_hz", "gait_symmetry",
             "foot_slip_speed", "foot_clearance", "collisions_per_episode", "collision_time_share",
-            "episodes_with_collision", "collisions_by_kind"}
+            "episodes_with_collision", "collisions_by_kind", "stalls_at_obstacles"}
 """Rows printed only when the metrics have them (gait metrics need foot sensors, collisions an arena)."""
 
 

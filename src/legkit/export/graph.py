@@ -96,19 +96,17 @@ class ExportedRecurrentActor(ExportedActor):
 
     def __init__(self, model, norm, ctrl_offset: np.ndarray, ctrl_gain: np.ndarray, ctrl_low: np.ndarray,
                  ctrl_high: np.ndarray):
-        if actor_indices_of(model.policy) is not None:
-            raise LegkitError("a recurrent policy with an asymmetric actor (ppo.actor_observations) cannot be exported "
-                              "yet: export needs the recurrent actor to read the whole observation")
         lstm = model.policy.lstm_actor
         if lstm.batch_first or lstm.bidirectional:
             raise LegkitError("the recurrent policy's LSTM is batch-first or bidirectional; export steps a "
                               "time-first, one-directional LSTM (sb3-contrib's default)")
-        super().__init__(model, norm, list(range(int(model.observation_space.shape[0]))), ctrl_offset, ctrl_gain,
-                         ctrl_low, ctrl_high)
+        super().__init__(model, norm, actor_indices(model, int(model.observation_space.shape[0])), ctrl_offset,
+                         ctrl_gain, ctrl_low, ctrl_high)
 
     def forward(self, obs: th.Tensor, h: th.Tensor, c: th.Tensor) -> tuple[th.Tensor, ...]:
         p = self.policy
-        features = p.pi_features_extractor(self.normalized(obs))
+        x = self.normalized(obs)  # the actor's inputs only, for an asymmetric actor
+        features = p.pi_features_extractor.features(x) if self.asymmetric else p.pi_features_extractor(x)
         latent, (h_out, c_out) = p.lstm_actor(features.unsqueeze(0), (h, c))  # a sequence of one step
         action = th.clamp(p.action_net(p.mlp_extractor.forward_actor(latent[0])), -1.0, 1.0)
         return action, self.targets(action), h_out, c_out

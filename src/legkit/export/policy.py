@@ -226,7 +226,7 @@ def _parity(model, norm, task, samples: int, fmt: str, graph: Path, idx: list[in
                 "against": "SB3 model.predict(VecNormalize.normalize_obs(obs), deterministic=True)"}
     obs, starts = parity_sequences(model, norm, task, samples)
     sb3 = sb3_sequence_actions(model, norm, obs, starts)
-    exported = run_sequences(fmt, graph, obs, starts, memory)
+    exported = run_sequences(fmt, graph, obs[..., idx], starts, memory)
     return {"observations": int(starts.size), "sequences": int(starts.shape[1]), "steps": int(starts.shape[0]),
             "episode_starts": int(starts[1:].sum()), "max_abs_diff": float(np.max(np.abs(exported - sb3))),
             "tolerance": PARITY_TOLERANCE,

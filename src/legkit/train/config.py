@@ -76,7 +76,8 @@ class PPOConfig:
     actor_observations: tuple[str, ...] = ()
     """Observation terms the actor reads (what the robot measures); the critic reads all of
     task.observations, privileged state included (asymmetric actor-critic, legkit.train.policies).
-    Empty: actor and critic read everything (SB3's MlpPolicy)."""
+    Empty: actor and critic read everything (SB3's MlpPolicy). With recurrent_ppo, the actor's LSTM reads these
+    terms and the critic's LSTM (or, ppo.critic_lstm false, its MLP) everything (AsymmetricRecurrentPolicy)."""
     estimator: tuple[str, ...] = ()
     """Privileged observation terms (e.g. base_lin_vel) that a state estimator inside the actor predicts
     from the actor's own inputs, trained by regression on every rollout; the actor reads its estimate.
@@ -370,11 +371,14 @@ def validate(cfg: Config) -> Config:
         raise LegkitError("ppo.use_sde cannot be combined with ppo.actor_observations, ppo.estimator or ppo.symmetry "
                           "(legkit's asymmetric policy draws plain gaussian noise); leave one of them out")
     if p.algorithm == "recurrent_ppo":
-        custom = [k for k, on in (("ppo.actor_observations", p.actor_observations), ("ppo.estimator", p.estimator),
-                                  ("ppo.symmetry", p.symmetry)) if on]
+        custom = [k for k, on in (("ppo.estimator", p.estimator), ("ppo.symmetry", p.symmetry)) if on]
         if custom:
             raise LegkitError(f"ppo.algorithm = recurrent_ppo cannot be combined with {', '.join(custom)}: those "
                               "build legkit's asymmetric MLP policy for PPO; use ppo.algorithm=ppo or leave them out")
+        if p.actor_observations and p.shared_lstm:
+            raise LegkitError("ppo.shared_lstm = true cannot be combined with ppo.actor_observations: the critic "
+                              "would read the actor's LSTM, which sees only the actor's terms; set "
+                              "ppo.shared_lstm=false")
     if f.bc_policy is not None:
         custom = [k for k, on in (("ppo.actor_observations", p.actor_observations), ("ppo.estimator", p.estimator),
                                   ("ppo.symmetry", p.symmetry), ("ppo.fixed_scales", p.fixed_scales)) if on]

@@ -294,3 +294,43 @@ class PolicyActor:
         """Robots `done` ((num_robots,) bool) start a new episode at the next call: their LSTM state restarts."""
         if self.episode_start is not None:
             self.episode_start |= np.asarray(done, dtype=bool)
+
+
+class AsymmetricRecurrentPolicy(RecurrentActorCriticPolicy):
+    """sb3-contrib's RecurrentActorCriticPolicy whose actor LSTM reads only the observation entries `actor_indices`;
+    the critic (its own LSTM, or its Linear) reads everything. Use as `RecurrentPPO(AsymmetricRecurrentPolicy, env,
+    policy_kwargs={"actor_indices": [...], ...})`; the model loads with plain `RecurrentPPO.load`.
+
+    The actor then has memory of what it sensed (a curb that has left the camera's view) while the critic may read
+    privileged state. Features extractors are not shared (the actor's is an ObservationSubset, as in
+    AsymmetricActorCriticPolicy) and neither is the LSTM: a critic reading the actor's LSTM would see only the
+    actor's inputs.
+    """
+
+    def __init__(self, observation_space: gym.spaces.Space, action_space: gym.spaces.Space, lr_schedule,
+                 actor_indices: list[int], **kwargs: Any):
+        if kwargs.pop("share_features_extractor", False):
+            raise ValueError("AsymmetricRecurrentPolicy cannot share a features extractor: the actor reads a subset")
+        if kwargs.get("shared_lstm", False):
+            raise ValueError("AsymmetricRecurrentPolicy cannot share the actor's LSTM with the critic: the critic "
+                             "reads the whole observation")
+        if kwargs.get("features_extractor_class", FlattenExtractor) is not FlattenExtractor:
+            raise ValueError("AsymmetricRecurrentPolicy selects from the raw flat observation; "
+                             "features_extractor_class must be FlattenExtractor")
+        self.actor_indices = [int(i) for i in actor_indices]  # read by _build_mlp_extractor during __init__
+        super().__init__(observation_space, action_space, lr_schedule, share_features_extractor=False, **kwargs)
+        # RecurrentActorCriticPolicy sized the actor's LSTM for the whole observation (features_dim, the critic's
+        # input size): size it for the actor's inputs, then set the optimizer up again over the final modules.
+        old = self.lstm_actor
+        self.lstm_actor = nn.LSTM(len(self.actor_indices), old.hidden_size, num_layers=old.num_layers,
+                                  **self.lstm_kwargs)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        # ActorCriticPolicy.__init__ made both extractors from FlattenExtractor; the actor's becomes the subset.
+        self.pi_features_extractor = ObservationSubset(self.observation_space, self.actor_indices)
+        self.features_extractor = self.pi_features_extractor
+        super()._build_mlp_extractor()
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "actor_indices": self.actor_indices}

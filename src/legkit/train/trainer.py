@@ -37,7 +37,7 @@ from legkit.train.checkpoints import recover, save_checkpoint, set_aside
 from legkit.train.config import Config
 from legkit.train.lock import holding_run
 from legkit.train.normalization import pinned_statistics
-from legkit.train.policies import AsymmetricActorCriticPolicy, observation_indices
+from legkit.train.policies import AsymmetricActorCriticPolicy, AsymmetricRecurrentPolicy, observation_indices
 from legkit.train.resume import ResumePlan
 from legkit.train.runs import CONFIG, checkpoints, git_revision, save_final, write_json, write_yaml
 from legkit.train.video_callback import ClipRenderer, VideoCallback
@@ -131,13 +131,18 @@ def policy_choice(cfg: Config, obs_layout: list) -> tuple[str | type, dict]:
     """The SB3 policy and policy_kwargs for `cfg.ppo`: MlpPolicy, or with `ppo.actor_observations` (or a
     state estimator, or symmetry) an AsymmetricActorCriticPolicy whose actor reads those terms of
     `obs_layout` ((name, start, size) list; all of them without actor_observations); for recurrent_ppo,
-    sb3-contrib's MlpLstmPolicy (LSTM, then net_arch)."""
+    sb3-contrib's MlpLstmPolicy (LSTM, then net_arch), or with `ppo.actor_observations` an
+    AsymmetricRecurrentPolicy whose actor LSTM reads those terms."""
     p = cfg.ppo
     kwargs = {"net_arch": {"pi": list(p.net_arch), "vf": list(p.net_arch)},
               "activation_fn": ACTIVATION[p.activation], "log_std_init": p.log_std_init}
     if p.algorithm == "recurrent_ppo":
-        return "MlpLstmPolicy", {**kwargs, "lstm_hidden_size": p.lstm_hidden, "n_lstm_layers": p.lstm_layers,
-                                 "shared_lstm": p.shared_lstm, "enable_critic_lstm": p.critic_lstm}
+        kwargs.update(lstm_hidden_size=p.lstm_hidden, n_lstm_layers=p.lstm_layers, shared_lstm=p.shared_lstm,
+                      enable_critic_lstm=p.critic_lstm)
+        if not p.actor_observations:
+            return "MlpLstmPolicy", kwargs
+        return AsymmetricRecurrentPolicy, {**kwargs, "actor_indices": observation_indices(obs_layout,
+                                                                                           p.actor_observations)}
     if not p.actor_observations and not p.symmetry:
         return "MlpPolicy", kwargs
     names = p.actor_observations or tuple(str(n) for n, _, _ in obs_layout)
