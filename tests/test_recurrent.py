@@ -13,21 +13,21 @@ import numpy as np
 import pytest
 import torch
 from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.vec_env import VecNormalize
-from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 
 from legkit import LegkitError
 from legkit.cli import main
 from legkit.envs.core import LeggedBatch
 from legkit.envs.vec_env import LegkitVecEnv
 from legkit.evaluate.rollout import load_policy, load_run_config
+from legkit.export.policy import PARITY_TOLERANCE
 from legkit.media.render import CameraConfig
 from legkit.media.video import Runner, policy_actor
 from legkit.train.config import build_config
 from legkit.train.policies import AsymmetricRecurrentPolicy, PolicyActor, observation_indices
 from legkit.train.runs import find_policy
-from legkit.export.policy import PARITY_TOLERANCE
 from legkit.train.trainer import _build_model, load_model
 
 RECURRENT = ["--set", "ppo.algorithm=recurrent_ppo", "--set", "ppo.lstm_hidden=16", "--set", "ppo.net_arch=[16]"]

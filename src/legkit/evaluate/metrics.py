@@ -70,21 +70,18 @@ def stall_metrics(t: Trace) -> dict[str, float | None]:
     commanded speed: a robot stuck against an obstacle, on a step, or treading on the spot. `stalled_time_share`
     is the share of the judged windows that are stalls, `episodes_stalled` the share of episodes with one; with an
     arena, `stalls_at_obstacles` is the share of stalls during which the robot touched an obstacle or wall. None
-    where no window was judged (episodes shorter than a window, or no command to move)."""
-    w = max(1, round(STALL_WINDOW_S / t.dt))
+    where nothing was judged (episodes shorter than a window, or no command to move) or, for the last, no stall."""
+    w = max(1, round(STALL_WINDOW_S / t.dt))  # episodes shorter than w steps give no windows (empty sums)
     a = t.alive.astype(float)
     c = t.command[..., :2]
     speed = np.linalg.norm(c, axis=-1)
     along = np.sum(t.vel[..., :2] * c, axis=-1) / np.maximum(speed, 1e-9)  # velocity along the command (m/s)
-    if t.alive.shape[0] < w:
-        return {"stalled_time_share": None, "episodes_stalled": None}
     asked = _window_sums(speed * a, w) / w
     judged = (_window_sums(a, w) == w) & (asked >= STALL_MIN_COMMAND)
     stalled = judged & (_window_sums(along * a, w) / w < STALL_FRACTION * asked)
-    if not judged.any():
-        return {"stalled_time_share": None, "episodes_stalled": None}
-    out = {"stalled_time_share": float(stalled.sum() / judged.sum()),
-           "episodes_stalled": float(np.mean(stalled.any(axis=0)))}
+    out: dict[str, float | None] = {
+        "stalled_time_share": float(stalled.sum() / judged.sum()) if judged.any() else None,
+        "episodes_stalled": float(np.mean(stalled.any(axis=0))) if judged.any() else None}
     if t.obstacle_contact is not None:
         touched = _window_sums(t.obstacle_contact.astype(float), w) > 0
         out["stalls_at_obstacles"] = float((stalled & touched).sum() / stalled.sum()) if stalled.any() else None

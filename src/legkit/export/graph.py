@@ -80,11 +80,16 @@ class ExportedActor(nn.Module):
         """What the actuators are sent for `action` in [-1, 1]."""
         return th.minimum(th.maximum(self.offset + self.gain * action, self.low), self.high)
 
+    def features(self, x: th.Tensor) -> th.Tensor:
+        """The actor network's input for normalized actor inputs `x`: an asymmetric actor's features (its inputs,
+        then its state estimate, and with a mirror the reflection beside them); `x` itself otherwise."""
+        return self.policy.pi_features_extractor.features(x) if self.asymmetric else x
+
     def forward(self, obs: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         x = self.normalized(obs)
         p = self.policy
         if self.asymmetric:
-            mean = p.mean_actions(p.mlp_extractor.forward_actor(p.pi_features_extractor.features(x)))
+            mean = p.mean_actions(p.mlp_extractor.forward_actor(self.features(x)))
         else:
             mean = p.action_net(p.mlp_extractor.forward_actor(x))
         action = th.clamp(mean, -1.0, 1.0)
@@ -105,8 +110,7 @@ class ExportedRecurrentActor(ExportedActor):
 
     def forward(self, obs: th.Tensor, h: th.Tensor, c: th.Tensor) -> tuple[th.Tensor, ...]:
         p = self.policy
-        x = self.normalized(obs)  # the actor's inputs only, for an asymmetric actor
-        features = p.pi_features_extractor.features(x) if self.asymmetric else p.pi_features_extractor(x)
+        features = self.features(self.normalized(obs))
         latent, (h_out, c_out) = p.lstm_actor(features.unsqueeze(0), (h, c))  # a sequence of one step
         action = th.clamp(p.action_net(p.mlp_extractor.forward_actor(latent[0])), -1.0, 1.0)
         return action, self.targets(action), h_out, c_out
