@@ -192,6 +192,21 @@ def test_eval_keeps_the_training_evaluation(smoke, tmp_path):
     assert json.loads(custom.read_text())["overrides"] == ["task.commands.lin_vel_x=[1.0,1.0]"]
 
 
+def test_eval_on_held_out_episodes_with_another_seed(smoke, tmp_path):
+    """`--seed` evaluates other episodes (other commands here: go2-walk draws one per episode), into a file of its
+    own; the default seed's figures are those of eval-final.json, unchanged."""
+    run = copy_run(smoke, tmp_path / "run")
+    assert main(["eval", str(run), "--episodes", "4"]) == 0
+    assert main(["eval", str(run), "--episodes", "4", "--seed", "7"]) == 0
+    usual = json.loads((run / "eval-final.json").read_text())
+    other = json.loads((run / "eval-final-seed-7.json").read_text())
+    assert (usual["seed"], other["seed"]) == (12345, 7)
+    assert other["metrics"]["mean_command_velocity"] != usual["metrics"]["mean_command_velocity"]
+    assert main(["eval", str(run), "--episodes", "4", "--seed", "12345", "--json", str(tmp_path / "again.json")]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["metrics"] == usual["metrics"]
+
+
 # -- one line, a distinct code, --debug ---------------------------------------------------------------
 
 def test_unexpected_errors_are_one_line_with_their_own_code(monkeypatch, capfd):

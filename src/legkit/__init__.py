@@ -16,6 +16,11 @@ def _torch_cache_outside_tmp() -> None:
 _torch_cache_outside_tmp()
 
 
+EVAL_SEED = 12345
+"""The seed of every evaluation unless one is asked for (`legkit eval --seed`): the episodes' start poses, commands
+and obstacle layouts, so that two evaluations of one policy see the same episodes."""
+
+
 class LegkitError(Exception):
     """A user-facing error: the CLI prints its one-line message and exits with code 2."""
 

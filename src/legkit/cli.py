@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from legkit import LegkitError, __version__
+from legkit import EVAL_SEED, LegkitError, __version__
 
 if TYPE_CHECKING:
     from legkit.train.runs import Policy
@@ -260,13 +260,15 @@ def _success_stop(bar):
     return stop_on_success
 
 
-def _evaluate_and_save(run: Path, checkpoint: str | None, episodes: int, sets: list[str], out: Path | None) -> dict:
+def _evaluate_and_save(run: Path, checkpoint: str | None, episodes: int, sets: list[str], out: Path | None,
+                       seed: int = EVAL_SEED) -> dict:
     from legkit.evaluate import evaluate, format_table
     from legkit.train.runs import find_policy, write_json
 
     policy = find_policy(run, checkpoint)
-    result = evaluate(policy, episodes, sets)
-    print(f"evaluation of {policy.folder} ({policy.label}, {episodes} episodes, deterministic)")
+    result = evaluate(policy, episodes, sets, seed=seed)
+    other = "" if seed == EVAL_SEED else f", seed {seed}"
+    print(f"evaluation of {policy.folder} ({policy.label}, {episodes} episodes{other}, deterministic)")
     print(format_table(result["metrics"]))
     if out is not None:
         write_json(out, result)
@@ -299,14 +301,15 @@ def _intact_policy(run: Path, checkpoint: str | None) -> Policy:
     return policy
 
 
-def eval_json_name(label: str, sets: list[str]) -> str:
-    """RUN/eval-<checkpoint>[-set-<hash>].json: beside the training's own eval.json, never over it."""
+def eval_json_name(label: str, sets: list[str], seed: int = EVAL_SEED) -> str:
+    """RUN/eval-<checkpoint>[-seed-<seed>][-set-<hash>].json: beside the training's own eval.json, never over it."""
+    name = f"eval-{label}" + ("" if seed == EVAL_SEED else f"-seed-{seed}")
     if not sets:
-        return f"eval-{label}.json"
+        return f"{name}.json"
     import hashlib
 
     digest = hashlib.sha1("\n".join(sets).encode()).hexdigest()[:8]
-    return f"eval-{label}-set-{digest}.json"
+    return f"{name}-set-{digest}.json"
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -323,15 +326,16 @@ def cmd_eval(args: argparse.Namespace) -> None:
         out = None
     else:  # the training's eval.json stays the run's own evaluation
         label = policy.label
-        out = run / eval_json_name(f"{label}-sweep" if args.sweep else label, sets)
+        out = run / eval_json_name(f"{label}-sweep" if args.sweep else label, sets, args.seed)
     if not args.sweep:
-        _evaluate_and_save(run, None if policy.label == "final" else policy.label, args.episodes, sets, out)
+        _evaluate_and_save(run, None if policy.label == "final" else policy.label, args.episodes, sets, out,
+                           args.seed)
         return
     from legkit.evaluate.sweep import SWEEP, format_sweep, sweep
 
     print(f"command sweep of {policy.folder} ({policy.label}, {len(SWEEP)} commands x {args.episodes} episodes, "
           "deterministic)")
-    result = sweep(policy, args.episodes, sets)
+    result = sweep(policy, args.episodes, sets, seed=args.seed)
     print(format_sweep(result))
     if out is not None:
         write_json(out, result)
@@ -706,6 +710,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "run with --episodes 10")
     e.add_argument("--checkpoint", help="step number, 'latest' or 'best' (default: the final model)")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a task key for evaluation")
+    e.add_argument("--seed", type=int, default=EVAL_SEED,
+                   help=f"evaluation seed: the episodes' starts, commands and obstacle layouts (default {EVAL_SEED}, "
+                        "as every evaluation; another seed gives held-out episodes, e.g. to choose a checkpoint "
+                        "without choosing on the figures reported)")
     e.add_argument("--physics", metavar="NAME", help=PHYSICS_HELP + " (e.g. production: the same policy under "
                                                                     "finer physics)")
     e.add_argument("--sweep", action="store_true",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from legkit import EVAL_SEED
 from legkit.evaluate.metrics import compute_metrics, format_table
 from legkit.evaluate.rollout import load_run_config, rollout
 from legkit.train.runs import Policy
 
 
-def evaluate(policy: Policy, episodes: int = 20, sets: list[str] | None = None, seed: int = 12345) -> dict:
+def evaluate(policy: Policy, episodes: int = 20, sets: list[str] | None = None, seed: int = EVAL_SEED) -> dict:
     """Evaluate `policy` on its task (with `sets` overrides); returns the metrics dict."""
     cfg = load_run_config(policy, sets)
     metrics = compute_metrics(rollout(policy, episodes, cfg, seed=seed))

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from legkit import LegkitError
+from legkit import EVAL_SEED, LegkitError
 
 
 def cmd_gait(args: argparse.Namespace) -> None:
@@ -97,7 +97,7 @@ def add_parsers(sub) -> None:
     g.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a task key, e.g. task.gait.step_length=0.15 or task.terrain.kind=tiles")
     g.add_argument("--episodes", type=int, default=20, help="episodes (default 20)")
-    g.add_argument("--seed", type=int, default=12345, help="evaluation seed (default 12345, as legkit eval)")
+    g.add_argument("--seed", type=int, default=EVAL_SEED, help=f"evaluation seed (default {EVAL_SEED}, as legkit eval)")
     g.add_argument("--sweep", action="store_true", help="under each command of the sweep instead")
     g.add_argument("--json", help="write the result to this file")
     g.add_argument("--video", metavar="FILE.mp4", help="also render a video")
@@ -110,7 +110,8 @@ def add_parsers(sub) -> None:
     c.add_argument("--task", help="the scene's task (default: the first policy's)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a task key of the scene")
     c.add_argument("--episodes", type=int, default=20, help="episodes each (default 20)")
-    c.add_argument("--eval-seed", type=int, default=12345, help="evaluation seed (default 12345, as legkit eval)")
+    c.add_argument("--eval-seed", type=int, default=EVAL_SEED,
+                   help=f"evaluation seed (default {EVAL_SEED}, as legkit eval)")
     c.add_argument("--out", default="compare", help="folder for compare.json, compare.png (default ./compare)")
     c.add_argument("--video", action="store_true", help="also render the side-by-side compare.mp4")
     c.add_argument("--seed", type=int, default=0, help="seed of the video's reset (default 0)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from legkit import LegkitError
+from legkit import EVAL_SEED, LegkitError
 from legkit.evaluate.metrics import compute_metrics
 from legkit.evaluate.rollout import load_policy, load_run_config, rollout_model
 from legkit.evaluate.scripted import GAIT_PREFIX, Unnormalized, ZeroResidual, gait_config, parse_gait, scene_config
@@ -91,7 +91,7 @@ def contenders(specs: list[str], task_name: str | None = None, sets: list[str] |
 
 
 def compare(specs: list[str], episodes: int = 20, task_name: str | None = None, sets: list[str] | None = None,
-            seed: int = 12345) -> dict:
+            seed: int = EVAL_SEED) -> dict:
     """Evaluate every contender on the scene; returns {"scene", "seed", "episodes", "overrides", "results":
     [{"label", "task", "metrics"}]} with compute_metrics's metrics plus `mean_residual` (rad; None without a gait)."""
     if episodes < 1:

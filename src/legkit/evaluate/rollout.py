@@ -10,7 +10,7 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecNormalize
 
-from legkit import LegkitError
+from legkit import EVAL_SEED, LegkitError
 from legkit.config import apply_sets, from_dict, load_yaml, to_dict
 from legkit.envs.core import LeggedBatch
 from legkit.evaluate.gait import left_right_pairs
@@ -163,7 +163,7 @@ def check_observations(model: PPO, layout: list | None, batch: LeggedBatch) -> N
         raise LegkitError(f"the task's observations differ from the model's: {diff}; was task.observations changed?")
 
 
-def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_steps: int | None = None,
+def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = EVAL_SEED, max_steps: int | None = None,
             deterministic: bool = True, pushes: PushConfig | None = None,
             randomize: tuple[float, float] | None = None) -> Trace:
     """Run `episodes` episodes of a saved policy in parallel; each robot stops counting at its first end.
@@ -177,7 +177,7 @@ def rollout(policy: Policy, episodes: int, cfg: Config, seed: int = 12345, max_s
                          layout=policy.obs_layout)
 
 
-def rollout_model(model: PPO, norm: VecNormalize, episodes: int, cfg: Config, seed: int = 12345,
+def rollout_model(model: PPO, norm: VecNormalize, episodes: int, cfg: Config, seed: int = EVAL_SEED,
                   max_steps: int | None = None, deterministic: bool = True, pushes: PushConfig | None = None,
                   randomize: tuple[float, float] | None = None, layout: list | None = None) -> Trace:
     """`rollout` of a policy in memory (e.g. during training); `norm` only normalizes, it is not updated.

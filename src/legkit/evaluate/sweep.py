@@ -7,7 +7,7 @@ from dataclasses import fields, replace
 
 import numpy as np
 
-from legkit import LegkitError
+from legkit import EVAL_SEED, LegkitError
 from legkit.evaluate.metrics import compute_metrics
 from legkit.evaluate.rollout import Trace, load_policy, load_run_config, rollout_model
 from legkit.tasks.config import CommandConfig, TaskConfig
@@ -64,7 +64,7 @@ def tracking_metrics(t: Trace) -> dict[str, float]:
     }
 
 
-def sweep(policy: Policy, episodes: int, sets: list[str] | None = None, seed: int = 12345,
+def sweep(policy: Policy, episodes: int, sets: list[str] | None = None, seed: int = EVAL_SEED,
           commands: dict[str, tuple[float, float, float]] = SWEEP,
           progress: Callable[[str], None] | None = None) -> dict:
     """Evaluate `policy` (its task with `sets` overrides) for `episodes` episodes under each command.
@@ -80,7 +80,7 @@ def sweep(policy: Policy, episodes: int, sets: list[str] | None = None, seed: in
             "seed": seed, "overrides": list(sets or []), "commands": records}
 
 
-def sweep_model(model, norm, cfg, episodes: int, seed: int = 12345,
+def sweep_model(model, norm, cfg, episodes: int, seed: int = EVAL_SEED,
                 commands: dict[str, tuple[float, float, float]] = SWEEP,
                 progress: Callable[[str], None] | None = None, layout: list | None = None) -> list[dict]:
     """The sweep's records ({"name", "command", "metrics"} per command) of a model in memory (or a scripted

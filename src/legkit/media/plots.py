@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from legkit import EVAL_SEED
 from legkit.config import load_yaml
 from legkit.train.logs import read_episodes, read_json, read_scalars
 from legkit.train.runs import CONFIG, META, PRETRAINED_PREFIX, checkpoints, find_policy, resolve_run
@@ -78,7 +79,7 @@ def load_run(spec: str | Path) -> RunData:
                    validation=read_json(folder / "validate.json"))
 
 
-def evaluate_checkpoints(run: RunData, episodes: int, seed: int = 12345, progress=None) -> list[dict]:
+def evaluate_checkpoints(run: RunData, episodes: int, seed: int = EVAL_SEED, progress=None) -> list[dict]:
     """Evaluate every checkpoint of `run` with `episodes` deterministic episodes; store and return the results."""
     from legkit.evaluate import evaluate
     from legkit.media.video import one_torch_thread
