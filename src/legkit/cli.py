@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING
 from legkit import EVAL_SEED, LegkitError, __version__
 
 if TYPE_CHECKING:
+    from legkit.train.config import Config
+    from legkit.train.resume import ResumePlan
     from legkit.train.runs import Policy
+    from legkit.train.supervise import Supervision
+    from legkit.train.trainer import ModelStart
+    from legkit.train.wandb_log import WandbSettings
 
 
 class _Failed(Exception):
@@ -123,6 +128,10 @@ def _train_seeds(args: argparse.Namespace) -> None:
         from legkit.train.from_run import prepare as prepare_from_run
 
         prepare_from_run(cfg)
+    if cfg.finetune.first is not None:  # and the first stage's config; each seed's run trains its own
+        from legkit.train.stages import first_config
+
+        first_config(cfg, args.config, sets)
     child = [args.task, *(["--config", str(Path(args.config).resolve())] if args.config else []),
              *[a for s in sets for a in ("--set", s)]]
     if args.no_progress or jobs > 1:
@@ -150,13 +159,11 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None
     import copy
 
     from legkit.config import load_yaml
-    from legkit.evaluate.best import BestModel
-    from legkit.media.video import TrainingClips
+    from legkit.train import stages
     from legkit.train.config import build_config
     from legkit.train.resume import plan_resume
     from legkit.train.lock import hold_run
-    from legkit.train.runs import CONFIG, new_run_dir, resolve_run, write_json
-    from legkit.train.trainer import train
+    from legkit.train.runs import CONFIG, new_run_dir, resolve_run
     from legkit.train.wandb_log import wandb_settings
 
     wandb = wandb_settings(args.wandb) if args.wandb is not None else None  # installed? (imports it: before a fork)
@@ -164,7 +171,7 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None
     if args.seed is not None:
         sets.append(f"run.seed={args.seed}")
     # Everything is checked before a run folder is made or a saved file is touched.
-    plan = None
+    plan, first = None, None  # first: what is left of the stage finetune.first trains before this run
     if args.resume:
         if args.task or args.config or args.name:
             raise LegkitError("--resume continues a run with its saved config; give only --steps or --set with it")
@@ -177,67 +184,120 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None
         saved = build_config(task_name, base=copy.deepcopy(saved_tree))
         sets = _physics_sets(args, sets, lambda s: build_config(task_name, sets=s, base=copy.deepcopy(saved_tree)))
         cfg = build_config(task_name, sets=sets, base=copy.deepcopy(saved_tree))
-        plan = plan_resume(run, saved, cfg)  # train() rewrites config.yaml once the checkpoint has loaded
+        if cfg.finetune.first is not None and not stages.main_begun(run):  # cut before its main stage began
+            first = stages.resume_first(run, saved, cfg)
+        else:
+            plan = plan_resume(run, saved, cfg)  # train() rewrites config.yaml once the checkpoint has loaded
     else:
         if not args.task:
             raise LegkitError("name a task to train (see 'legkit list'), or --resume RUN")
         sets = _physics_sets(args, sets, lambda s: build_config(args.task, args.config, s))
         cfg = build_config(args.task, args.config, sets)
-    if cfg.run.stop_on_success and not (cfg.run.best_every and cfg.task.success.bounds()):
-        raise LegkitError("run.stop_on_success needs the periodic evaluation (run.best_every > 0) and a success bar "
-                          f"(task.success; this task's: {cfg.task.success.describe()})")
-    clips = TrainingClips.for_run(cfg)
-    if cfg.run.video_every and cfg.run.video_every <= cfg.run.total_steps:
-        clips.check()  # no OpenGL: say so now, not after the first million steps
-    start = None
-    if cfg.finetune.bc_policy is not None:  # a start from a cloned policy: its files read and checked now
-        from legkit.imitate.start import prepare
-
-        start = prepare(cfg, resumed=plan is not None)
-    elif cfg.finetune.from_run is not None and plan is None:  # a resume continues from its own checkpoints
-        from legkit.train.from_run import prepare as prepare_from_run
-
-        start = prepare_from_run(cfg)
-    if plan is None and cfg.task.gait is not None:  # a residual task: its baseline must walk the right way
-        from legkit.evaluate.scripted import check_baseline
-
-        speed = check_baseline(cfg)
-        if speed is not None:
-            print(f"baseline {cfg.task.gait.type}: {speed:+.3f} m/s along the commanded direction")
-    supervision = None
-    if args.supervise or args.max_restarts is not None or args.chunk_steps is not None:
-        from legkit.train.supervise import Supervision, supervise
-
-        given = {"max_restarts": args.max_restarts} if args.max_restarts is not None else {}
-        supervision = Supervision(chunk_steps=args.chunk_steps, **given)
-        supervision.check(cfg)
-    if plan is None and args.run_folder:  # a seed of `--seeds`: the folder its parent chose
+        if cfg.finetune.first is not None:
+            first = stages.FirstStage(stages.first_config(cfg, args.config, sets))
+    todo = first is not None and not first.done  # the first stage is trained (or resumed) before this run
+    _check_run(cfg, plan)
+    start = _model_start(cfg, plan)  # with finetune.first: made once the first stage is trained (main_start)
+    first_start = None
+    if todo:
+        _check_run(first.cfg, first.plan)
+        first_start = _model_start(first.cfg, first.plan)
+    supervision = _supervision(args, [cfg, *([first.cfg] if todo else [])])
+    if not args.resume and args.run_folder:  # a seed of `--seeds`: the folder its parent chose
         run = Path(args.run_folder)
         try:
             run.mkdir(parents=True)
         except FileExistsError:
             raise LegkitError(f"run folder '{run}' exists; a new run never reuses one") from None
         held.enter_context(hold_run(run))
-    elif plan is None:
+    elif not args.resume:
         run = new_run_dir(args.name or args.task, Path(args.runs))
         held.enter_context(hold_run(run))
     print(f"run folder: {run}")
-    observers = (_success_stop(cfg.task.success),) if cfg.run.stop_on_success else ()
-    best = (BestModel(cfg, run, cfg.run.best_every, cfg.run.best_episodes, observers),) if cfg.run.best_every else ()
     try:
-        if supervision is None:
-            meta = train(cfg, run, resume=plan, progress_bar=not args.no_progress, render_clip=clips,
-                         extra_callbacks=best, wandb=wandb, start=start)
-        else:  # each stretch of training in a child process (it gets its own copy of `best`)
-            meta = supervise(run, cfg, plan, lambda p, chunk: train(
-                cfg, run, resume=p, progress_bar=not args.no_progress, render_clip=clips, extra_callbacks=best,
-                chunk_steps=chunk, wandb=wandb, start=start), supervision)
+        if todo:
+            if not args.resume:
+                stages.begin(run, first.cfg, cfg)
+            print(f"first stage (finetune.first = {cfg.finetune.first}): {run / stages.FIRST}")
+            _train_run(args, first.cfg, run / stages.FIRST, first.plan, first_start, supervision, wandb, run)
+        if first is not None:
+            start = stages.main_start(run, cfg)
+            print(f"main stage: {run}")
+        _train_run(args, cfg, run, plan, start, supervision, wandb)
     except BaseException:
-        if plan is None and not (run / "tb").exists():  # failed before training began: leave no folder behind
+        if not args.resume and not stages.began(run):  # failed before training began: leave no folder behind
             import shutil
 
             shutil.rmtree(run, ignore_errors=True)
         raise
+
+
+def _check_run(cfg: Config, plan: ResumePlan | None) -> None:
+    """What must hold before a run of `cfg` trains, new or resumed as `plan` says; one line otherwise."""
+    from legkit.media.video import TrainingClips
+
+    if cfg.run.stop_on_success and not (cfg.run.best_every and cfg.task.success.bounds()):
+        raise LegkitError("run.stop_on_success needs the periodic evaluation (run.best_every > 0) and a success bar "
+                          f"(task.success; this task's: {cfg.task.success.describe()})")
+    if cfg.run.video_every and cfg.run.video_every <= cfg.run.total_steps:
+        TrainingClips.for_run(cfg).check()  # no OpenGL: say so now, not after the first million steps
+    if plan is None and cfg.task.gait is not None:  # a residual task: its baseline must walk the right way
+        from legkit.evaluate.scripted import check_baseline
+
+        speed = check_baseline(cfg)
+        if speed is not None:
+            print(f"baseline {cfg.task.gait.type}: {speed:+.3f} m/s along the commanded direction")
+
+
+def _model_start(cfg: Config, plan: ResumePlan | None) -> ModelStart | None:
+    """The ModelStart that cfg.finetune asks for (a cloned policy, or another run's model for a new run), its files
+    read and checked now; None for a fresh network or a resume of a run started from another."""
+    if cfg.finetune.bc_policy is not None:
+        from legkit.imitate.start import prepare
+
+        return prepare(cfg, resumed=plan is not None)
+    if cfg.finetune.from_run is not None and plan is None:  # a resume continues from its own checkpoints
+        from legkit.train.from_run import prepare as prepare_from_run
+
+        return prepare_from_run(cfg)
+    return None
+
+
+def _supervision(args: argparse.Namespace, cfgs: list[Config]) -> Supervision | None:
+    """The Supervision that --supervise, --max-restarts and --chunk-steps ask for, checked against every config in
+    `cfgs` (the run's stages); None without them."""
+    if not (args.supervise or args.max_restarts is not None or args.chunk_steps is not None):
+        return None
+    from legkit.train.supervise import Supervision
+
+    given = {"max_restarts": args.max_restarts} if args.max_restarts is not None else {}
+    supervision = Supervision(chunk_steps=args.chunk_steps, **given)
+    for cfg in cfgs:
+        supervision.check(cfg)
+    return supervision
+
+
+def _train_run(args: argparse.Namespace, cfg: Config, run: Path, plan: ResumePlan | None, start: ModelStart | None,
+               supervision: Supervision | None, wandb: WandbSettings | None, resume_as: Path | None = None) -> None:
+    """Train run folder `run` (new, or resumed as `plan` says), then report its best model and evaluate it;
+    `resume_as`: the folder `legkit train --resume` continues it as (a first stage's: its run's)."""
+    from legkit.evaluate.best import BestModel
+    from legkit.media.video import TrainingClips
+    from legkit.train.runs import write_json
+    from legkit.train.trainer import train
+
+    clips = TrainingClips.for_run(cfg)
+    observers = (_success_stop(cfg.task.success),) if cfg.run.stop_on_success else ()
+    best = (BestModel(cfg, run, cfg.run.best_every, cfg.run.best_episodes, observers),) if cfg.run.best_every else ()
+    if supervision is None:
+        meta = train(cfg, run, resume=plan, progress_bar=not args.no_progress, render_clip=clips,
+                     extra_callbacks=best, wandb=wandb, start=start)
+    else:  # each stretch of training in a child process (it gets its own copy of `best`)
+        from legkit.train.supervise import supervise
+
+        meta = supervise(run, cfg, plan, lambda p, chunk: train(
+            cfg, run, resume=p, progress_bar=not args.no_progress, render_clip=clips, extra_callbacks=best,
+            chunk_steps=chunk, wandb=wandb, start=start), supervision, resume_as)
     if best and best[0].stopped_by and supervision is None:
         saved = json.loads((run / "meta.json").read_text())  # stop_on_success: fewer steps than asked, on purpose
         write_json(run / "meta.json", {**saved, "stopped_by": best[0].stopped_by})

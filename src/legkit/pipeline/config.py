@@ -32,7 +32,7 @@ TRAIN_SECTIONS = ("task", "ppo", "run")
 CLONE_KEYS = ("finetune.bc_policy", "finetune.demos", "ppo.algorithm", "ppo.net_arch", "ppo.activation",
               "ppo.lstm_hidden", "ppo.lstm_layers")
 """legkit train keys the pipeline sets from the cloned policy (finetune_sets): not to be given."""
-OTHER_STARTS = ("finetune.from_run", "finetune.from_checkpoint")
+OTHER_STARTS = ("finetune.from_run", "finetune.from_checkpoint", "finetune.first")
 """legkit train keys of a start other than the clone: the pipeline's fine-tuning starts from its clone."""
 START_KEYS = tuple(f.name for f in fields(FinetuneConfig) if f"finetune.{f.name}" not in CLONE_KEYS + OTHER_STARTS)
 """legkit train's finetune.* keys (the start from the cloned policy) that `--set finetune.KEY` passes on."""

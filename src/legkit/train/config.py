@@ -203,6 +203,17 @@ class FinetuneConfig:
     then learns to look. null: none."""
     from_checkpoint: int | str | None = None
     """The source's checkpoint (a step number, 'latest' or 'best'); null: its final model."""
+    first: str | None = None
+    """A YAML config file of the same task to train first, as a stage of this run (legkit.train.stages): one
+    `legkit train` trains it in RUN/first/ (an ordinary run folder: config.yaml, checkpoints, final model,
+    eval.json), then starts this run from its final model exactly as finetune.from_run would (so its observation
+    layout, ppo.algorithm and network must be this run's; checked before any folder is made). A relative path is
+    read from the folder of the --config file that names it, else from the current directory; config.yaml records
+    it as given. The first stage has its own file's settings (its task, PPO, run.total_steps, run.num_envs...) and
+    this run's run.seed unless its file sets one; --steps, --envs, --set and --physics on the command line apply
+    to this run only. It may not name a first stage itself, and excludes finetune.from_run and
+    finetune.bc_policy. `--resume RUN` continues the first stage from its own checkpoint if it had not finished,
+    else this run; a finished first stage is never trained again. null: none."""
 
 
 @dataclass(frozen=True)
@@ -388,6 +399,11 @@ def validate(cfg: Config) -> Config:
     if f.from_run is not None and f.bc_policy is not None:
         raise LegkitError("finetune.from_run and finetune.bc_policy both name where the network starts: set one of "
                           "them (the other null)")
+    if f.first is not None and (f.from_run is not None or f.bc_policy is not None):
+        other = "finetune.from_run" if f.from_run is not None else "finetune.bc_policy"
+        raise LegkitError(f"finetune.first and {other} both name where the network starts (this run starts from "
+                          f"its first stage's model): set one of them (the other null); a first stage may start "
+                          f"from a run or a clone in its own file")
     if f.from_checkpoint is not None and f.from_run is None:
         raise LegkitError("finetune.from_checkpoint names a checkpoint of finetune.from_run, which is null: set "
                           "finetune.from_run=RUN too (or finetune.from_checkpoint=null)")
@@ -395,7 +411,7 @@ def validate(cfg: Config) -> Config:
         raise LegkitError("finetune.demos adds a BC regularizer to fine-tuning a cloned policy: it needs "
                           "finetune.bc_policy (or set finetune.demos=null)")
     for key, path in (("finetune.bc_policy", f.bc_policy), ("finetune.demos", f.demos),
-                      ("finetune.from_run", f.from_run)):
+                      ("finetune.from_run", f.from_run), ("finetune.first", f.first)):
         if path is not None and not path.strip():
             raise LegkitError(f"invalid {key} = '{path}': must be a path (or null for none)")
     for name in p.fixed_scales:

@@ -17,7 +17,8 @@ The source's config may differ in what the network's inputs carry (task.observat
   enters the network as 0.
 
 Rewards, commands, curricula and PPO settings are the new run's own. The source is read again by nothing later:
-a resume continues from the run's own checkpoints.
+a resume continues from the run's own checkpoints. A run's own first stage (finetune.first, legkit.train.stages)
+is started from in the same way, and checked by the same `check_fit` before it is trained.
 """
 
 from __future__ import annotations
@@ -76,12 +77,26 @@ def find_source(cfg: Config, obs_layout: list) -> Source:
     `obs_layout` ((name, start, size) list); a one-line LegkitError otherwise."""
     f = cfg.finetune
     checkpoint = None if f.from_checkpoint is None else str(f.from_checkpoint)
-    policy, _ = find_intact_policy(resolve_run(f.from_run), checkpoint)
-    theirs = _source_config(policy)
-    where = f"finetune.from_run '{f.from_run}' ({policy.label})"
-    if policy.algorithm != cfg.ppo.algorithm:
-        raise LegkitError(f"{where} is a {policy.algorithm} model but this run's ppo.algorithm is {cfg.ppo.algorithm}")
-    trained = policy.obs_layout
+    return source_at(resolve_run(f.from_run), checkpoint, cfg, obs_layout, f"finetune.from_run '{f.from_run}'")
+
+
+def source_at(run: Path, checkpoint: str | None, cfg: Config, obs_layout: list, name: str) -> Source:
+    """The policy `checkpoint` of run folder `run` (None: its final model), checked as `find_source` does;
+    `name` says in an error where the run was named (e.g. "finetune.from_run 'runs/x'")."""
+    policy, _ = find_intact_policy(run, checkpoint)
+    where = f"{name} ({policy.label})"
+    unblinded, blinded = check_fit(where, policy.algorithm, policy.obs_layout, _source_config(policy), cfg,
+                                   obs_layout)
+    return Source(policy, unblinded, blinded)
+
+
+def check_fit(where: str, algorithm: str, trained: list | None, theirs: dict, cfg: Config,
+              obs_layout: list) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Check that a model of `algorithm` trained on layout `trained` under config `theirs` (a config tree, as
+    config.yaml holds it) can start a run of `cfg` with layout `obs_layout`; a one-line LegkitError starting with
+    `where` otherwise. Returns the terms it was blind to that `cfg` sees, and those it saw that `cfg` is blind to."""
+    if algorithm != cfg.ppo.algorithm:
+        raise LegkitError(f"{where} is a {algorithm} model but this run's ppo.algorithm is {cfg.ppo.algorithm}")
     diff = layout_difference(trained, obs_layout) if trained else "its layout is not recorded"
     if diff:
         raise LegkitError(f"{where} does not take this run's observations: {diff}")
@@ -99,7 +114,7 @@ def find_source(cfg: Config, obs_layout: list) -> Source:
         raise LegkitError(f"{where} was blind to {', '.join(unblinded)}: starting to see a term is supported for "
                           "MlpPolicy and the recurrent policy, not with ppo.actor_observations, ppo.estimator or "
                           "ppo.symmetry")
-    return Source(policy, unblinded, blinded)
+    return unblinded, blinded
 
 
 def first_layers(policy: ActorCriticPolicy) -> list[torch.Tensor]:

@@ -45,6 +45,7 @@ FIXED = {
     "finetune.bc_policy": "the policy the network started from",
     "finetune.from_run": "the policy the network started from",
     "finetune.from_checkpoint": "the policy the network started from",
+    "finetune.first": "the stage the network started from (RUN/first)",
     "finetune.log_std": "a setting that only applies when a network is created",
     "finetune.obs_statistics": "how the network's inputs are normalized",
     "finetune.min_obs_std": "how the network's inputs are normalized",
@@ -92,11 +93,23 @@ class ResumePlan:
         return entry
 
 
-def plan_resume(run: Path, saved: Config, cfg: Config) -> ResumePlan:
+def refuse_fixed(changes: dict[str, tuple[Any, Any]]) -> None:
+    """Raise a one-line LegkitError for the first of `changes` (config_changes) that a resume cannot make."""
+    for key in changes:
+        for fixed, why in FIXED.items():
+            if key == fixed or key.startswith(fixed + "."):
+                a, b = changes[key]
+                raise LegkitError(f"--set {key} cannot change on resume ({a!r} -> {b!r}): it is {why}; "
+                                  "start a new run with legkit train TASK --set ...")
+
+
+def plan_resume(run: Path, saved: Config, cfg: Config, finishing: bool = False) -> ResumePlan:
     """Check a resume of `run` (saved config `saved`) with the new config `cfg`; raise on what cannot apply.
 
-    Finishing what a killed process left half done (`recover`) is the one thing done to the run here:
-    it changes nothing saved, and without it a checkpoint cut mid-swap would look missing."""
+    With `finishing`, a latest checkpoint at run.total_steps is a plan too: the trainer then trains nothing and
+    only writes the final model (a run cut between its last checkpoint and its final model, e.g. a first stage,
+    legkit.train.stages). Finishing what a killed process left half done (`recover`) is the one thing done to the
+    run here: it changes nothing saved, and without it a checkpoint cut mid-swap would look missing."""
     recover(run)
     if not checkpoints(run):
         raise LegkitError(f"run '{run}' has no checkpoint to resume from; start a new run with legkit train TASK")
@@ -107,13 +120,8 @@ def plan_resume(run: Path, saved: Config, cfg: Config) -> ResumePlan:
                           "start a new run with legkit train TASK")
     step = _checkpoint_step(latest)
     changes = config_changes(saved, cfg)
-    for key in changes:
-        for fixed, why in FIXED.items():
-            if key == fixed or key.startswith(fixed + "."):
-                a, b = changes[key]
-                raise LegkitError(f"--set {key} cannot change on resume ({a!r} -> {b!r}): it is {why}; "
-                                  "start a new run with legkit train TASK --set ...")
-    if cfg.run.total_steps <= step:
+    refuse_fixed(changes)
+    if cfg.run.total_steps < step or (cfg.run.total_steps == step and not finishing):
         raise LegkitError(f"run.total_steps = {cfg.run.total_steps} leaves nothing to train: the run is already at "
                           f"{step} steps ({latest.name}); give --steps N with N > {step}")
     return ResumePlan(latest, step, changes, tuple(skipped))

@@ -112,16 +112,20 @@ class Ended:
         return NOT_RESTARTED.get(self.code, f"exit code {self.code}")
 
 
-def supervise(run: Path, cfg: Config, plan: ResumePlan | None, segment: Segment, sup: Supervision) -> dict:
+def supervise(run: Path, cfg: Config, plan: ResumePlan | None, segment: Segment, sup: Supervision,
+              resume_as: Path | None = None) -> dict:
     """Train `run` to cfg.run.total_steps in child processes (the first one from `plan`); returns the final meta.
+    `resume_as` is the folder that `legkit train --resume` continues `run` as (default `run`; a first stage's:
+    its run's, legkit.train.stages), named when the restarts are used up.
 
     The supervisor holds the run's lock (train/lock.py) throughout, across restarts: each forked child shares
     it, so no other trainer can take the run between two children."""
     with hold_run(run):
-        return _supervise(run, cfg, plan, segment, sup)
+        return _supervise(run, cfg, plan, segment, sup, resume_as or run)
 
 
-def _supervise(run: Path, cfg: Config, plan: ResumePlan | None, segment: Segment, sup: Supervision) -> dict:
+def _supervise(run: Path, cfg: Config, plan: ResumePlan | None, segment: Segment, sup: Supervision,
+               resume_as: Path) -> dict:
     _preload()
     restarts, streak, chunk = 0, 0, 0
     total = cfg.run.total_steps
@@ -154,7 +158,7 @@ def _supervise(run: Path, cfg: Config, plan: ResumePlan | None, segment: Segment
         if restarts >= sup.max_restarts:
             raise LegkitError(f"the training process died ({ended.describe()}) and --max-restarts {sup.max_restarts} "
                               f"restarts are used up; the latest intact checkpoint is {where}: continue with "
-                              f"legkit train --resume {run} --supervise")
+                              f"legkit train --resume {resume_as} --supervise")
         stuck = end <= start  # no new checkpoint: wait longer each time in a row; after progress, the shortest
         wait = sup.delay(streak if stuck else 0)
         streak = streak + 1 if stuck else 0

@@ -191,13 +191,18 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
     of supervised training, legkit.train.supervise): meta then has "finished": False and no final model
     is written. With `wandb`, every scalar and clip also goes to a wandb run (legkit.train.wandb_log).
     `start` starts a new run's model as `finetune.bc_policy` asks (legkit.imitate.start.FinetuneStart) and adds
-    its callbacks to every session of the run.
+    its callbacks to every session of the run; or from another run's model (finetune.from_run, finetune.first:
+    legkit.train.from_run.RunStart).
     """
     r = cfg.run
     if cfg.finetune.bc_policy is not None and start is None:
         raise LegkitError(f"finetune.bc_policy = '{cfg.finetune.bc_policy}' asks for a start from a cloned policy but "
                           "no model start was given: pass start=legkit.imitate.start.prepare(cfg) or set "
                           "finetune.bc_policy=null")
+    if cfg.finetune.first is not None and start is None and resume is None:
+        raise LegkitError(f"finetune.first = '{cfg.finetune.first}' asks for a first stage, which legkit train trains "
+                          "(legkit.train.stages) before this run, but no model start was given: pass "
+                          "start=legkit.train.stages.main_start(run, cfg) or set finetune.first=null")
     clips = bool(r.video_every) and r.video_every <= r.total_steps
     if clips:
         if render_clip is None:
