@@ -233,6 +233,9 @@ def test_progress_terms_pay_motion_along_the_command_without_a_plateau():
     # standing: 0; half the speed the right way (sideways motion does not count): 0.5; above it: capped at 1;
     # the wrong way: 0 (not negative); below min_command: 0
     np.testing.assert_allclose(call("lin_vel_progress", s), [0.0, 0.5, 1.0, 0.0, 0.0])
+    # with a floor, the wrong way costs: -0.5 m/s against a 1 m/s command is -0.5, or the floor if above it
+    np.testing.assert_allclose(call("lin_vel_progress", s, floor=-1.0), [0.0, 0.5, 1.0, -0.5, 0.0])
+    np.testing.assert_allclose(call("lin_vel_progress", s, floor=-0.25), [0.0, 0.5, 1.0, -0.25, 0.0])
     np.testing.assert_allclose(call("yaw_rate_progress", s), [0.0, 0.5, 0.4, 0.0, 0.0])
 
 
@@ -279,8 +282,36 @@ def test_obstacle_contact_onset_pays_each_new_touch_once():
     np.testing.assert_array_equal(term(s), [0, 1, 0])
 
 
+def test_progress_window_pays_the_window_mean_so_rocking_on_the_spot_earns_nothing():
+    term = REWARDS["progress_window"](3, 4)
+    s = make_state(3)
+    s.command[:] = [[0.2, 0.0, 0.0], [0.2, 0.0, 0.0], [0.02, 0.0, 0.0]]  # env 2: below min_command
+    # 4 steps of 0.02 s, a window of 0.06 s = 3 steps. env 0 rocks (+0.2, -0.2, +0.2, -0.2 m/s), env 1 walks on
+    # at the command, then at half of it; env 2 walks at its (too small) command
+    rocking, walking = [0.2, -0.2, 0.2, -0.2], [0.2, 0.2, 0.1, 0.1]
+    paid = []
+    for k in range(4):
+        s.base_lin_vel[:, 0] = [rocking[k], walking[k], 0.02]
+        step = call("lin_vel_progress", s)
+        paid.append(term(s, window=0.06))
+        assert step[0] == (1.0 if k % 2 == 0 else 0.0)  # step by step, the forward half of a rock pays in full
+    # env 0: means since the reset 1, 0, 1/3, then over the window (-0.2 + 0.2 - 0.2) / 3 / 0.2 -> clipped 0
+    # env 1: 1, 1, (0.2 + 0.2 + 0.1) / 3 / 0.2 = 5/6, (0.2 + 0.1 + 0.1) / 3 / 0.2 = 2/3
+    np.testing.assert_allclose(paid, [[1, 1, 0], [0, 1, 0], [1 / 3, 5 / 6, 0], [0, 2 / 3, 0]])
+    term.reset(np.array([1]))  # a new episode: its window starts empty
+    s.base_lin_vel[:, 0] = [0.2, 0.0, 0.0]
+    np.testing.assert_allclose(term(s, window=0.06), [1 / 3, 0.0, 0.0])
+    # one step long, it is lin_vel_progress; a new window (a reward stage's) starts empty for every robot
+    s.base_lin_vel[:, 0] = [-0.1, 0.1, 0.02]
+    np.testing.assert_allclose(term(s, window=0.02), call("lin_vel_progress", s))
+    s.base_lin_vel[:, 0] = [0.1, 0.3, 0.02]
+    np.testing.assert_allclose(term(s, window=0.02), call("lin_vel_progress", s))
+    s.base_lin_vel[:, 0] = [0.1, 0.0, 0.02]
+    np.testing.assert_allclose(term(s, window=0.04), [0.5, 0.0, 0.0])
+
+
 def test_every_registered_term_has_a_test():
-    assert set(REWARDS) == STATELESS_TESTED | {"feet_air_time", "obstacle_contact_onset"}
+    assert set(REWARDS) == STATELESS_TESTED | {"feet_air_time", "obstacle_contact_onset", "progress_window"}
 
 
 # -- feet air time ---------------------------------------------------------------------------------

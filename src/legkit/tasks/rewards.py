@@ -31,16 +31,56 @@ def track_lin_vel(s: BatchState, sigma: float = 0.25, slow_speed: float = 0.0) -
     return np.exp(-err / sigma)
 
 
-def lin_vel_progress(s: BatchState, min_command: float = 0.05) -> np.ndarray:
-    """The share of the commanded planar speed made good along the command's direction, clipped to [0, 1]
+def lin_vel_progress(s: BatchState, min_command: float = 0.05, floor: float = 0.0) -> np.ndarray:
+    """The share of the commanded planar speed made good along the command's direction, clipped to [floor, 1]
     (0 standing still, 1 at or above the commanded speed); 0 when |cmd_xy| < `min_command` (m/s).
 
     Unlike an exp(-err^2) kernel it has no plateau around standing still: every bit of motion the right
-    way pays, so slow commands are not learnt as "stand"."""
+    way pays, so slow commands are not learnt as "stand". With `floor` 0 motion the wrong way costs nothing,
+    so random twitches pay on average (what first teaches a standing policy to walk) and so does a robot stuck
+    at an obstacle rocking back and forth (40% of walking's pay on a pidog-run policy's stalls); with `floor`
+    -1 a step back costs what a step forward pays, and rocking earns about nothing."""
     c = s.command[:, :2]
     speed2 = np.sum(c * c, axis=1)
     made = np.sum(s.base_lin_vel[:, :2] * c, axis=1) / np.maximum(speed2, 1e-12)
-    return np.where(speed2 >= min_command * min_command, np.clip(made, 0.0, 1.0), 0.0)
+    return np.where(speed2 >= min_command * min_command, np.clip(made, floor, 1.0), 0.0)
+
+
+class ProgressWindow:
+    """`lin_vel_progress` over the last `window` seconds: the mean velocity along the command (body frame) over
+    that window as a share of the commanded speed, clipped to [0, 1] (since the reset, for a younger episode); 0
+    when |cmd_xy| < `min_command` (m/s).
+
+    A robot stuck against an obstacle and rocking on the spot moves forward half the time: step by step, with the
+    backward half clipped to 0, `lin_vel_progress` pays it for that (about 40% of walking's pay, measured on a
+    pidog-run policy's stalls); over a window its progress is about nothing, and walking on pays in full. But
+    that clipping is also what first teaches walking: random twitches pay step by step and average out over a
+    window, so a policy that stands still learns nothing from a long window (docs/results.md, nineteenth
+    session). A window of one control step is `lin_vel_progress`; a reward stage (task.reward_stages) can
+    lengthen it once the policy walks."""
+
+    def __init__(self, num_envs: int, num_feet: int):
+        self.made = np.zeros((num_envs, 0))  # the last `window` steps' velocity along the command / speed
+        self.steps = np.zeros(num_envs, dtype=np.int64)  # steps since the reset (up to the window's)
+        self.slot = 0
+
+    def reset(self, env_ids: np.ndarray) -> None:
+        self.made[env_ids] = 0.0
+        self.steps[env_ids] = 0
+
+    def __call__(self, s: BatchState, window: float = 1.0, min_command: float = 0.05) -> np.ndarray:
+        w = max(1, round(window / s.dt))
+        if self.made.shape[1] != w:  # the first step, or a reward stage changed the window: it starts empty
+            self.made = np.zeros((len(self.steps), w))
+            self.steps[:] = 0
+        c = s.command[:, :2]
+        speed2 = np.sum(c * c, axis=1)
+        asked = speed2 >= min_command * min_command
+        self.slot = (self.slot + 1) % w
+        self.made[:, self.slot] = np.where(asked, np.sum(s.base_lin_vel[:, :2] * c, axis=1) / np.maximum(speed2, 1e-12),
+                                           0.0)
+        self.steps = np.minimum(self.steps + 1, w)
+        return np.where(asked, np.clip(self.made.sum(axis=1) / self.steps, 0.0, 1.0), 0.0)
 
 
 def yaw_rate_progress(s: BatchState, min_command: float = 0.05) -> np.ndarray:
@@ -245,6 +285,7 @@ REWARDS = {
     "track_ang_vel": track_ang_vel,
     "lin_vel_progress": lin_vel_progress,
     "yaw_rate_progress": yaw_rate_progress,
+    "progress_window": ProgressWindow,
     "lin_vel_z": lin_vel_z,
     "ang_vel_xy": ang_vel_xy,
     "orientation": orientation,
