@@ -192,7 +192,7 @@ def test_eval_keeps_the_training_evaluation(smoke, tmp_path):
     assert json.loads(custom.read_text())["overrides"] == ["task.commands.lin_vel_x=[1.0,1.0]"]
 
 
-def test_eval_on_held_out_episodes_with_another_seed(smoke, tmp_path):
+def test_eval_on_held_out_episodes_with_another_seed(smoke, tmp_path, capfd):
     """`--seed` evaluates other episodes (other commands here: go2-walk draws one per episode), into a file of its
     own; the default seed's figures are those of eval-final.json, unchanged."""
     run = copy_run(smoke, tmp_path / "run")
@@ -205,6 +205,9 @@ def test_eval_on_held_out_episodes_with_another_seed(smoke, tmp_path):
     assert main(["eval", str(run), "--episodes", "4", "--seed", "12345", "--json", str(tmp_path / "again.json")]) == 0
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["metrics"] == usual["metrics"]
+    capfd.readouterr()
+    assert main(["eval", str(run), "--episodes", "4", "--seed", "-1"]) == 2
+    assert "--seed must be a whole number >= 0, got -1" in one_error_line(capfd.readouterr().err)
 
 
 # -- one line, a distinct code, --debug ---------------------------------------------------------------

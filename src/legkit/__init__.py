@@ -17,8 +17,9 @@ _torch_cache_outside_tmp()
 
 
 EVAL_SEED = 12345
-"""The seed of every evaluation unless one is asked for (`legkit eval --seed`): the episodes' start poses, commands
-and obstacle layouts, so that two evaluations of one policy see the same episodes."""
+"""The seed of `legkit eval`, `gait`, `compare` and `plots` unless one is asked for (`legkit eval --seed`): the
+episodes' start poses, commands and obstacle layouts, so that two evaluations of one policy see the same episodes.
+(Training's periodic evaluation and `legkit validate` have seeds of their own: legkit.evaluate.best.SEED, 777.)"""
 
 
 class LegkitError(Exception):

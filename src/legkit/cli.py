@@ -378,6 +378,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     run = resolve_run(args.run)
     if args.episodes < 1:
         raise LegkitError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.seed < 0:
+        raise LegkitError(f"--seed must be a whole number >= 0, got {args.seed}")
     policy = _intact_policy(run, args.checkpoint)
     sets = _policy_sets(args, policy)
     if args.json:

@@ -47,9 +47,10 @@ def lin_vel_progress(s: BatchState, min_command: float = 0.05, floor: float = 0.
 
 
 class ProgressWindow:
-    """`lin_vel_progress` over the last `window` seconds: the mean velocity along the command (body frame) over
-    that window as a share of the commanded speed, clipped to [0, 1] (since the reset, for a younger episode); 0
-    when |cmd_xy| < `min_command` (m/s).
+    """`lin_vel_progress` over the last `window` seconds: the mean over that window of each step's velocity along
+    its command (body frame) as a share of that command's speed, clipped to [0, 1] (since the reset, for a younger
+    episode); 0 when |cmd_xy| < `min_command` (m/s). Steps under a smaller command count as 0, and a resampled
+    command is judged on the window's older steps too: after a stand command, walking is underpaid for a window.
 
     A robot stuck against an obstacle and rocking on the spot moves forward half the time: step by step, with the
     backward half clipped to 0, `lin_vel_progress` pays it for that (about 40% of walking's pay, measured on a

@@ -21,6 +21,7 @@ from pathlib import Path
 from legkit import LegkitError
 from legkit.config import load_yaml, parse_set, to_dict
 from legkit.envs.core import task_shape
+from legkit.train.checkpoints import recover
 from legkit.train.config import Config, build_config
 from legkit.train.from_run import RunStart, check_fit, source_at
 from legkit.train.resume import ResumePlan, config_changes, plan_resume, refuse_fixed
@@ -100,7 +101,11 @@ def begin(run: Path, first: Config, cfg: Config) -> None:
 
 
 def main_begun(run: Path) -> bool:
-    """Whether the main stage of `run` has a checkpoint or a final model: a resume then continues it as any run's."""
+    """Whether the main stage of `run` has a checkpoint or a final model: a resume then continues it as any run's.
+    What a killed process left half done in either stage is finished first (a checkpoint cut mid-swap would
+    otherwise look missing)."""
+    recover(run)
+    recover(run / FIRST)
     return bool(checkpoints(run)) or (run / MODEL).exists()
 
 

@@ -189,7 +189,7 @@ def _next_plan(run: Path, cfg: Config) -> ResumePlan | None:
     if not checkpoints(run):
         return None  # died before its first checkpoint: start again
     saved = build_config(cfg.task_name, base=load_yaml(str(run / CONFIG)))
-    return plan_resume(run, saved, cfg)
+    return plan_resume(run, saved, cfg, finishing=True)  # cut after its last checkpoint: write the final model
 
 
 def _record(run: Path, key: str, entry: dict) -> None:
