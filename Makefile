@@ -47,9 +47,8 @@ $(STAMP): pyproject.toml
 train: $(STAMP) system-deps
 	$(BIN)/legkit train go2-walk $(ARGS)
 
-# The tests' own folders (pytest's tmp_path) go in .pytest-tmp/ here, not in the system temp directory.
 test: $(STAMP) test-system-deps
-	$(BIN)/python -m pytest --basetemp=$(CURDIR)/.pytest-tmp $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
