@@ -31,6 +31,15 @@ def track_lin_vel(s: BatchState, sigma: float = 0.25, slow_speed: float = 0.0) -
     return np.exp(-err / sigma)
 
 
+def _share_made_good(s: BatchState, min_command: float) -> tuple[np.ndarray, np.ndarray]:
+    """The planar velocity along the command as a share of the commanded speed (unclipped), and where the command
+    is at least `min_command` (m/s) fast: where it is not, the share is 0."""
+    c = s.command[:, :2]
+    speed2 = np.sum(c * c, axis=1)
+    asked = speed2 >= min_command * min_command
+    return np.where(asked, np.sum(s.base_lin_vel[:, :2] * c, axis=1) / np.maximum(speed2, 1e-12), 0.0), asked
+
+
 def lin_vel_progress(s: BatchState, min_command: float = 0.05, floor: float = 0.0) -> np.ndarray:
     """The share of the commanded planar speed made good along the command's direction, clipped to [floor, 1]
     (0 standing still, 1 at or above the commanded speed); 0 when |cmd_xy| < `min_command` (m/s).
@@ -40,10 +49,8 @@ def lin_vel_progress(s: BatchState, min_command: float = 0.05, floor: float = 0.
     so random twitches pay on average (what first teaches a standing policy to walk) and so does a robot stuck
     at an obstacle rocking back and forth (40% of walking's pay on a pidog-run policy's stalls); with `floor`
     -1 a step back costs what a step forward pays, and rocking earns about nothing."""
-    c = s.command[:, :2]
-    speed2 = np.sum(c * c, axis=1)
-    made = np.sum(s.base_lin_vel[:, :2] * c, axis=1) / np.maximum(speed2, 1e-12)
-    return np.where(speed2 >= min_command * min_command, np.clip(made, floor, 1.0), 0.0)
+    made, asked = _share_made_good(s, min_command)
+    return np.where(asked, np.clip(made, floor, 1.0), 0.0)
 
 
 class ProgressWindow:
@@ -74,12 +81,8 @@ class ProgressWindow:
         if self.made.shape[1] != w:  # the first step, or a reward stage changed the window: it starts empty
             self.made = np.zeros((len(self.steps), w))
             self.steps[:] = 0
-        c = s.command[:, :2]
-        speed2 = np.sum(c * c, axis=1)
-        asked = speed2 >= min_command * min_command
         self.slot = (self.slot + 1) % w
-        self.made[:, self.slot] = np.where(asked, np.sum(s.base_lin_vel[:, :2] * c, axis=1) / np.maximum(speed2, 1e-12),
-                                           0.0)
+        self.made[:, self.slot], asked = _share_made_good(s, min_command)
         self.steps = np.minimum(self.steps + 1, w)
         return np.where(asked, np.clip(self.made.sum(axis=1) / self.steps, 0.0, 1.0), 0.0)
 
