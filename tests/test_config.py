@@ -293,10 +293,13 @@ def test_reward_param_wrong_type_names_term_and_param(item, key, valid):
     ("task.rewards.base_height.params.target=.nan", "task.rewards.base_height.params.target", "finite"),
     ("task.rewards.torques.weight=.nan", "task.rewards.torques.weight", "finite"),
     ("task.rewards.torques.weight=-.inf", "task.rewards.torques.weight", "finite"),
+    ("task.rewards.lin_vel_progress.params.ceiling=0.5", "task.rewards.lin_vel_progress.params.ceiling", "[1, 5]"),
+    ("task.rewards.lin_vel_progress.params.floor=0.5", "task.rewards.lin_vel_progress.params.floor", "[-1, 0]"),
 ])
 def test_reward_param_out_of_range_names_key(item, key, valid):
     humanoid = any(t in item for t in ("sustained_bonus", "height_target"))  # terms of humanoid-stand only
-    msg = error([item], task="humanoid-stand" if humanoid else "go2-walk")
+    task = "humanoid-stand" if humanoid else "pidog-run" if "lin_vel_progress" in item else "go2-walk"
+    msg = error([item], task=task)
     assert msg.startswith(f"invalid {key} ="), msg
     assert "must be" in msg and valid in msg, msg
 

@@ -123,3 +123,21 @@ def test_from_checkpoint_needs_from_run_and_bc_policy_excludes_it(tmp_path, capf
     assert main(["train", "pidog-run", "--steps", "256", "--runs", str(tmp_path), "--set", "finetune.from_run=x",
                  "--set", "finetune.bc_policy=y.pt"]) == 2
     assert "finetune.from_run and finetune.bc_policy" in capfd.readouterr().err
+
+
+def test_a_missing_source_names_the_key_and_train_without_its_start_refuses(tmp_path, capfd):
+    """A missing from_run folder is named with its key; the library's train() given a from_run config but no
+    start refuses instead of training a fresh network that ignores the setting (what legkit tune once did)."""
+    from legkit import LegkitError
+    from legkit.train.trainer import train
+
+    assert main(["train", "pidog-run", "--steps", "256", "--runs", str(tmp_path / "r"),
+                 "--set", f"finetune.from_run={tmp_path / 'gone'}"]) == 2
+    err = capfd.readouterr().err.strip()
+    assert err.startswith("legkit: error: finetune.from_run: run folder") and "gone" in err, err
+    cfg = build_config("pidog-run", sets=[f"finetune.from_run={tmp_path / 'gone'}"])
+    run = tmp_path / "run"
+    run.mkdir()  # train() trains a folder the caller made (legkit.train.runs.new_run_dir)
+    with pytest.raises(LegkitError, match="finetune.from_run = .* no model start was given"):
+        train(cfg, run)
+    assert {p.name for p in run.iterdir()} <= {"train.lock"}  # nothing trained, nothing written

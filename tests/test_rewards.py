@@ -236,6 +236,9 @@ def test_progress_terms_pay_motion_along_the_command_without_a_plateau():
     # with a floor, the wrong way costs: -0.5 m/s against a 1 m/s command is -0.5, or the floor if above it
     np.testing.assert_allclose(call("lin_vel_progress", s, floor=-1.0), [0.0, 0.5, 1.0, -0.5, 0.0])
     np.testing.assert_allclose(call("lin_vel_progress", s, floor=-0.25), [0.0, 0.5, 1.0, -0.25, 0.0])
+    # with a ceiling, speed above the command pays on: 0.8 m/s against 0.5 is 1.6, or the ceiling if below it
+    np.testing.assert_allclose(call("lin_vel_progress", s, ceiling=2.0), [0.0, 0.5, 1.6, 0.0, 0.0])
+    np.testing.assert_allclose(call("lin_vel_progress", s, ceiling=1.25), [0.0, 0.5, 1.25, 0.0, 0.0])
     np.testing.assert_allclose(call("yaw_rate_progress", s), [0.0, 0.5, 0.4, 0.0, 0.0])
 
 

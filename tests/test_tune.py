@@ -327,6 +327,26 @@ def test_failed_trials_keep_their_reason_and_the_study_goes_on(failing_study, ca
     assert "need at least 2 complete trials" in out and (root / "shown" / "best.yaml").is_file()
 
 
+def test_trials_of_a_fine_tuning_all_start_from_the_run_it_names(tiny_study, tmp_path):
+    """finetune.from_run in a study: every trial starts from that run's final model (as legkit train would),
+    recorded in its meta.json; not a fresh network that ignores the setting."""
+    _, runs = tiny_study
+    source = runs / "tune" / "go2-walk" / "trial-0000"
+    arch = yaml.safe_load((source / "config.yaml").read_text())["ppo"]["net_arch"]
+    space = _space_file(tmp_path / "ft.yaml", {
+        "settings": {**SETTINGS, "ppo.net_arch": arch}, "pruner": {"startup_trials": 2, "warmup_steps": 0},
+        "params": {"ppo.learning_rate": {"low": 1.0e-5, "high": 1.0e-4, "log": True}}})
+    out = tmp_path / "runs"
+    assert main(["tune", "go2-walk", "--trials", "2", *TINY, "--space", str(space), "--runs", str(out),
+                 "--set", f"finetune.from_run={source}"]) == 0
+    folders = sorted((out / "tune" / "go2-walk").iterdir())
+    assert len(folders) == 2
+    for folder in folders:
+        meta = json.loads((folder / "meta.json").read_text())
+        assert meta["tune"]["state"] in ("complete", "pruned"), meta["tune"]
+        assert "trial-0000" in json.dumps(meta["started_from"]), meta["started_from"]
+
+
 # -- (5) bad input: one line, exit 2, nothing created --------------------------------------------------------
 
 def _refused(args: list[str], capfd, *roots: Path) -> str:
@@ -350,6 +370,18 @@ def test_unknown_parameter_is_refused_before_anything_is_made(tmp_path, capfd):
     line = _refused(["tune", "go2-walk", "--trials", "1", *TINY, "--space", str(reward), "--runs", str(tmp_path / "r")],
                     capfd, tmp_path)
     assert "walk_fast" in line and "valid terms:" in line and "track_lin_vel" in line
+
+
+def test_a_fine_tuning_start_that_cannot_be_used_is_refused_before_any_trial(tmp_path, capfd):
+    space = _space_file(tmp_path / "tiny.yaml", TINY_SPACE)
+    args = ["tune", "go2-walk", "--trials", "1", *TINY, "--space", str(space), "--runs", str(tmp_path / "r")]
+    line = _refused([*args, "--set", f"finetune.from_run={tmp_path / 'nothing'}"], capfd, tmp_path)
+    assert "finetune.from_run" in line and "nothing" in line
+    first = tmp_path / "first.yaml"
+    first.write_text("run: {total_steps: 2048}\n")
+    line = _refused([*args, "--set", f"finetune.first={first}"], capfd, tmp_path)
+    assert "finetune.first" in line and "finetune.from_run=RUN/first" in line, line
+    assert not (tmp_path / "r").exists()
 
 
 def test_task_without_a_search_space_is_refused(tmp_path, capfd):

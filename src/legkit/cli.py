@@ -250,17 +250,10 @@ def _check_run(cfg: Config, plan: ResumePlan | None) -> None:
 
 
 def _model_start(cfg: Config, plan: ResumePlan | None) -> ModelStart | None:
-    """The ModelStart that cfg.finetune asks for (a cloned policy, or another run's model for a new run), its files
-    read and checked now; None for a fresh network or a resume of a run started from another."""
-    if cfg.finetune.bc_policy is not None:
-        from legkit.imitate.start import prepare
+    """legkit.train.trainer.model_start for a new run (plan None) or a resume."""
+    from legkit.train.trainer import model_start
 
-        return prepare(cfg, resumed=plan is not None)
-    if cfg.finetune.from_run is not None and plan is None:  # a resume continues from its own checkpoints
-        from legkit.train.from_run import prepare as prepare_from_run
-
-        return prepare_from_run(cfg)
-    return None
+    return model_start(cfg, resumed=plan is not None)
 
 
 def _supervision(args: argparse.Namespace, cfgs: list[Config]) -> Supervision | None:

@@ -40,17 +40,20 @@ def _share_made_good(s: BatchState, min_command: float) -> tuple[np.ndarray, np.
     return np.where(asked, np.sum(s.base_lin_vel[:, :2] * c, axis=1) / np.maximum(speed2, 1e-12), 0.0), asked
 
 
-def lin_vel_progress(s: BatchState, min_command: float = 0.05, floor: float = 0.0) -> np.ndarray:
-    """The share of the commanded planar speed made good along the command's direction, clipped to [floor, 1]
-    (0 standing still, 1 at or above the commanded speed); 0 when |cmd_xy| < `min_command` (m/s).
+def lin_vel_progress(s: BatchState, min_command: float = 0.05, floor: float = 0.0,
+                     ceiling: float = 1.0) -> np.ndarray:
+    """The share of the commanded planar speed made good along the command's direction, clipped to [floor,
+    ceiling] (0 standing still, 1 at the commanded speed); 0 when |cmd_xy| < `min_command` (m/s).
 
     Unlike an exp(-err^2) kernel it has no plateau around standing still: every bit of motion the right
     way pays, so slow commands are not learnt as "stand". With `floor` 0 motion the wrong way costs nothing,
     so random twitches pay on average (what first teaches a standing policy to walk) and so does a robot stuck
     at an obstacle rocking back and forth (40% of walking's pay on a pidog-run policy's stalls); with `floor`
-    -1 a step back costs what a step forward pays, and rocking earns about nothing."""
+    -1 a step back costs what a step forward pays, and rocking earns about nothing. A gait's speed swings within
+    each stride: with `ceiling` 1 the fast part of a stride above the command earns nothing while the slow part
+    is underpaid in full, which favours a slow, even walk under the command; a `ceiling` above 1 pays the peaks."""
     made, asked = _share_made_good(s, min_command)
-    return np.where(asked, np.clip(made, floor, 1.0), 0.0)
+    return np.where(asked, np.clip(made, floor, ceiling), 0.0)
 
 
 class ProgressWindow:

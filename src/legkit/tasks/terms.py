@@ -62,6 +62,7 @@ PARAM_RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("ultrasonic_proximity", "distance"): (lambda v: v > 0, "> 0 (m; it divides the distance inside it)"),
     ("progress_window", "window"): (lambda v: v > 0, "> 0 (s; one control step or more is used)"),
     ("lin_vel_progress", "floor"): (lambda v: -1 <= v <= 0, "in [-1, 0] (the least share paid: 0, or a cost)"),
+    ("lin_vel_progress", "ceiling"): (lambda v: 1 <= v <= 5, "in [1, 5] (the most share of the command paid)"),
 }
 """Ranges of reward parameters that a type cannot express, by (term, parameter)."""
 

@@ -77,7 +77,11 @@ def find_source(cfg: Config, obs_layout: list) -> Source:
     `obs_layout` ((name, start, size) list); a one-line LegkitError otherwise."""
     f = cfg.finetune
     checkpoint = None if f.from_checkpoint is None else str(f.from_checkpoint)
-    return source_at(resolve_run(f.from_run), checkpoint, cfg, obs_layout, f"finetune.from_run '{f.from_run}'")
+    try:
+        run = resolve_run(f.from_run)
+    except LegkitError as exc:
+        raise LegkitError(f"finetune.from_run: {exc}") from None
+    return source_at(run, checkpoint, cfg, obs_layout, f"finetune.from_run '{f.from_run}'")
 
 
 def source_at(run: Path, checkpoint: str | None, cfg: Config, obs_layout: list, name: str) -> Source:

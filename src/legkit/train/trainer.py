@@ -66,6 +66,21 @@ class ModelStart(Protocol):
         """What meta.json records as `started_from`."""
 
 
+def model_start(cfg: Config, resumed: bool = False) -> ModelStart | None:
+    """The ModelStart that cfg.finetune asks for (a cloned policy, or another run's model for a new run), its files
+    read and checked now; None for a fresh network, a resume of a run started from another run, or a first stage
+    (finetune.first: legkit.train.stages makes its start once that stage is trained)."""
+    if cfg.finetune.bc_policy is not None:
+        from legkit.imitate.start import prepare
+
+        return prepare(cfg, resumed=resumed)
+    if cfg.finetune.from_run is not None and not resumed:  # a resume continues from its own checkpoints
+        from legkit.train.from_run import prepare as prepare_from_run
+
+        return prepare_from_run(cfg)
+    return None
+
+
 def load_model(model_path: Path, env=None, algorithm: str = "ppo", **changes) -> BaseAlgorithm:
     """`PPO.load` (or RecurrentPPO.load for algorithm "recurrent_ppo") with a one-line LegkitError when the file is
     missing or corrupt, or holds the other algorithm's model; `changes` replace saved settings (e.g. learning_rate)
@@ -199,6 +214,10 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         raise LegkitError(f"finetune.bc_policy = '{cfg.finetune.bc_policy}' asks for a start from a cloned policy but "
                           "no model start was given: pass start=legkit.imitate.start.prepare(cfg) or set "
                           "finetune.bc_policy=null")
+    if cfg.finetune.from_run is not None and start is None and resume is None:
+        raise LegkitError(f"finetune.from_run = '{cfg.finetune.from_run}' asks for a start from that run's model but "
+                          "no model start was given: pass start=legkit.train.trainer.model_start(cfg) or set "
+                          "finetune.from_run=null")
     if cfg.finetune.first is not None and start is None and resume is None:
         raise LegkitError(f"finetune.first = '{cfg.finetune.first}' asks for a first stage, which legkit train trains "
                           "(legkit.train.stages) before this run, but no model start was given: pass "

@@ -62,7 +62,8 @@ def trial_base_sets(record: Record) -> list[str]:
 
 def check_record(record: Record, where: str) -> None:
     """Check a study's settings before any trial: the space's keys and values (check_space), periodic evaluations
-    within the steps per trial, and a success bar to reach. A LegkitError naming what is wrong."""
+    within the steps per trial, a success bar to reach, and the model a fine-tuning starts from. A LegkitError
+    naming what is wrong."""
     space = parse_space(record.space, where)
     shared = shared_trial_sets(record)
     check_space(space, record.task, shared, where)
@@ -74,6 +75,13 @@ def check_record(record: Record, where: str) -> None:
     if not cfg.task.success.bounds():
         raise LegkitError(f"task '{record.task}' has no success bar (task.success) to reach; set one, e.g. --set "
                           "task.success.min_survival=0.95")
+    if cfg.finetune.first is not None:
+        raise LegkitError(f"legkit tune does not train finetune.first ('{cfg.finetune.first}') again in every trial: "
+                          "train it once (legkit train with that config; its RUN/first/ is a run folder) and tune "
+                          "from it with --set finetune.first=null --set finetune.from_run=RUN/first")
+    from legkit.train.trainer import model_start
+
+    model_start(cfg)  # finetune.from_run's or finetune.bc_policy's files, read and checked once before any trial
 
 
 def shared_sets(sets: list[str]) -> tuple[str, ...]:

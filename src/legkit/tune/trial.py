@@ -67,7 +67,7 @@ def run_trial(trial, plan: Plan) -> float:
 
     from legkit.evaluate.best import BestModel
     from legkit.train.config import build_config
-    from legkit.train.trainer import train
+    from legkit.train.trainer import model_start, train
 
     params = suggest(trial, plan.space)
     sets = [as_set(k, v) for k, v in params.items()]
@@ -76,6 +76,7 @@ def run_trial(trial, plan: Plan) -> float:
     trial.set_user_attr("pid", os.getpid())  # which worker process ran it
     try:
         cfg = build_config(plan.task, sets=trial_sets(plan, sets))
+        start = model_start(cfg)  # finetune.from_run / bc_policy: every trial starts from the same model
     except LegkitError as exc:
         _fail(trial, f"bad config: {exc}")
     try:
@@ -89,7 +90,7 @@ def run_trial(trial, plan: Plan) -> float:
     try:
         with warnings.catch_warnings():  # the space pairs batch sizes and rollouts freely: SB3's advice is noise here
             warnings.filterwarnings("ignore", message="You have specified a mini-batch size", category=UserWarning)
-            train(cfg, run, progress_bar=False, extra_callbacks=(best,), render_clip=None)
+            train(cfg, run, start=start, progress_bar=False, extra_callbacks=(best,), render_clip=None)
     except Exception as exc:  # noqa: BLE001 - contained: the trial fails, the study goes on
         reason = str(exc).splitlines()[0] if isinstance(exc, LegkitError) else _crash(exc)
         if not isinstance(exc, LegkitError):
