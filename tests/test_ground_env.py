@@ -191,6 +191,8 @@ def test_compare_of_a_policy_with_itself_gives_identical_numbers(tmp_path):
     assert a == b
     assert gait["mean_residual"] == 0.0 and a["mean_residual"] is None
     assert a["mean_forward_velocity"] != gait["mean_forward_velocity"]
+    header = next(line for line in r.stdout.splitlines() if "forward m/s" in line)
+    assert "stalled" in header and "collisions" not in header  # no arena here: no collision column
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 5000
     bad = run_legkit("compare", "gait:trot", "--out", str(tmp_path / "x"), cwd=tmp_path)
     assert bad.returncode == 2 and "--task" in one_error_line(bad.stderr)

@@ -26,6 +26,7 @@ COLUMNS = (
     ("height m", "mean_base_height", "{:.3f}"),
     ("CoT", "cost_of_transport", "{:.2f}"),
     ("tracking RMS", "velocity_tracking_rms", "{:.3f}"),
+    ("stalled", "stalled_time_share", "{:.1%}"),  # 2 s windows under a moving command with no progress
     ("|residual| rad", "mean_residual", "{:.3f}"),
     ("collisions/ep", "collisions_per_episode", "{:.2f}"),
 )
