@@ -80,3 +80,26 @@ def test_go2_joystick_is_shipped_blind_and_follows_commands(tmp_path):
         metrics = json.loads(out.read_text())["metrics"]
         assert metrics["survival_rate"] == 1.0
         assert metrics["linear_velocity_tracking_rms"] <= 0.25, metrics["linear_velocity_tracking_rms"]
+
+
+def test_pidog_is_shipped_and_runs_the_arena_on_what_it_senses(tmp_path):
+    """The shipped PiDog policy (the pidog-arena recipe, seed 1) loads with plain SB3, its actor reads only the
+    PiDog's own sensors and its command (the critic also read the arena's layout in training), and it walks
+    forward among obstacles without falling."""
+    folder = resolve_run("pretrained:pidog")
+    for name in ("model.zip", "vecnormalize.pkl", "config.yaml", "meta.json", "eval.json"):
+        assert (folder / name).is_file(), name
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 3_500_000
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["task"] == "pidog-run" and meta["symmetric_actor"] is True
+    assert set(meta["actor_observations"]) == {"imu", "attitude", "ultrasonic", "camera", "touch", "joint_pos",
+                                               "joint_vel", "behaviour", "clock", "command"}
+    assert "obstacle_map" in [name for name, _, _ in meta["obs_layout"]]  # the critic's alone
+    PPO.load(folder / "model.zip", device="cpu")
+    out = tmp_path / "eval.json"
+    assert main(["eval", "pretrained:pidog", "--episodes", "2", "--set", "task.episode_seconds=10",
+                 "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    assert metrics["survival_rate"] == 1.0
+    assert metrics["mean_forward_velocity"] >= 0.05, metrics["mean_forward_velocity"]
+    assert "collisions_per_episode" in metrics  # evaluated in the obstacle arena
