@@ -235,6 +235,28 @@ def test_camera_sees_an_obstacle_placed_in_front_and_clips_at_max_depth():
     np.testing.assert_allclose(normalized, near / 3.0, rtol=1e-6)
 
 
+def test_supersampled_camera_sees_a_thin_post_between_pixel_centres_at_its_depth():
+    # 16 columns over 65 degrees (focal length 12.6 pixels): the centre columns' rays leave at +-2.3 degrees, 4 cm
+    # off the axis 1 m ahead. A 3 cm post (the arena's thickest) on the axis 1 m ahead falls between them: one ray
+    # per pixel misses it; 3 x 3 rays per pixel (the innermost at +-0.76 degrees, 1.3 cm off the axis there) see
+    # it in the two centre columns, at its face's range.
+    d = 1.0
+    post = f'<geom name="post" type="box" pos="{SENSOR_X + d + 0.015} 0 0.3" size="0.015 0.015 0.3"/>'
+    bare = camera_image(wall(2.0), CameraConfig())[0]
+    single = camera_image(wall(2.0) + post, CameraConfig())[0]
+    np.testing.assert_array_equal(single, bare)  # missed
+    cfg = CameraConfig(supersample=3)
+    bare3 = camera_image(wall(2.0), cfg)[0]
+    seen = camera_image(wall(2.0) + post, cfg)[0]
+    assert seen.shape == (12, 16)
+    changed = np.abs(seen - bare3) > 1e-3
+    assert np.flatnonzero(changed.any(axis=0)).tolist() == [7, 8]
+    nearest = d / math.cos(math.atan((1 / 3 - 0.5) / cfg.focal_px))  # the sub-ray 1/6 pixel off the axis
+    assert seen[6, 7] == pytest.approx(nearest, abs=2e-3) and seen[6, 8] == pytest.approx(nearest, abs=2e-3)
+    # every pixel reads the nearest of its rays, and with 3 x 3 one of them is its centre ray: never farther
+    assert (bare3 <= bare + 1e-6).all() and (bare3 < bare - 1e-3).any()
+
+
 def test_low_obstacle_is_missed_by_the_sonar_but_seen_by_the_camera():
     # the head 0.1 m above the floor; a 1.5 cm kerb 0.3 m ahead lies under the sonar's 15 degree cone (whose
     # lowest ray is 1.96 cm up there), and its top is met at grazing incidence: no echo. The camera sees it.
@@ -519,6 +541,8 @@ def test_bad_config_names_its_key(make, key):
 def test_camera_depth_error_lists_the_valid_values():
     with pytest.raises(LegkitError, match="range, planar"):
         CameraConfig(depth="z")
+    with pytest.raises(LegkitError, match=r"task.sensors.camera.supersample = 0: must be in 1..8"):
+        CameraConfig(supersample=0)
 
 
 def test_missing_sites_and_sensors_name_their_key(imu_model):

@@ -310,6 +310,11 @@ class CameraConfig:
     """Standard deviation (m) of gaussian noise on pixels that hit something."""
     rate_hz: float = 10.0
     """Frames per second (see SampleAndHold)."""
+    supersample: int = 1
+    """Rays per pixel along each axis: each pixel reads the nearest of supersample x supersample rays spread over
+    its footprint (a depth image of the full sensor, min-pooled to this size), so a post thinner than the gap
+    between pixel centres is seen at any distance; 1: one ray through the pixel's centre, which misses a 2.5 cm post
+    beyond about 0.35 m at 16 columns over 65 degrees."""
 
     def __post_init__(self) -> None:
         s = "camera"
@@ -322,6 +327,9 @@ class CameraConfig:
             raise LegkitError(f"invalid {_key(s, 'max_depth')} = {self.max_depth}: must be > 0 (m)")
         if self.depth not in DEPTH_MODES:
             raise LegkitError(f"invalid {_key(s, 'depth')} = '{self.depth}'; valid: {', '.join(DEPTH_MODES)}")
+        if not 1 <= self.supersample <= 8:
+            raise LegkitError(f"invalid {_key(s, 'supersample')} = {self.supersample}: must be in 1..8 (rays per "
+                              "pixel along each axis)")
         if self.noise_std < 0:
             raise LegkitError(f"invalid {_key(s, 'noise_std')} = {self.noise_std}: must be >= 0 (m)")
         _check_rate(s, self.rate_hz)
@@ -337,11 +345,13 @@ class CameraConfig:
         return math.degrees(2 * math.atan(0.5 * self.height / self.focal_px))
 
 
-def pixel_directions(config: CameraConfig) -> np.ndarray:
-    """Unit ray directions (height, width, 3) through the pixel centres, in the site frame (+x optical axis)."""
-    f = config.focal_px
-    u = np.arange(config.width) + 0.5 - 0.5 * config.width   # right of the centre, pixels
-    v = np.arange(config.height) + 0.5 - 0.5 * config.height  # below the centre, pixels
+def pixel_directions(config: CameraConfig, supersample: int = 1) -> np.ndarray:
+    """Unit ray directions (height, width, 3) through the pixel centres, in the site frame (+x optical axis); with
+    `supersample` k, (height * k, width * k, 3) through the centres of k x k equal parts of every pixel (rows
+    [r*k, (r+1)*k) and columns [c*k, (c+1)*k) are pixel (r, c)'s)."""
+    f, k = config.focal_px, supersample
+    u = (np.arange(config.width * k) + 0.5) / k - 0.5 * config.width   # right of the centre, pixels
+    v = (np.arange(config.height * k) + 0.5) / k - 0.5 * config.height  # below the centre, pixels
     d = np.stack(np.broadcast_arrays(f, -u[None, :], -v[:, None]), axis=-1).astype(np.float64)
     return d / np.linalg.norm(d, axis=-1, keepdims=True)
 
@@ -351,8 +361,8 @@ class DepthCamera:
 
     def __init__(self, scene: RayScene, config: CameraConfig = CameraConfig()):
         self.config = config
-        self.directions = pixel_directions(config)
-        """(height, width, 3) unit pixel rays in the site frame."""
+        self.directions = pixel_directions(config, config.supersample)
+        """(height * k, width * k, 3) unit rays in the site frame, k = config.supersample (k = 1: one per pixel)."""
         # planar depth = range * cos(angle off the axis) = range * x component of the unit ray
         self._planar = self.directions[..., 0].reshape(-1)
         cutoff = config.max_depth / (self._planar.min() if config.depth == "planar" else 1.0)
@@ -364,11 +374,14 @@ class DepthCamera:
              mocap: np.ndarray | None = None) -> np.ndarray:
         """Depth images (N, height, width) float32 of the robots whose state rows are `states`: metres
         (or fractions of max_depth if normalized), max_depth where nothing is hit within it."""
-        c = self.config
+        c, k = self.config, self.config.supersample
         dist, _, _ = self._rays.cast(states, mocap)
-        hit = dist >= 0
         if c.depth == "planar":
-            dist = dist * self._planar
+            dist = np.where(dist >= 0, dist * self._planar, dist)
+        if k > 1:  # each pixel: the nearest of its k x k rays (a miss is farther than any hit)
+            near = np.where(dist >= 0, dist, np.inf).reshape(len(dist), c.height, k, c.width, k).min(axis=(2, 4))
+            dist = np.where(np.isfinite(near), near, -1.0).reshape(len(dist), -1)
+        hit = dist >= 0
         if c.noise_std > 0:
             if rng is None:
                 raise LegkitError("the camera noise needs a random generator: pass rng")
@@ -382,7 +395,8 @@ class DepthCamera:
 def render_depth_gl(camera: DepthCamera, state_row: np.ndarray, backend: str) -> np.ndarray:
     """The same depth image (height, width) float32 rendered with OpenGL for ONE robot, to cross-check the
     ray caster. `backend`: a MuJoCo GL backend that works here ("egl", "osmesa", "glfw"), e.g. the one
-    legkit.media.render.gl_backend() chose. Robot geoms are hidden as for the rays (geom group 5)."""
+    legkit.media.render.gl_backend() chose. Robot geoms are hidden as for the rays (geom group 5). One sample per
+    pixel centre: the ray caster's image with supersample 1."""
     c = camera.config
     scene = camera._rays.scene
     model = copy.copy(scene.model)
@@ -435,7 +449,7 @@ def render_depth_gl(camera: DepthCamera, state_row: np.ndarray, backend: str) ->
         planar = near * far / (near + z * (far - near))
     else:  # 0 at the near plane, 1 at the far one
         planar = near * far / (far - z * (far - near))
-    depth = planar if c.depth == "planar" else planar / camera.directions[..., 0]
+    depth = planar if c.depth == "planar" else planar / pixel_directions(c)[..., 0]
     depth = np.where(np.isfinite(depth) & (depth > 0), np.minimum(depth, c.max_depth), c.max_depth)
     if c.normalize:
         depth = depth / c.max_depth
