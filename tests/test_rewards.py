@@ -349,6 +349,20 @@ def test_feet_air_time_rewards_air_time_on_touchdown(k):
     np.testing.assert_array_equal(feet_step(term, s, [GROUND] * 3, threshold=0.3), [0.0, 0.0, 0.0])
 
 
+def test_feet_air_time_short_steps_cost_unless_told_not_to():
+    # a 0.1 s step under a 0.3 s threshold costs 0.2 by default (what makes slow walking dearer than standing);
+    # with penalize_short false it pays 0, and a long step pays as before
+    s = make_state(1)
+    s.command[:] = [[0.2, 0.0, 0.0]]
+    for penalize, short, long in ((True, 5 * DT - 0.3, 20 * DT - 0.3), (False, 0.0, 20 * DT - 0.3)):
+        term = FeetAirTime(1, NUM_FEET)
+        for steps, expected in ((5, short), (20, long)):
+            for _ in range(steps):
+                feet_step(term, s, [lifted(2)], threshold=0.3, penalize_short=penalize)
+            r = feet_step(term, s, [GROUND], threshold=0.3, penalize_short=penalize)
+            np.testing.assert_allclose(r, [expected])
+
+
 def test_feet_air_time_sums_feet_landing_together():
     s = make_state(1)
     s.command[:] = [[0.0, 0.6, 0.0]]  # sideways counts as moving
@@ -485,7 +499,7 @@ def test_reward_manager_rejects_unknown_term():
 
 @pytest.mark.parametrize("term,bad,valid", [
     ("base_height", "height", ["target"]),
-    ("feet_air_time", "thresh", ["threshold", "contact_force"]),
+    ("feet_air_time", "thresh", ["threshold", "contact_force", "penalize_short"]),
     ("lin_vel_z", "sigma", ["none"]),
 ])
 def test_reward_manager_rejects_unknown_param(term, bad, valid):

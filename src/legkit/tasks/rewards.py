@@ -197,7 +197,9 @@ class FeetAirTime:
     """Reward steps of a useful length: on touchdown, sum over feet of (air time - threshold) (s).
 
     Zero when the command is (near) zero, so that standing still is not punished; a yaw-rate command
-    alone counts as moving.
+    alone counts as moving. A step shorter than `threshold` costs (air time - threshold): under a slow
+    command, where short quick steps are the gait, walking can then cost more than standing earns, a dead
+    zone; with `penalize_short` false such a step pays 0 instead.
     """
 
     def __init__(self, num_envs: int, num_feet: int):
@@ -208,11 +210,13 @@ class FeetAirTime:
         self.air_time[env_ids] = 0.0
         self.was_in_contact[env_ids] = True
 
-    def __call__(self, s: BatchState, threshold: float = 0.5, contact_force: float = 1.0) -> np.ndarray:
+    def __call__(self, s: BatchState, threshold: float = 0.5, contact_force: float = 1.0,
+                 penalize_short: bool = True) -> np.ndarray:
         contact = s.foot_force > contact_force
         touchdown = contact & ~self.was_in_contact
         # air_time counts the steps that ended with the foot in the air: k of them before touchdown = k * dt
-        reward = np.sum((self.air_time - threshold) * touchdown, axis=1)
+        gain = self.air_time - threshold
+        reward = np.sum((gain if penalize_short else np.maximum(gain, 0.0)) * touchdown, axis=1)
         self.air_time += s.dt
         self.air_time[contact] = 0.0
         self.was_in_contact = contact
