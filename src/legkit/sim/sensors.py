@@ -314,7 +314,7 @@ class CameraConfig:
     """Rays per pixel along each axis: each pixel reads the nearest of supersample x supersample rays spread over
     its footprint (a depth image of the full sensor, min-pooled to this size), so a post thinner than the gap
     between pixel centres is seen at any distance; 1: one ray through the pixel's centre, which misses a 2.5 cm post
-    beyond about 0.35 m at 16 columns over 65 degrees."""
+    beyond about 0.3 m at 16 columns over 65 degrees."""
 
     def __post_init__(self) -> None:
         s = "camera"
