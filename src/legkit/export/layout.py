@@ -98,7 +98,11 @@ def sensor_layout(task, model: mujoco.MjModel, robot) -> dict:
         out["camera"] = {
             "term": "camera", **_mount(model, c.site), "optical_axis": "+x of the site (y left, z up)",
             "width": c.width, "height": c.height, "hfov_deg": c.hfov_deg, "vfov_deg": c.vfov_deg,
-            "focal_px": c.focal_px, "projection": "pinhole, square pixels, one ray through each pixel centre",
+            "focal_px": c.focal_px, "supersample": c.supersample,
+            "projection": ("pinhole, square pixels, one ray through each pixel centre" if c.supersample == 1 else
+                           f"pinhole, square pixels; each pixel the nearest of {c.supersample} x {c.supersample} "
+                           "rays through the centres of equal parts of its footprint (a full-resolution depth "
+                           "image min-pooled to this size)"),
             "depth": c.depth, "max_depth_m": c.max_depth, "normalize": c.normalize,
             "order": "row-major: row 0 is the top (+z), column 0 the left (+y), as a picture seen from behind "
                      "the camera; the term is the rows one after another",
@@ -151,13 +155,13 @@ def _describe(name: str, size: int, task, robot, sensors: dict) -> dict:
                           f"converts the driver's reading in metres or centimetres; read at {s['rate_hz']:g} Hz"}
     if name == "camera":
         s = sensors["camera"]
-        depth = ("distance along each pixel's ray" if s["depth"] == "range" else
+        depth = ("distance along the pixel's (nearest) ray" if s["depth"] == "range" else
                  "distance along the optical axis (a z-buffer)")
         units = "fraction of max_depth" if s["normalize"] else "m"
         return {"units": units,
                 "source": f"a {s['height']} x {s['width']} (rows x columns) depth image from site '{s['site']}' (body "
                           f"'{s['body']}', optical axis its +x), {s['hfov_deg']:g} x {s['vfov_deg']:.1f} deg field of "
-                          f"view, {depth}, clipped to {s['max_depth_m']:g} m (nothing within it reads "
+                          f"view, {s['projection']}, {depth}, clipped to {s['max_depth_m']:g} m (nothing within it reads "
                           f"{s['max_depth_m']:g}){', divided by it' if s['normalize'] else ''}; {s['order']}; "
                           f"{s['rate_hz']:g} frames/s held between frames. The simulated camera measures depth: on a "
                           "robot whose camera gives colour only (the PiDog's OV5647), a depth estimate of this size "
