@@ -155,7 +155,7 @@ def _describe(name: str, size: int, task, robot, sensors: dict) -> dict:
                           f"converts the driver's reading in metres or centimetres; read at {s['rate_hz']:g} Hz"}
     if name == "camera":
         s = sensors["camera"]
-        depth = ("distance along the pixel's (nearest) ray" if s["depth"] == "range" else
+        depth = ("distance along each pixel's ray" if s["depth"] == "range" else
                  "distance along the optical axis (a z-buffer)")
         units = "fraction of max_depth" if s["normalize"] else "m"
         return {"units": units,
