@@ -197,11 +197,13 @@ def _train_command(args: argparse.Namespace, held: contextlib.ExitStack) -> None
             first = stages.FirstStage(stages.first_config(cfg, args.config, sets))
     todo = first is not None and not first.done  # the first stage is trained (or resumed) before this run
     _check_run(cfg, plan)
-    start = _model_start(cfg, plan)  # with finetune.first: made once the first stage is trained (main_start)
+    from legkit.train.trainer import model_start
+
+    start = model_start(cfg, resumed=plan is not None)  # with finetune.first: made once the first stage is trained
     first_start = None
     if todo:
         _check_run(first.cfg, first.plan)
-        first_start = _model_start(first.cfg, first.plan)
+        first_start = model_start(first.cfg, resumed=first.plan is not None)
     supervision = _supervision(args, [cfg, *([first.cfg] if todo else [])])
     if not args.resume and args.run_folder:  # a seed of `--seeds`: the folder its parent chose
         run = Path(args.run_folder)
@@ -247,13 +249,6 @@ def _check_run(cfg: Config, plan: ResumePlan | None) -> None:
         speed = check_baseline(cfg)
         if speed is not None:
             print(f"baseline {cfg.task.gait.type}: {speed:+.3f} m/s along the commanded direction")
-
-
-def _model_start(cfg: Config, plan: ResumePlan | None) -> ModelStart | None:
-    """legkit.train.trainer.model_start for a new run (plan None) or a resume."""
-    from legkit.train.trainer import model_start
-
-    return model_start(cfg, resumed=plan is not None)
 
 
 def _supervision(args: argparse.Namespace, cfgs: list[Config]) -> Supervision | None:
