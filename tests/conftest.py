@@ -74,6 +74,34 @@ def smoke(tmp_path_factory) -> Path:
     return run
 
 
+_PYTEST_TEMP_PARENT: list[Path] = []
+"""pytest's per-user folder in the system temp directory (pytest-of-USER) when this session's temp folder is in it."""
+
+
+def pytest_unconfigure(config):
+    """Remove pytest-of-USER from the system temp directory when pytest has emptied it.
+
+    With `tmp_path_retention_policy = "failed"` (pyproject.toml) pytest removes this session's folder when every
+    test passed, but leaves its per-user parent with a `pytest-current` link to the removed folder. That link, once
+    dead, and then the folder, if nothing else is in it (another session's kept folders, a run still going), go
+    too: a green `make test` leaves nothing in the system temp directory."""
+    for parent in _PYTEST_TEMP_PARENT:
+        link = parent / "pytest-current"
+        if link.is_symlink() and not link.exists():
+            link.unlink(missing_ok=True)
+        try:
+            parent.rmdir()
+        except OSError:  # not empty, or gone
+            pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pytest_temp_parent(tmp_path_factory):
+    base = tmp_path_factory.getbasetemp().resolve()
+    if base.parent.name.startswith("pytest-of-") and base.parent.parent == Path(tempfile.gettempdir()).resolve():
+        _PYTEST_TEMP_PARENT.append(base.parent)
+
+
 LEAKS = ("SB3-*", "torchinductor_*")
 """What SB3 (a folder per learn() without a logger) and torch (its inductor cache, made by an optimizer step)
 put in the system temp directory unless legkit sends it elsewhere."""
