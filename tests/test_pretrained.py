@@ -99,7 +99,9 @@ def test_pidog_is_shipped_and_runs_the_arena_on_what_it_senses(tmp_path):
     out = tmp_path / "eval.json"
     assert main(["eval", "pretrained:pidog", "--episodes", "2", "--set", "task.episode_seconds=10",
                  "--json", str(out)]) == 0
-    metrics = json.loads(out.read_text())["metrics"]
+    record = json.loads(out.read_text())
+    assert record["policy"] == "pretrained:pidog"  # the name, not the folder legkit is installed in
+    metrics = record["metrics"]
     assert metrics["survival_rate"] == 1.0
     assert metrics["mean_forward_velocity"] >= 0.05, metrics["mean_forward_velocity"]
     assert "collisions_per_episode" in metrics  # evaluated in the obstacle arena

@@ -12,7 +12,7 @@ def evaluate(policy: Policy, episodes: int = 20, sets: list[str] | None = None, 
     """Evaluate `policy` on its task (with `sets` overrides); returns the metrics dict."""
     cfg = load_run_config(policy, sets)
     metrics = compute_metrics(rollout(policy, episodes, cfg, seed=seed))
-    return {"task": cfg.task_name, "policy": str(policy.folder), "checkpoint": policy.label,
+    return {"task": cfg.task_name, "policy": policy.name, "checkpoint": policy.label,
             "step": policy.step, "seed": seed, "overrides": list(sets or []), "metrics": metrics}
 
 

@@ -76,7 +76,7 @@ def sweep(policy: Policy, episodes: int, sets: list[str] | None = None, seed: in
     cfg = load_run_config(policy, sets)
     model, norm = load_policy(policy)
     records = sweep_model(model, norm, cfg, episodes, seed, commands, progress, layout=policy.obs_layout)
-    return {"task": cfg.task_name, "policy": str(policy.folder), "checkpoint": policy.label, "step": policy.step,
+    return {"task": cfg.task_name, "policy": policy.name, "checkpoint": policy.label, "step": policy.step,
             "seed": seed, "overrides": list(sets or []), "commands": records}
 
 

@@ -125,7 +125,7 @@ def validate(policy: Policy, sets: list[str] | None = None, seed: int = 777, rob
     robustness = _robustness_traces(policy, vc, scenarios, seed)
     if robustness_only:
         checks = judge_robustness(robustness)
-        return {"task": cfg.task_name, "policy": str(policy.folder), "checkpoint": policy.label, "step": policy.step,
+        return {"task": cfg.task_name, "policy": policy.name, "checkpoint": policy.label, "step": policy.step,
                 "passed": all(c.passed for c in checks), "checks": [asdict(c) for c in checks],
                 "robustness_metrics": {sc.name: compute_metrics(t) for sc, t in robustness},
                 "validation_config": asdict(vc)}
@@ -137,7 +137,7 @@ def validate(policy: Policy, sets: list[str] | None = None, seed: int = 777, rob
     randomized = rollout(policy, vc.episodes, cfg, seed=seed + 3, max_steps=vc.max_steps,
                          randomize=(vc.mass_range, vc.friction_range))
     checks = judge(vc, nominal, seeds, long, push, randomized, robustness)
-    return {"task": cfg.task_name, "policy": str(policy.folder), "checkpoint": policy.label, "step": policy.step,
+    return {"task": cfg.task_name, "policy": policy.name, "checkpoint": policy.label, "step": policy.step,
             "passed": all(c.passed for c in checks), "checks": [asdict(c) for c in checks],
             "nominal_metrics": compute_metrics(nominal),
             "robustness_metrics": {sc.name: compute_metrics(t) for sc, t in robustness},

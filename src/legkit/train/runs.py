@@ -53,6 +53,14 @@ class Policy:
     label: str
 
     @property
+    def name(self) -> str:
+        """What a user calls this policy's folder: `pretrained:NAME` for one that ships with legkit (not where the
+        package happens to be installed), else the folder's path."""
+        root = pretrained_root().resolve()
+        folder = self.folder.resolve()
+        return PRETRAINED_PREFIX + folder.name if folder.parent == root else str(self.folder)
+
+    @property
     def step(self) -> int | None:
         meta = self.folder / META
         return json.loads(meta.read_text()).get("step") if meta.exists() else None
