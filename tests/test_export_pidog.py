@@ -21,6 +21,7 @@ from legkit.cli import main
 from legkit.envs.core import LeggedBatch
 from legkit.envs.vec_env import LegkitVecEnv
 from legkit.evaluate.rollout import load_policy, load_run_config
+from legkit.evaluate.success import read_evaluations
 from legkit.export.graph import onnx_latency, runtime_latency
 from legkit.export.policy import PARITY_TOLERANCE, export_model
 from legkit.robots import get_robot
@@ -90,6 +91,16 @@ def _readings(env: LeggedBatch) -> dict:
 
 
 # -- the feedforward policy -------------------------------------------------------------------------------------
+
+def test_an_arena_run_records_its_collisions_at_every_periodic_evaluation(mlp_export):
+    """pidog-run has an arena: evaluations.csv has a collisions column, best/meta.json the best model's count."""
+    run, _, _ = mlp_export
+    rows = read_evaluations(run)
+    assert rows and all(r["collisions_per_episode"] is not None and r["collisions_per_episode"] >= 0 for r in rows)
+    best = json.loads((run / "best" / "meta.json").read_text())
+    (row,) = [r for r in rows if r["step"] == best["step"]]
+    assert best["eval"]["collisions_per_episode"] == row["collisions_per_episode"]
+
 
 def test_pidog_export_names_every_input_with_units_and_source(mlp_export):
     run, out, printed = mlp_export

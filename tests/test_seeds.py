@@ -11,7 +11,7 @@ import pytest
 from cli_helpers import SMOKE, one_error_line, run_legkit
 from legkit import LegkitError
 from legkit.evaluate.aggregate import bootstrap_ci, interquartile_mean, load_seed_group, summarize
-from legkit.evaluate.success import append_evaluation, read_evaluations, time_to_success
+from legkit.evaluate.success import COLUMNS, append_evaluation, read_evaluations, time_to_success
 from legkit.tasks.config import SuccessBar
 from legkit.train.seeds import parse_seeds
 
@@ -90,6 +90,33 @@ def test_evaluations_csv_round_trip(tmp_path):
     assert [r["step"] for r in rows] == [100, 500]
     assert rows[0]["mean_forward_velocity"] is None and rows[1]["velocity_tracking_rms"] is None
     assert rows[1]["mean_forward_velocity"] == 0.6 and rows[1]["wall_time_s"] == 1.5
+
+
+def test_evaluations_csv_keeps_the_columns_of_its_first_row(tmp_path):
+    """Collisions and the stall share are columns when the run's first evaluation has them (an arena's task); a
+    file begun without them (a run from before they were written, resumed) keeps its header, and its rows stay
+    readable."""
+    arena = {"mean_return": 3.0, "survival_rate": 1.0, "collisions_per_episode": 2.5, "stalled_time_share": 0.1}
+    (tmp_path / "arena").mkdir()
+    append_evaluation(tmp_path / "arena", 100, 1.0, arena)
+    append_evaluation(tmp_path / "arena", 200, 2.0, {**arena, "collisions_per_episode": 0.5})
+    rows = read_evaluations(tmp_path / "arena")
+    assert [r["collisions_per_episode"] for r in rows] == [2.5, 0.5] and rows[0]["stalled_time_share"] == 0.1
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "evaluations.csv").write_text(",".join(COLUMNS) + "\n100,1.0,3.0,1.0,0.1,0.2,0.09\n")
+    append_evaluation(old, 200, 2.0, arena)
+    header = (old / "evaluations.csv").read_text().splitlines()[0].split(",")
+    assert header == list(COLUMNS)
+    rows = read_evaluations(old)
+    assert [r["step"] for r in rows] == [100, 200] and rows[1]["mean_return"] == 3.0
+    assert all("collisions_per_episode" not in r for r in rows)
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    append_evaluation(plain, 100, 1.0, {"mean_return": 3.0, "stalled_time_share": None})
+    assert (plain / "evaluations.csv").read_text().splitlines()[0].split(",") == list(COLUMNS)
 
 
 @pytest.mark.parametrize("text, seeds", [("0,1,2", [0, 1, 2]), ("0-4", [0, 1, 2, 3, 4]), ("3, 7-8", [3, 7, 8])])

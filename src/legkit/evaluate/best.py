@@ -36,8 +36,10 @@ from legkit.train.config import BEST_BY, Config
 from legkit.train.callbacks import drop_partial_line, drop_rows_after
 from legkit.train.runs import BEST, META, save_policy
 
-LOGGED = ("mean_return", "survival_rate", "mean_base_height", "mean_forward_velocity", "velocity_tracking_rms")
-"""Metrics of each evaluation logged to TensorBoard as eval/<name> (`legkit plots` draws them)."""
+LOGGED = ("mean_return", "survival_rate", "mean_base_height", "mean_forward_velocity", "velocity_tracking_rms",
+          "collisions_per_episode", "stalled_time_share")
+"""Metrics of each evaluation logged to TensorBoard as eval/<name> when the task has them (collisions: an arena);
+`legkit plots` draws them."""
 SEED = 54321
 """Seed of the best-model evaluations: fixed, so that scores of different steps compare."""
 
@@ -115,7 +117,8 @@ class BestModel(BaseCallback):
         step = self.num_timesteps
         self.history.append((step, m["mean_return"]))
         for key in LOGGED:
-            self.logger.record(f"eval/{key}", m[key])
+            if m.get(key) is not None:
+                self.logger.record(f"eval/{key}", m[key])
         if rank > self.best:
             self.best = rank
             run_meta = self.run / META  # task, seed, command... as written when training started
@@ -124,7 +127,8 @@ class BestModel(BaseCallback):
             save_policy(self.folder, self.model, norm, {**meta, "step": step, "eval": {
                 "mean_return": m["mean_return"], "best_by": self.by, "episodes": self.episodes, "seed": SEED,
                 "survival_rate": m["survival_rate"], "mean_base_height": m["mean_base_height"],
-                "mean_forward_velocity": m["mean_forward_velocity"]}})
+                "mean_forward_velocity": m["mean_forward_velocity"],
+                **{k: m[k] for k in ("collisions_per_episode",) if m.get(k) is not None}}})
         self.logger.record("eval/best_mean_return", self.best[-1])
         self.logger.dump(step)  # at this step, not at the end of the next update
         append_evaluation(self.run, step, self._wall_before + time.time() - self._t0, m)

@@ -20,6 +20,9 @@ EVALUATIONS = "evaluations.csv"
 COLUMNS = ("step", "wall_time_s", "mean_return", "survival_rate", "mean_forward_velocity", "velocity_tracking_rms",
            "mean_base_height")
 """Columns of RUN/evaluations.csv, in order."""
+OPTIONAL_COLUMNS = ("collisions_per_episode", "stalled_time_share")
+"""Further columns, after COLUMNS, when the first evaluation of the run has them: collisions only in a task with an
+arena; the stall share where an episode is long enough to judge one."""
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,24 @@ class TimeToSuccess:
 def append_evaluation(run: Path, step: int, wall_time_s: float, metrics: dict) -> None:
     """Add one evaluation's row to RUN/evaluations.csv (written with its header when new)."""
     path = run / EVALUATIONS
-    new = not path.exists()
+    header = _header(path)
+    new = header is None
+    if new:  # the columns are fixed by the first row: a resumed run keeps the file's own
+        header = [*COLUMNS, *(k for k in OPTIONAL_COLUMNS if metrics.get(k) is not None)]
     with open(path, "a", newline="") as f:
         w = csv.writer(f)
         if new:
-            w.writerow(COLUMNS)
-        w.writerow([step, f"{wall_time_s:.1f}"] + [_cell(metrics.get(k)) for k in COLUMNS[2:]])
+            w.writerow(header)
+        w.writerow([step, f"{wall_time_s:.1f}"] + [_cell(metrics.get(k)) for k in header[2:]])
+
+
+def _header(path: Path) -> list[str] | None:
+    """The column names of an existing RUN/evaluations.csv (None: no file, or an empty one)."""
+    if not path.exists():
+        return None
+    with open(path, newline="") as f:
+        first = next(csv.reader(f), None)
+    return first or None
 
 
 def _cell(value) -> str:
@@ -56,7 +71,8 @@ def read_evaluations(run: Path) -> list[dict]:
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             try:
-                rows.append({k: (float(v) if v not in ("", None) else None) for k, v in row.items()})
+                rows.append({k: (float(v) if v not in ("", None) else None) for k, v in row.items()
+                             if k is not None})  # cells beyond the header (none written so) are dropped
             except ValueError:
                 continue  # a row cut short by a killed process
     for r in rows:

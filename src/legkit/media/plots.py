@@ -32,6 +32,8 @@ EVAL_METRICS = (
     ("mean_base_height", "base height (m)"),
     ("mean_return", "mean episode return"),
 )
+ARENA_EVAL_METRICS = (("collisions_per_episode", "collisions per episode"),)
+"""Drawn beside EVAL_METRICS when a run has them (a task with an arena)."""
 
 
 @dataclass
@@ -260,8 +262,10 @@ def plot_evaluation(runs: list[RunData], path: Path) -> Path | None:
     if not any(r.checkpoint_evals or (r.eval and r.eval.get("step") is not None)
                or any(t.startswith("eval/") for t in r.scalars) for r in runs):
         return None
-    fig, axes = _figure(1, len(EVAL_METRICS), width=15, row_height=3.2)
-    for k, (key, title) in enumerate(EVAL_METRICS):
+    metrics = EVAL_METRICS + tuple(m for m in ARENA_EVAL_METRICS if any(
+        eval_points(r, m[0]) or (r.eval or {}).get("metrics", {}).get(m[0]) is not None for r in runs))
+    fig, axes = _figure(1, len(metrics), width=3 * len(metrics), row_height=3.2)
+    for k, (key, title) in enumerate(metrics):
         ax = axes[0, k]
         for i, run in enumerate(runs):
             c = COLORS[i % len(COLORS)]
