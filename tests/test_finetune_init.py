@@ -224,6 +224,11 @@ def small_clone(tmp_path_factory):
     ("demos size", ["finetune.bc_policy={mlp}", "ppo.net_arch=[16]", "finetune.demos={small}/d.npz"],
      ["finetune.demos", "has 4 observation values, task pidog-run gives 234"]),
     ("demos alone", ["finetune.demos={demos}"], ["finetune.demos", "needs finetune.bc_policy"]),
+    ("action scale", ["finetune.bc_policy={mlp}", "ppo.net_arch=[16]", "task.action_scale=0.6"],
+     ["does not fit", "recorded at action_scale 1.4", "the task's is 0.6", "task.action_scale"]),
+    ("control period", ["finetune.bc_policy={mlp}", "ppo.net_arch=[16]", "task.decimation=2"],
+     ["does not fit", "recorded at control_dt 0.02", "the task's is 0.01"]),
+
     ("statistics", ["finetune.bc_policy={mlp}", "finetune.obs_statistics=moving"],
      ["finetune.obs_statistics", "frozen, running"]),
     ("symmetry", ["finetune.bc_policy={mlp}", "ppo.actor_observations=[imu]"],
@@ -239,6 +244,22 @@ def test_what_does_not_fit_is_one_line(case, sets, words, clones, small_clone, t
     line = one_error_line(capfd.readouterr().err)
     assert all(w in line for w in words), line
     assert not runs.exists() or not any(runs.iterdir())  # nothing was started
+
+
+def test_demonstrations_at_another_action_scale_do_not_fit(clones):
+    """The BC term's demonstrated actions are in the units of the task they were recorded in."""
+    from legkit.envs.core import task_shape
+    from legkit.imitate.start import check_demos
+
+    demos = load_demos(clones["demos"])
+    for sets, fits in (([], True), (["task.action_scale=0.6"], False)):
+        cfg = build_config("pidog-run", sets=sets)
+        layout, act_dim = task_shape(cfg.task)
+        if fits:
+            check_demos(demos, cfg, layout, act_dim, "d.npz")
+        else:
+            with pytest.raises(LegkitError, match="recorded at action_scale 1.4 .* the task's is 0.6"):
+                check_demos(demos, cfg, layout, act_dim, "d.npz")
 
 
 def test_a_resume_cannot_change_where_the_run_started(warmup_runs, clones, tmp_path, capfd):

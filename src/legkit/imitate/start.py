@@ -78,8 +78,24 @@ def check_fit(bc: BCPolicy, cfg: Config, layout: list, act_dim: int, source: str
         wrong.append(f"its observations differ from task {cfg.task_name}'s: {diff}")
     if a.act_dim != act_dim:
         wrong.append(f"it gives {a.act_dim} actions, task {cfg.task_name} takes {act_dim}")
+    wrong += units_differ(bc.meta, cfg)
     if wrong:
         raise LegkitError(f"finetune.bc_policy '{source}' does not fit the run: {'; '.join(wrong)}")
+
+
+def units_differ(meta: dict, cfg: Config) -> list[str]:
+    """What makes a recorded action mean another thing in `cfg`'s task: the demonstrations' action scale (rad of
+    joint offset per unit action) or control period, from `meta` (the demos' or the clone's), against the task's.
+    A clone recorded at action_scale 1.4 run at 0.6 would move every joint less than half as far as it learnt."""
+    t, out = cfg.task, []
+    for key, ours, unit in (("action_scale", t.action_scale, "rad per unit action"),
+                            ("control_dt", t.control_dt, "s")):
+        theirs = meta.get(key)
+        if theirs is not None and not np.isclose(float(theirs), float(ours), rtol=1e-6, atol=0.0):
+            setting = "task.action_scale" if key == "action_scale" else "task.decimation x task.physics.timestep"
+            out.append(f"its demonstrations were recorded at {key} {float(theirs):g} ({unit}), the task's is "
+                       f"{float(ours):g} ({setting})")
+    return out
 
 
 def check_demos(demos: Demos, cfg: Config, layout: list, act_dim: int, source: str) -> None:
@@ -92,6 +108,9 @@ def check_demos(demos: Demos, cfg: Config, layout: list, act_dim: int, source: s
     if demos.act_dim != act_dim:
         raise LegkitError(f"finetune.demos '{source}' has {demos.act_dim} actions, task {cfg.task_name} takes "
                           f"{act_dim}")
+    wrong = units_differ(demos.meta, cfg)
+    if wrong:
+        raise LegkitError(f"finetune.demos '{source}' does not fit the run: {'; '.join(wrong)}")
 
 
 def prepare(cfg: Config, resumed: bool = False) -> FinetuneStart | None:

@@ -19,6 +19,8 @@ from legkit import LegkitError
 from legkit.config import apply_sets, from_dict, parse_set, to_dict
 from legkit.imitate.bc import DEFAULT_NET_ARCH, KINDS
 from legkit.imitate.collect import PIDOG_BEHAVIOURS
+from legkit.imitate.start import units_differ
+from legkit.tasks import get_task
 from legkit.train.config import FinetuneConfig, build_config
 
 STAGES = ("collect", "imitate", "finetune", "package")
@@ -214,10 +216,16 @@ def check(cfg: PipelineConfig) -> None:
         if not ok:
             raise LegkitError(f"invalid {key} = {value!r}: must be {valid}")
     try:  # the run the fine-tuning will start, checked now (the cloned policy's files do not exist yet)
-        build_config(TASK, sets=[*finetune_sets(Path("imitate/best.pt"), Path("collect/demos.npz"), cfg.imitate),
-                                 *train_sets(cfg)])
+        run = build_config(TASK, sets=[*finetune_sets(Path("imitate/best.pt"), Path("collect/demos.npz"),
+                                                      cfg.imitate), *train_sets(cfg)])
     except LegkitError as exc:
         raise LegkitError(f"finetune: {exc}") from None
+    # The demonstrations are recorded in the task's own units; fine-tuning in others would reinterpret the clone.
+    recorded = get_task(TASK)
+    wrong = units_differ({"action_scale": recorded.action_scale, "control_dt": recorded.control_dt}, run)
+    if wrong:
+        raise LegkitError(f"finetune: the cloned policy would not fit: {'; '.join(wrong)}; the collect and "
+                          "imitate stages run the task as it is, so leave these settings out")
 
 
 def train_sets(cfg: PipelineConfig) -> list[str]:
