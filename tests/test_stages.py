@@ -258,3 +258,26 @@ def test_the_trainer_alone_refuses_a_first_stage_it_would_skip(tmp_path):
     with pytest.raises(LegkitError, match="asks for a first stage"):
         train(cfg, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_go2_joystick_recipe_starts_from_the_shipped_base_or_a_first_stage_that_fits(tmp_path):
+    """docs/recipes/go2-joystick-slow.yaml fine-tunes pretrained:go2-joystick-base (the model really loads and
+    trains), and its documented alternative, the base trained first from go2-joystick-base.yaml, fits it too."""
+    from legkit.train.config import build_config
+    from legkit.train.stages import check_stage, first_config
+
+    recipe = Path(__file__).parents[1] / "docs" / "recipes" / "go2-joystick-slow.yaml"
+    runs = tmp_path / "runs"
+    assert main(["train", "go2-joystick", "--config", str(recipe), "--steps", "2048", "--envs", "8", "--runs",
+                 str(runs), "--no-progress", "--set", "run.eval_episodes=0", "--set", "run.best_every=0",
+                 "--set", "run.video_every=0", "--set", "run.torch_threads=1", "--set", "ppo.n_steps=64",
+                 "--set", "ppo.batch_size=256"]) == 0
+    (run,) = list(runs.iterdir())
+    meta = json.loads((run / "meta.json").read_text())
+    assert Path(meta["started_from"]["run"]).name == "go2-joystick-base" and meta["started_from"]["step"] == 18001920
+    sets = ["finetune.from_run=null", f"finetune.first={recipe.parent / 'go2-joystick-base.yaml'}"]
+    cfg = build_config("go2-joystick", str(recipe), sets)
+    first = first_config(cfg, str(recipe), sets)
+    check_stage(first, cfg, "finetune.first")
+    assert first.run.total_steps == 18_000_000 and first.task.commands.lin_vel_x == (-1.0, 2.0)
+    assert cfg.task.commands.lin_vel_x == (-0.6, 0.6) and cfg.run.total_steps == 4_000_000
