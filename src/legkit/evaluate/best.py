@@ -39,7 +39,7 @@ from legkit.train.runs import BEST, META, save_policy
 LOGGED = ("mean_return", "survival_rate", "mean_base_height", "mean_forward_velocity", "velocity_tracking_rms",
           "collisions_per_episode", "stalled_time_share")
 """Metrics of each evaluation logged to TensorBoard as eval/<name> when the task has them (collisions: an arena);
-`legkit plots` draws them."""
+`legkit plots` draws all but the stall share."""
 SEED = 54321
 """Seed of the best-model evaluations: fixed, so that scores of different steps compare."""
 
@@ -127,8 +127,8 @@ class BestModel(BaseCallback):
             save_policy(self.folder, self.model, norm, {**meta, "step": step, "eval": {
                 "mean_return": m["mean_return"], "best_by": self.by, "episodes": self.episodes, "seed": SEED,
                 "survival_rate": m["survival_rate"], "mean_base_height": m["mean_base_height"],
-                "mean_forward_velocity": m["mean_forward_velocity"],
-                **{k: m[k] for k in ("collisions_per_episode",) if m.get(k) is not None}}})
+                "mean_forward_velocity": m["mean_forward_velocity"], "collisions_per_episode":
+                m.get("collisions_per_episode")}})  # None: no arena
         self.logger.record("eval/best_mean_return", self.best[-1])
         self.logger.dump(step)  # at this step, not at the end of the next update
         append_evaluation(self.run, step, self._wall_before + time.time() - self._t0, m)
