@@ -7,9 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from legkit import LegkitError
 from legkit.envs.core import LeggedBatch
 from legkit.tasks import get_task
-from legkit.tasks.commands import CommandConfig, VelocityCommand, wrap_angle
+from legkit.tasks.commands import CommandConfig, VelocityCommand, check_commands, wrap_angle
 from legkit.tasks.curriculum import CommandCurriculum, CommandCurriculumConfig, CommandStage
 from legkit.tasks.state import BatchState
 
@@ -100,3 +101,30 @@ def test_single_axis_share_gives_pure_draws_on_each_axis_evenly():
     np.testing.assert_allclose(nonzero[single].mean(axis=0), [1 / 3] * 3, atol=0.02)
     assert s.command[:, 0].min() >= -1.0 and s.command[:, 0].max() <= 2.0
     assert (nonzero.sum(axis=1) == 3)[~single].all()
+
+
+def test_slow_share_draws_that_share_from_the_slow_ranges_cut_to_the_current_ones():
+    s = BatchState(40000, 12, 4, 5, 0.02)
+    cfg = CommandConfig(lin_vel_x=(-1.0, 2.0), lin_vel_y=(-0.8, 0.8), ang_vel_yaw=(-1.5, 1.5), slow_share=0.5,
+                        slow_ranges=((-0.6, 0.6), (-0.5, 0.5), (-1.0, 1.0)))
+    term = VelocityCommand(cfg, s, _Env(), 0.02)
+    term.reset(np.arange(40000))
+    vx = s.command[:, 0]
+    # slow draws are uniform on [-0.6, 0.6], the others on [-1, 2]: P(|vx| < 0.3) = 0.5 * 0.5 + 0.5 * 0.2
+    assert np.mean(np.abs(vx) < 0.3) == pytest.approx(0.35, abs=0.01)
+    assert np.mean(vx > 0.6) == pytest.approx(0.5 * 1.4 / 3.0, abs=0.01)  # only the other draws exceed 0.6
+    assert vx.min() >= -1.0 and vx.max() <= 2.0
+    # a draw is slow on all three axes together: given a slow yaw rate, vx exceeds 0.6 less often
+    fast_yaw = np.abs(s.command[:, 2]) > 1.0
+    assert np.mean(vx[fast_yaw] > 0.6) == pytest.approx(1.4 / 3.0, abs=0.02)
+    # a command curriculum's narrower stage cuts the slow ranges
+    term.ranges[:] = [[-0.3, 0.4], [0.0, 0.0], [-0.2, 0.2]]
+    term.reset(np.arange(40000))
+    assert s.command[:, 0].min() >= -0.3 and s.command[:, 0].max() <= 0.4
+    assert np.all(s.command[:, 1] == 0.0) and np.abs(s.command[:, 2]).max() <= 0.2
+
+
+def test_slow_share_without_slow_ranges_is_an_error():
+    task = get_task("go2-joystick")
+    with pytest.raises(LegkitError, match="task.commands.slow_ranges"):
+        check_commands(replace(task, commands=replace(task.commands, slow_share=0.5)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 from dataclasses import replace
 
 import gymnasium as gym
@@ -224,15 +225,19 @@ def small_clone(tmp_path_factory):
     ("demos size", ["finetune.bc_policy={mlp}", "ppo.net_arch=[16]", "finetune.demos={small}/d.npz"],
      ["finetune.demos", "has 4 observation values, task pidog-run gives 234"]),
     ("demos alone", ["finetune.demos={demos}"], ["finetune.demos", "needs finetune.bc_policy"]),
-    ("action scale", ["finetune.bc_policy={mlp}", "ppo.net_arch=[16]", "task.action_scale=0.6"],
-     ["does not fit", "recorded at action_scale 1.4", "the task's is 0.6", "task.action_scale"]),
     ("control period", ["finetune.bc_policy={mlp}", "ppo.net_arch=[16]", "task.decimation=2"],
      ["does not fit", "recorded at control_dt 0.02", "the task's is 0.01"]),
 
     ("statistics", ["finetune.bc_policy={mlp}", "finetune.obs_statistics=moving"],
      ["finetune.obs_statistics", "frozen, running"]),
-    ("symmetry", ["finetune.bc_policy={mlp}", "ppo.actor_observations=[imu]"],
-     ["finetune.bc_policy cannot be combined with ppo.actor_observations"]),
+    ("unseen inputs", ["finetune.bc_policy={mlp}", "ppo.net_arch=[16]", "ppo.actor_observations=[imu]"],
+     ["does not fit", "it reads ultrasonic, camera", "which the actor does not see (ppo.actor_observations)"]),
+    ("lstm subset", ["finetune.bc_policy={lstm}", "ppo.net_arch=[8]", "ppo.algorithm=recurrent_ppo",
+                     "ppo.lstm_hidden=8", "ppo.actor_observations=[imu]"],
+     ["does not fit", "an LSTM clone reads the whole observation"]),
+    ("estimator", ["finetune.bc_policy={mlp}", "ppo.net_arch=[16]", "ppo.actor_observations=[imu]",
+                   "ppo.estimator=[camera]"],
+     ["finetune.bc_policy cannot be combined with ppo.estimator"]),
 ])
 def test_what_does_not_fit_is_one_line(case, sets, words, clones, small_clone, tmp_path, capfd):
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
@@ -246,20 +251,64 @@ def test_what_does_not_fit_is_one_line(case, sets, words, clones, small_clone, t
     assert not runs.exists() or not any(runs.iterdir())  # nothing was started
 
 
-def test_demonstrations_at_another_action_scale_do_not_fit(clones):
-    """The BC term's demonstrated actions are in the units of the task they were recorded in."""
-    from legkit.envs.core import task_shape
-    from legkit.imitate.start import check_demos
+def test_demonstrations_at_another_action_scale_are_converted(clones):
+    """The BC term's demonstrated actions are recorded in the task's units (action_scale 1.4 rad per unit): at
+    action_scale 0.6 they are the same joint targets, 1.4 / 0.6 times as large."""
+    from legkit.imitate.start import prepare
 
-    demos = load_demos(clones["demos"])
-    for sets, fits in (([], True), (["task.action_scale=0.6"], False)):
-        cfg = build_config("pidog-run", sets=sets)
-        layout, act_dim = task_shape(cfg.task)
-        if fits:
-            check_demos(demos, cfg, layout, act_dim, "d.npz")
-        else:
-            with pytest.raises(LegkitError, match="recorded at action_scale 1.4 .* the task's is 0.6"):
-                check_demos(demos, cfg, layout, act_dim, "d.npz")
+    recorded = load_demos(clones["demos"]).action
+    for scale in (1.4, 0.6):
+        cfg = build_config("pidog-run", sets=[f"task.action_scale={scale}", f"finetune.bc_policy={clones['mlp']}",
+                                              f"finetune.demos={clones['demos']}", "ppo.net_arch=[16]"])
+        start = prepare(cfg)
+        np.testing.assert_allclose(start.demos.action * scale, recorded * 1.4, rtol=1e-6, atol=1e-7)
+        assert np.abs(recorded).max() > 0.1
+
+
+@pytest.fixture(scope="module")
+def gait_clone(clones, tmp_path_factory) -> Path:
+    """An MLP cloned from the trot's demonstrations reading the behaviour and the clock alone."""
+    root = tmp_path_factory.mktemp("gait-clone")
+    train_bc(load_demos(clones["demos"]), "mlp", out=root, epochs=3, batch_size=128, net_arch=(16,), patience=0,
+             inputs=("behaviour", "clock"))
+    return root / "best.pt"
+
+
+@pytest.mark.parametrize("symmetry", [False, True])
+def test_a_clone_of_the_actors_terms_starts_an_asymmetric_actor_at_another_action_scale(symmetry, gait_clone,
+                                                                                         tmp_path):
+    """A clone that reads only the behaviour and the clock goes into the asymmetric actor of a task at action_scale
+    0.7: its joint targets are the clone's (actions x 1.4 / 0.7); a symmetric actor averages them with the mirror
+    image of the clone's action for the reflected observation."""
+    runs = tmp_path / "runs"
+    assert main(["train", "pidog-run", "--steps", str(WARMUP * ROLLOUT), *TINY, *MODEL["mlp"],
+                 "--set", f"finetune.bc_policy={gait_clone}", "--set", "task.action_scale=0.7",
+                 "--set", "ppo.actor_observations=[imu,behaviour,clock]",
+                 "--set", f"ppo.symmetry={str(symmetry).lower()}", "--runs", str(runs)]) == 0
+    (run,) = list(runs.iterdir())
+    bc = load_bc(gait_clone)
+    model = load_model(run / "model.zip")
+    norm = read_normalization(run / "vecnormalize.pkl", bc.arch.obs_dim)
+    policy = model.policy
+    task = replace(get_task("pidog-run"), episode_seconds=1.0, action_scale=0.7)
+    batch = LeggedBatch(task, 4, seed=7, nthread=1)
+    try:
+        for _ in range(10):
+            obs = batch.observe()
+            a_model, _ = model.predict(norm.normalize_obs(obs), deterministic=True)
+            want = bc_action(bc, obs, clip=False)[0] * 2.0
+            if symmetry:
+                index, sign = (np.asarray(x) for x in policy.mirror["inputs"])
+                actor = np.asarray(policy.actor_indices)
+                mirrored = obs.copy()
+                mirrored[:, actor] = obs[:, actor][:, index] * sign
+                a_index, a_sign = (np.asarray(x) for x in policy.mirror["actions"])
+                want = 0.5 * (want + bc_action(bc, mirrored, clip=False)[0][:, a_index] * a_sign * 2.0)
+            np.testing.assert_allclose(a_model, np.clip(want, -1.0, 1.0), atol=1e-4)
+            assert np.abs(want).max() > 0.05
+            batch.step(a_model)
+    finally:
+        batch.close()
 
 
 def test_a_resume_cannot_change_where_the_run_started(warmup_runs, clones, tmp_path, capfd):

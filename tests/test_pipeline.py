@@ -141,7 +141,6 @@ def test_rerun_keeps_finished_stages(experiment, tmp_path):
     (["--set", "finetune.ppo.learning_rat=0.1"], "learning_rat"),
     (["--set", "collect.seconds_per_behaviour=3"], "add --from collect"),
     (["--set", "imitate.epochs=4"], "add --from imitate"),
-    (["--set", "finetune.task.action_scale=0.6"], "recorded at action_scale 1.4 (rad per unit action), the task's is 0.6"),
     (["--set", "finetune.task.decimation=2"], "recorded at control_dt 0.02 (s), the task's is 0.01"),
 ])
 def test_bad_input_is_one_line_and_changes_nothing(experiment, tmp_path, capsys, args, says):

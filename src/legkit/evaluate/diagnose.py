@@ -192,11 +192,12 @@ def _read_eval(folder: Path, config: dict) -> tuple[dict | None, str, str, bool]
 
 
 def _expected_command(config: dict) -> float | None:
-    """The mean forward command of a task that draws it uniformly from task.commands.lin_vel_x alone (no standing
-    or single-axis shares, no command curriculum); None otherwise."""
+    """The mean forward command of a task that draws it uniformly from task.commands.lin_vel_x alone (no standing,
+    single-axis or slow shares, no command curriculum); None otherwise."""
     task = config.get("task") or {}
     c = task.get("commands") or {}
-    if (task.get("command_curriculum") or {}).get("stages") or c.get("standing_share") or c.get("single_axis_share"):
+    if (task.get("command_curriculum") or {}).get("stages") or c.get("standing_share") or c.get("single_axis_share") \
+            or c.get("slow_share"):
         return None
     x = c.get("lin_vel_x")
     return float(np.mean(x)) if isinstance(x, list) and len(x) == 2 else None

@@ -30,7 +30,7 @@ SWEEP: dict[str, tuple[float, float, float]] = {
 """The sweep's commands by name: (vx m/s, vy m/s (+ left), yaw rate rad/s (+ counter-clockwise)), body frame."""
 
 _HELD = ("lin_vel_x", "lin_vel_y", "ang_vel_yaw", "resample_seconds", "standing_share", "single_axis_share",
-         "heading", "heading_stiffness")
+         "slow_share", "slow_ranges", "heading", "heading_stiffness")
 """The CommandConfig fields that `fixed_command` sets; a field it does not know is an error, not ignored."""
 
 
@@ -43,7 +43,7 @@ def fixed_command(task: TaskConfig, vx: float, vy: float, yaw: float) -> TaskCon
                           "stay fixed")
     commands = replace(task.commands, lin_vel_x=(vx, vx), lin_vel_y=(vy, vy), ang_vel_yaw=(yaw, yaw),
                        resample_seconds=0.0, standing_share=0.0, single_axis_share=0.0,
-                       heading=False)
+                       slow_share=0.0, heading=False)
     # A command curriculum would set its own ranges at evaluation (its last stage): none here.
     return replace(task, commands=commands, command_curriculum=replace(task.command_curriculum, stages=()))
 

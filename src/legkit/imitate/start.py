@@ -42,7 +42,7 @@ from legkit.tasks.config import undisturbed
 from legkit.tasks.observations import layout_difference, term_indices
 from legkit.train.callbacks import CriticWarmup
 from legkit.train.config import Config
-from legkit.train.normalization import FlooredRunningMeanStd, frozen_statistics
+from legkit.train.normalization import FlooredRunningMeanStd, frozen_statistics, normalizer_statistics
 from legkit.train.runs import write_json
 
 FINETUNE_JSON = "finetune.json"
@@ -78,24 +78,52 @@ def check_fit(bc: BCPolicy, cfg: Config, layout: list, act_dim: int, source: str
         wrong.append(f"its observations differ from task {cfg.task_name}'s: {diff}")
     if a.act_dim != act_dim:
         wrong.append(f"it gives {a.act_dim} actions, task {cfg.task_name} takes {act_dim}")
-    wrong += units_differ(bc.meta, cfg)
+    if p.actor_observations and not wrong:
+        wrong += _unseen_inputs(bc, layout, p.actor_observations)
+    wrong += units_differ(bc.meta, cfg, convert_scale=True)
     if wrong:
         raise LegkitError(f"finetune.bc_policy '{source}' does not fit the run: {'; '.join(wrong)}")
 
 
-def units_differ(meta: dict, cfg: Config) -> list[str]:
+def _unseen_inputs(bc: BCPolicy, layout: list, actor_terms: tuple[str, ...]) -> list[str]:
+    """Why the clone cannot be the actor that reads only `actor_terms` (ppo.actor_observations): an LSTM clone
+    reads the whole observation; an MLP clone must read nothing else (its first layer's other weights zero)."""
+    if bc.arch.kind != "mlp":
+        return [f"an {bc.arch.kind.upper()} clone reads the whole observation: leave ppo.actor_observations out"]
+    seen = set(term_indices(layout, [n for n in actor_terms if n in {str(t) for t, _, _ in layout}]))
+    weight = bc.net.mlp_extractor.policy_net[0].weight.detach().numpy()
+    read = [str(name) for name, start, size in layout
+            if any(int(i) not in seen and np.any(weight[:, int(i)] != 0) for i in range(start, start + size))]
+    if read:
+        return [f"it reads {', '.join(read)}, which the actor does not see (ppo.actor_observations): clone it from "
+                "the actor's terms only (imitate.inputs) or let the actor see them"]
+    return []
+
+
+def units_differ(meta: dict, cfg: Config, convert_scale: bool = False) -> list[str]:
     """What makes a recorded action mean another thing in `cfg`'s task: the demonstrations' action scale (rad of
     joint offset per unit action) or control period, from `meta` (the demos' or the clone's), against the task's.
-    A clone recorded at action_scale 1.4 run at 0.6 would move every joint less than half as far as it learnt."""
+    A clone recorded at action_scale 1.4 run at 0.6 as it is would move every joint less than half as far as it
+    learnt; with `convert_scale` the action scale is not listed, since the fine-tuning converts the clone's
+    actions (action_ratio). A control period cannot be converted."""
     t, out = cfg.task, []
     for key, ours, unit in (("action_scale", t.action_scale, "rad per unit action"),
                             ("control_dt", t.control_dt, "s")):
+        if convert_scale and key == "action_scale":
+            continue
         theirs = meta.get(key)
         if theirs is not None and not np.isclose(float(theirs), float(ours), rtol=1e-6, atol=0.0):
             setting = "task.action_scale" if key == "action_scale" else "task.decimation x task.physics.timestep"
             out.append(f"its demonstrations were recorded at {key} {float(theirs):g} ({unit}), the task's is "
                        f"{float(ours):g} ({setting})")
     return out
+
+
+def action_ratio(meta: dict, cfg: Config) -> float:
+    """The factor that turns an action recorded at `meta`'s action_scale into one of `cfg`'s task with the same
+    joint target (1 when `meta` names none): the recorded scale over the task's."""
+    recorded = meta.get("action_scale")
+    return 1.0 if recorded is None else float(recorded) / float(cfg.task.action_scale)
 
 
 def check_demos(demos: Demos, cfg: Config, layout: list, act_dim: int, source: str) -> None:
@@ -108,7 +136,7 @@ def check_demos(demos: Demos, cfg: Config, layout: list, act_dim: int, source: s
     if demos.act_dim != act_dim:
         raise LegkitError(f"finetune.demos '{source}' has {demos.act_dim} actions, task {cfg.task_name} takes "
                           f"{act_dim}")
-    wrong = units_differ(demos.meta, cfg)
+    wrong = units_differ(demos.meta, cfg, convert_scale=True)
     if wrong:
         raise LegkitError(f"finetune.demos '{source}' does not fit the run: {'; '.join(wrong)}")
 
@@ -131,6 +159,8 @@ def prepare(cfg: Config, resumed: bool = False) -> FinetuneStart | None:
         demos = _read(load_demos, f.demos, "finetune.demos")
         check_demos(demos, cfg, layout, act_dim, f.demos)
         demos.obs[:, blind] = 0.0  # the BC term shows the actor only what the task lets it see
+        demos = replace(demos, action=(demos.action * action_ratio(demos.meta, cfg)).astype(demos.action.dtype))
+        # the same joint targets in the task's units
     return FinetuneStart(cfg, bc, demos, blind)
 
 
@@ -180,7 +210,12 @@ class FinetuneStart:
             raise LegkitError("this fine-tuning start was prepared for a resume: it has no cloned policy to load")
         f = self.cfg.finetune
         load = load_into_recurrent_ppo if self.cfg.ppo.algorithm == "recurrent_ppo" else load_into_ppo
-        load(self.bc, model, log_std=f.log_std)
+        ratio = action_ratio(self.bc.meta, self.cfg)
+        load(self.bc, model, log_std=f.log_std, action_ratio=ratio)
+        if ratio != 1.0:
+            print(f"fine-tuning: the cloned policy's actions times {ratio:.4g} (recorded at action_scale "
+                  f"{float(self.bc.meta['action_scale']):g}, the task's is {self.cfg.task.action_scale:g}): the same "
+                  f"joint targets, those beyond {self.cfg.task.action_scale:g} rad of home clipped")
         n = set_obs_statistics(vecnorm, self.bc.normalizer).obs_rms  # checks size, clip and epsilon
         mean = n.mean.copy()
         mean[self.blind] = 0.0  # a blind term reads 0: normalized, 0 too
@@ -188,6 +223,9 @@ class FinetuneStart:
             vecnorm.obs_rms = frozen_statistics(mean, n.var, n.count)
         else:
             vecnorm.obs_rms = FlooredRunningMeanStd(mean, n.var, n.count, f.min_obs_std ** 2)
+        policy = model.policy
+        if getattr(policy, "mirror", None) is not None:  # a symmetric actor reflects through these statistics
+            policy.pi_features_extractor.set_statistics(*normalizer_statistics(vecnorm, policy.actor_indices))
         if f.eval_episodes:
             self.start_return = {"step": 0, **measure_return(model, vecnorm, self.cfg, f.eval_episodes,
                                                              self.cfg.run.seed)}

@@ -1,14 +1,19 @@
 """Start SB3 models from a cloned policy, and run a cloned policy in closed loop.
 
-`load_into_ppo` copies a BC MLP into an SB3 PPO policy (MlpPolicy), `load_into_recurrent_ppo` a BC LSTM
-into sb3-contrib RecurrentPPO (MlpLstmPolicy): the actor's layers are copied as they are, the critic is
-left as built, and the action log-std is set low. SB3's default log std of 0 (std 1 on actions in [-1, 1])
+`load_into_ppo` copies a BC MLP into an SB3 PPO policy (MlpPolicy, or legkit's AsymmetricActorCriticPolicy,
+whose actor reads a subset of the observation: the first layer keeps the clone's weights from those inputs, and
+the clone must read nothing else), `load_into_recurrent_ppo` a BC LSTM into sb3-contrib RecurrentPPO
+(MlpLstmPolicy): the actor's layers are copied, the critic is left as built, and the action log-std is set low.
+`action_ratio` converts the clone's actions into the run's units (the demonstrations' action scale over the
+task's: the same joint targets). SB3's default log std of 0 (std 1 on actions in [-1, 1])
 would bury the cloned gait in exploration noise on the first rollout; log_std -2 (std 0.14) keeps it
 recognisable. The model then takes the BC normalizer's statistics as its VecNormalize's
 (legkit.imitate.normalizer.set_obs_statistics).
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
@@ -22,6 +27,7 @@ from torch import nn
 
 from legkit import LegkitError
 from legkit.imitate.bc import BCPolicy
+from legkit.train.policies import AsymmetricActorCriticPolicy
 
 DEFAULT_LOG_STD = -2.0
 """Log std of the Gaussian policy after a warm start: std 0.14 on actions in [-1, 1]."""
@@ -35,9 +41,14 @@ def _describe(module: nn.Module) -> str:
 
 
 def _check_policy(bc: BCPolicy, policy: ActorCriticPolicy, what: str) -> None:
-    """What both warm starts need: a flat observation read whole, the same sizes, a plain Gaussian."""
+    """What both warm starts need: a flat observation read whole (or a subset, by an AsymmetricActorCriticPolicy
+    without a state estimator), the same sizes, a plain Gaussian."""
     arch = bc.arch
-    if not isinstance(policy.pi_features_extractor, FlattenExtractor):
+    if isinstance(policy, AsymmetricActorCriticPolicy):
+        if policy.estimate_indices:
+            raise LegkitError(f"the {what} actor holds a state estimator whose output the BC policy never read: "
+                              "fine-tune the clone without ppo.estimator")
+    elif not isinstance(policy.pi_features_extractor, FlattenExtractor):
         raise LegkitError(f"the {what} actor reads its observation through "
                           f"{type(policy.pi_features_extractor).__name__}, but the BC policy reads the whole "
                           "observation: build it with the default FlattenExtractor (no actor_observations/symmetry)")
@@ -59,6 +70,42 @@ def _copy(name: str, ours: nn.Module, theirs: nn.Module, what: str, kwargs_hint:
     theirs.load_state_dict(ours.state_dict())
 
 
+def _actor_first_layer(bc: BCPolicy, policy: ActorCriticPolicy) -> nn.Module:
+    """The clone's policy net as the actor of `policy` reads its inputs: for an AsymmetricActorCriticPolicy, the
+    first layer's columns of the actor's inputs alone (a LegkitError when the clone reads any other input)."""
+    net = bc.net.mlp_extractor.policy_net
+    if not isinstance(policy, AsymmetricActorCriticPolicy):
+        return net
+    keep = np.asarray(policy.actor_indices, dtype=np.int64)
+    first = net[0]
+    if not isinstance(first, nn.Linear):
+        raise LegkitError(f"the BC policy's first layer is {first!r}, not a Linear layer")
+    dropped = np.setdiff1d(np.arange(first.in_features), keep)
+    read = dropped[(first.weight.detach()[:, dropped] != 0).any(dim=0).numpy()]
+    if len(read):
+        layout = bc.meta.get("obs_layout") or []
+        terms = sorted({str(n) for n, start, size in layout if any(int(start) <= i < int(start) + int(size)
+                                                                    for i in read)})
+        raise LegkitError(f"the BC policy reads observation entries the actor does not see ({', '.join(terms) or len(read)}"
+                          "): clone it from the actor's observations only (imitate.inputs), or add those terms to "
+                          "ppo.actor_observations")
+    out = copy.deepcopy(net)
+    out[0] = nn.Linear(len(keep), first.out_features)
+    with torch.no_grad():
+        out[0].weight.copy_(first.weight[:, torch.as_tensor(keep)])
+        out[0].bias.copy_(first.bias)
+    return out
+
+
+def _scaled(action_net: nn.Linear, ratio: float) -> nn.Linear:
+    """`action_net` whose outputs are `ratio` times as large."""
+    out = copy.deepcopy(action_net)
+    with torch.no_grad():
+        out.weight.mul_(float(ratio))
+        out.bias.mul_(float(ratio))
+    return out
+
+
 def _set_log_std(policy: ActorCriticPolicy, log_std: float) -> None:
     with torch.no_grad():
         policy.log_std.fill_(float(log_std))
@@ -71,10 +118,13 @@ def _net_arch_hint(bc: BCPolicy) -> str:
     return f"policy_kwargs net_arch=dict(pi={list(bc.arch.net_arch)}, vf=...), activation_fn={activation}"
 
 
-def load_into_ppo(bc: BCPolicy, model: PPO, log_std: float = DEFAULT_LOG_STD) -> None:
-    """Copy the BC MLP into `model`'s actor (mlp_extractor.policy_net, action_net) and set its log std.
+def load_into_ppo(bc: BCPolicy, model: PPO, log_std: float = DEFAULT_LOG_STD, action_ratio: float = 1.0) -> None:
+    """Copy the BC MLP into `model`'s actor (mlp_extractor.policy_net, action_net, its outputs times
+    `action_ratio`) and set its log std. A symmetric AsymmetricActorCriticPolicy averages the copy with its
+    mirror image, which is the clone itself when the demonstrated gaits are mirror-symmetric.
 
-    A LegkitError names what differs when the policy is not an MlpPolicy of the same sizes and activation."""
+    A LegkitError names what differs when the policy is not an MlpPolicy (or AsymmetricActorCriticPolicy) of
+    the same sizes and activation."""
     if bc.arch.kind != "mlp":
         raise LegkitError(f"the BC policy is an {bc.arch.kind.upper()}: load it into RecurrentPPO with "
                           "load_into_recurrent_ppo")
@@ -83,13 +133,15 @@ def load_into_ppo(bc: BCPolicy, model: PPO, log_std: float = DEFAULT_LOG_STD) ->
         raise LegkitError(f"load_into_ppo needs a PPO with an MlpPolicy, got {type(policy).__name__}")
     _check_policy(bc, policy, "PPO")
     hint = _net_arch_hint(bc)
-    _copy("mlp_extractor.policy_net", bc.net.mlp_extractor.policy_net, policy.mlp_extractor.policy_net, "PPO", hint)
-    _copy("action_net", bc.net.action_net, policy.action_net, "PPO", hint)
+    _copy("mlp_extractor.policy_net", _actor_first_layer(bc, policy), policy.mlp_extractor.policy_net, "PPO", hint)
+    _copy("action_net", _scaled(bc.net.action_net, action_ratio), policy.action_net, "PPO", hint)
     _set_log_std(policy, log_std)
 
 
-def load_into_recurrent_ppo(bc: BCPolicy, model: RecurrentPPO, log_std: float = DEFAULT_LOG_STD) -> None:
-    """Copy the BC LSTM into `model`'s actor (lstm_actor, mlp_extractor.policy_net, action_net) and set its log std.
+def load_into_recurrent_ppo(bc: BCPolicy, model: RecurrentPPO, log_std: float = DEFAULT_LOG_STD,
+                            action_ratio: float = 1.0) -> None:
+    """Copy the BC LSTM into `model`'s actor (lstm_actor, mlp_extractor.policy_net, action_net, its outputs times
+    `action_ratio`) and set its log std.
 
     The critic's LSTM is left as built. A LegkitError names what differs when the sizes do not match."""
     if bc.arch.kind != "lstm":
@@ -103,7 +155,7 @@ def load_into_recurrent_ppo(bc: BCPolicy, model: RecurrentPPO, log_std: float = 
     _copy("lstm_actor", bc.net.lstm_actor, policy.lstm_actor, "RecurrentPPO", hint)
     _copy("mlp_extractor.policy_net", bc.net.mlp_extractor.policy_net, policy.mlp_extractor.policy_net,
           "RecurrentPPO", hint)
-    _copy("action_net", bc.net.action_net, policy.action_net, "RecurrentPPO", hint)
+    _copy("action_net", _scaled(bc.net.action_net, action_ratio), policy.action_net, "RecurrentPPO", hint)
     _set_log_std(policy, log_std)
 
 

@@ -220,9 +220,11 @@ def check(cfg: PipelineConfig) -> None:
                                                       cfg.imitate), *train_sets(cfg)])
     except LegkitError as exc:
         raise LegkitError(f"finetune: {exc}") from None
-    # The demonstrations are recorded in the task's own units; fine-tuning in others would reinterpret the clone.
+    # The demonstrations are recorded in the task's own units: fine-tuning converts another action scale (the same
+    # joint targets), but not another control period.
     recorded = get_task(TASK)
-    wrong = units_differ({"action_scale": recorded.action_scale, "control_dt": recorded.control_dt}, run)
+    wrong = units_differ({"action_scale": recorded.action_scale, "control_dt": recorded.control_dt}, run,
+                         convert_scale=True)
     if wrong:
         raise LegkitError(f"finetune: the cloned policy would not fit: {'; '.join(wrong)}; the collect and "
                           "imitate stages run the task as it is, so leave these settings out")

@@ -33,6 +33,13 @@ class CommandConfig:
     single_axis_share: float = 0.0
     """Fraction of draws that keep one of vx, vy, yaw rate (chosen evenly) and zero the other two, in
     [0, 1]: pure backward, sideways and turning on the spot, which a draw from the whole box rarely gives."""
+    slow_share: float = 0.0
+    """Fraction of draws, in [0, 1], taken from `slow_ranges` instead: slow commands, which a draw from the whole
+    box gives rarely once the ranges are wide. A policy that meets them seldom learns to stand under them, since
+    standing still earns most of a tracking kernel at a slow command."""
+    slow_ranges: tuple[tuple[float, float], tuple[float, float], tuple[float, float]] | None = None
+    """The [lo, hi] of vx (m/s), vy (m/s) and yaw rate (rad/s) that `slow_share` draws from, each cut to the
+    current range (a command curriculum's stage)."""
     heading: bool = False
     """Heading mode: draw a heading in [-pi, pi] (world frame) and command the yaw rate
     `heading_stiffness * heading error`, clipped to `ang_vel_yaw`."""
@@ -76,9 +83,14 @@ class VelocityCommand:
     def sample(self, ids: np.ndarray) -> None:
         """Draw new commands for robots `ids`."""
         rng, k, cmd = self._rng.rng, len(ids), self.s.command
+        lo, hi = np.repeat(self.ranges[None, :, 0], k, axis=0), np.repeat(self.ranges[None, :, 1], k, axis=0)
+        if self.cfg.slow_share > 0:
+            slow = rng.uniform(0.0, 1.0, k) < self.cfg.slow_share
+            box = np.asarray(self.cfg.slow_ranges, dtype=np.float64)
+            lo[slow] = np.minimum(np.maximum(box[:, 0], self.ranges[:, 0]), self.ranges[:, 1])
+            hi[slow] = np.maximum(np.minimum(box[:, 1], self.ranges[:, 1]), lo[slow])
         for col in range(3):
-            lo, hi = self.ranges[col]
-            cmd[ids, col] = rng.uniform(lo, hi, k)
+            cmd[ids, col] = rng.uniform(lo[:, col], hi[:, col])
         if self.cfg.single_axis_share > 0:
             single = rng.uniform(0.0, 1.0, k) < self.cfg.single_axis_share
             keep = rng.integers(0, 3, k)
@@ -118,6 +130,11 @@ def check_commands(task) -> None:
     checks = [
         (0.0 <= c.standing_share <= 1.0, "task.commands.standing_share", c.standing_share, "in [0, 1]"),
         (0.0 <= c.single_axis_share <= 1.0, "task.commands.single_axis_share", c.single_axis_share, "in [0, 1]"),
+        (0.0 <= c.slow_share <= 1.0, "task.commands.slow_share", c.slow_share, "in [0, 1]"),
+        (c.slow_share == 0 or c.slow_ranges is not None, "task.commands.slow_ranges", c.slow_ranges,
+         "set when task.commands.slow_share > 0: [[vx lo, hi], [vy lo, hi], [yaw lo, hi]]"),
+        (c.slow_ranges is None or all(lo <= hi for lo, hi in c.slow_ranges), "task.commands.slow_ranges",
+         c.slow_ranges, "[lo, hi] pairs with lo <= hi"),
         (c.heading_stiffness > 0, "task.commands.heading_stiffness", c.heading_stiffness, "> 0 (1/s)"),
     ]
     if cc.stages:

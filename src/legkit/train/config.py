@@ -152,8 +152,11 @@ class FinetuneConfig:
 
     With `bc_policy` set, a new run (legkit.imitate.start):
       1. copies the cloned actor into the model (an "mlp" clone into ppo.algorithm=ppo, an "lstm" clone into
-         recurrent_ppo; ppo.net_arch, ppo.activation, ppo.lstm_hidden and ppo.lstm_layers must be the clone's)
-         and sets the action log std to `log_std` (ppo.log_std_init does not apply);
+         recurrent_ppo; ppo.net_arch, ppo.activation, ppo.lstm_hidden and ppo.lstm_layers must be the clone's;
+         with ppo.actor_observations the clone may read only those terms, and ppo.symmetry averages it with its
+         mirror image) and sets the action log std to `log_std` (ppo.log_std_init does not apply); a clone
+         recorded at another task.action_scale has its actions converted to the same joint targets (and so
+         have the demonstrations);
       2. sets VecNormalize's observation statistics to the clone's normalizer (`obs_statistics`);
       3. measures the clone's mean return (`eval_episodes` deterministic and as many sampled episodes);
       4. warms the critic up: the first `critic_warmup_rollouts` updates fit only the value function, the actor
@@ -391,11 +394,10 @@ def validate(cfg: Config) -> Config:
                               "would read the actor's LSTM, which sees only the actor's terms; set "
                               "ppo.shared_lstm=false")
     if f.bc_policy is not None:
-        custom = [k for k, on in (("ppo.actor_observations", p.actor_observations), ("ppo.estimator", p.estimator),
-                                  ("ppo.symmetry", p.symmetry), ("ppo.fixed_scales", p.fixed_scales)) if on]
+        custom = [k for k, on in (("ppo.estimator", p.estimator), ("ppo.fixed_scales", p.fixed_scales)) if on]
         if custom:
             raise LegkitError(f"finetune.bc_policy cannot be combined with {', '.join(custom)}: the cloned actor "
-                              "reads the whole observation, normalized by its own statistics")
+                              "reads no estimate, and its observations are normalized by its own statistics")
     if f.from_run is not None and f.bc_policy is not None:
         raise LegkitError("finetune.from_run and finetune.bc_policy both name where the network starts: set one of "
                           "them (the other null)")
