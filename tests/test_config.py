@@ -339,3 +339,19 @@ def test_valid_boundaries_of_signed_fields_are_accepted():
     ])
     assert cfg.task.max_episode_steps == 1 and cfg.task.curriculum.stages[0].min_steps == 0
     assert cfg.ppo.learning_rate_final is None and cfg.ppo.target_kl is None  # unset is valid
+
+
+def test_config_names_a_file_or_a_packaged_recipe(tmp_path, monkeypatch):
+    from legkit.train.config import config_file, recipe_file, recipes
+
+    assert {"pidog-arena", "pidog-turn"} <= set(recipes())
+    assert config_file("pidog-arena") == str(recipe_file("pidog-arena"))
+    cfg = build_config("pidog-run", config_file("pidog-arena"))
+    assert cfg.task.action_scale == 0.6 and cfg.finetune.first == "pidog-turn.yaml"  # read beside the recipe
+    mine = tmp_path / "pidog-arena"  # a file of that name in the working directory wins over the recipe
+    mine.write_text("run: {total_steps: 1000}\n")
+    monkeypatch.chdir(tmp_path)
+    assert config_file("pidog-arena") == "pidog-arena"
+    with pytest.raises(LegkitError, match=r"--config 'pidog-arenaa': no such file, nor a packaged recipe \(pidog-arena"):
+        config_file("pidog-arenaa")
+    assert config_file("missing.yaml") == "missing.yaml"  # a path: load_yaml says it is missing

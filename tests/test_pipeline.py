@@ -22,7 +22,7 @@ from legkit.cli import main
 TINY = [f"--set={s}" for s in (
     "collect.behaviours=[trot_forward,stand]", "collect.seconds_per_behaviour=2", "collect.episode_seconds=1",
     "imitate.epochs=3", "imitate.eval_robots=2", "imitate.eval_seconds=1",
-    "finetune.steps=2048", "finetune.envs=16", "finetune.checkpoint_every=1024", "finetune.best_every=0",
+    "finetune.turn_steps=1024", "finetune.steps=2048", "finetune.envs=16", "finetune.checkpoint_every=1024", "finetune.best_every=0",
     "finetune.final_eval_episodes=1", "finetune.eval_episodes=1", "finetune.ppo.n_steps=64",
     "finetune.ppo.batch_size=256",
     "finetune.task.episode_seconds=2", "package.checkpoint=final", "package.parity_samples=200")]
@@ -58,8 +58,9 @@ def test_whole_pipeline_writes_the_layout_and_record(experiment):
     assert sorted(p.name for p in experiment.iterdir()) == sorted([*STAGE_FOLDERS, "logs", "pipeline.json"])
     for name in ("demos.npz", "summary.json", "metrics.json"):
         assert (experiment / "collect" / name).is_file()
-    for name in ("best.pt", "final.pt", "losses.csv", "losses.png", "closed_loop.json"):
-        assert (experiment / "imitate" / name).is_file()
+    for kind in ("lstm", "mlp"):
+        for name in ("best.pt", "final.pt", "losses.csv", "losses.png", "closed_loop.json"):
+            assert (experiment / "imitate" / kind / name).is_file()
     assert (experiment / "finetune" / "run" / "model.zip").is_file()
     final = experiment / "final_model"
     for name in ("policy.onnx", "policy.pt", "policy.json", "runtime.py", "model.zip", "vecnormalize.pkl",
@@ -73,16 +74,21 @@ def test_whole_pipeline_writes_the_layout_and_record(experiment):
     collect = state["stages"]["collect"]["metrics"]
     assert set(collect["per_behaviour"]) == {"trot_forward", "stand"}
     assert collect["samples"] == sum(b["samples"] for b in collect["per_behaviour"].values()) > 0
-    imitate = state["stages"]["imitate"]["metrics"]
-    assert imitate["kind"] == "lstm" and imitate["epochs"] == 3 and imitate["val_episodes"] >= 1
-    assert set(imitate["closed_loop"]) == {"trot_forward", "stand", "mean"}
-    assert 0.0 <= imitate["closed_loop"]["stand"]["survival"] <= 1.0
-    assert imitate["closed_loop"]["stand"]["joint_rms"] >= 0.0
+    for kind in ("lstm", "mlp"):
+        imitate = state["stages"]["imitate"]["metrics"][kind]
+        assert imitate["kind"] == kind and imitate["epochs"] == 3 and imitate["val_episodes"] >= 1
+        assert set(imitate["closed_loop"]) == {"trot_forward", "stand", "mean"}
+        assert 0.0 <= imitate["closed_loop"]["stand"]["survival"] <= 1.0
+        assert imitate["closed_loop"]["stand"]["joint_rms"] >= 0.0
     finetune = state["stages"]["finetune"]["metrics"]
-    assert finetune["steps"] == 2048 and finetune["algorithm"] == "recurrent_ppo"
+    assert finetune["steps"] == 2048 and finetune["algorithm"] == "ppo" and finetune["first_stage"]["steps"] == 1024
     assert "mean_return" in finetune["clone_return_start"]["deterministic"]  # the clone measured as loaded
-    config = (experiment / "finetune" / "run" / "config.yaml").read_text()
-    assert str((experiment / "imitate" / "best.pt").resolve()) in config  # started from the cloned LSTM
+    # the recipe's two stages: the first (turning, open ground) starts from the cloned MLP, the arena from it
+    first = (experiment / "finetune" / "run" / "first" / "config.yaml").read_text()
+    assert str((experiment / "imitate" / "mlp" / "best.pt").resolve()) in first  # started from the cloned MLP
+    main_config = (experiment / "finetune" / "run" / "config.yaml").read_text()
+    assert "obstacle_map" in main_config and "first.yaml" in main_config and "bc_policy: null" in main_config
+    assert "symmetry: true" in first and "action_scale: 0.6" in first  # the recipe's actor and scale
     package = state["stages"]["package"]["metrics"]
     assert package["onnx_parity_max_abs_diff"] <= package["parity_tolerance"]
     assert package["torchscript_parity_max_abs_diff"] <= package["parity_tolerance"]
@@ -95,8 +101,8 @@ def test_whole_pipeline_writes_the_layout_and_record(experiment):
 
 
 def test_packaged_onnx_gives_the_trained_models_actions(experiment):
-    """final_model/policy.onnx, stepped along one demonstration episode with its LSTM state fed back, acts as
-    final_model/model.zip (RecurrentPPO: the default cloned LSTM's fine-tuning) with vecnormalize.pkl."""
+    """final_model/policy.onnx, on the demonstrations' observations, acts as final_model/model.zip (PPO: the
+    recipe's symmetric asymmetric actor fine-tuned from the cloned MLP) with vecnormalize.pkl."""
     import onnxruntime as ort
 
     from legkit.train.trainer import load_model, read_normalization
@@ -104,18 +110,15 @@ def test_packaged_onnx_gives_the_trained_models_actions(experiment):
     final = experiment / "final_model"
     spec = json.loads((final / "policy.json").read_text())
     algorithm = json.loads((experiment / "finetune" / "run" / "meta.json").read_text())["algorithm"]
-    assert algorithm == "recurrent_ppo" and spec["recurrent"]["type"] == "lstm"
+    assert algorithm == "ppo" and not spec.get("recurrent")
     model, norm = load_model(final / "model.zip", algorithm=algorithm), read_normalization(final / "vecnormalize.pkl")
     session = ort.InferenceSession(str(final / "policy.onnx"), providers=["CPUExecutionProvider"])
-    memory, outputs = spec["recurrent"]["state"], spec["onnx"]["outputs"]
-    feeds = {m["input"]: np.zeros(m["shape"], np.float32) for m in memory}
-    state, start = None, np.ones(1, bool)
-    for obs in np.load(experiment / "collect" / "demos.npz")["obs"][:40]:
-        want, state = model.predict(norm.normalize_obs(obs[None]), state=state, episode_start=start, deterministic=True)
-        got = session.run(None, {"obs": obs[None].astype(np.float32), **feeds})
-        feeds = {m["input"]: got[outputs.index(m["output"])] for m in memory}
-        assert np.abs(got[0] - np.clip(want, -1, 1)).max() < 1e-5
-        start = np.zeros(1, bool)
+    obs = np.load(experiment / "collect" / "demos.npz")["obs"][:40]
+    want, _ = model.predict(norm.normalize_obs(obs), deterministic=True)
+    actor = np.asarray(model.policy.actor_indices)  # the graph takes the actor's terms alone, in order
+    assert spec["observation"]["size"] == len(actor) < obs.shape[1]
+    got = session.run(None, {"obs": obs[:, actor].astype(np.float32)})[0]
+    assert np.abs(got - np.clip(want, -1, 1)).max() < 1e-5 and np.abs(want).max() > 0.01
 
 
 def test_rerun_keeps_finished_stages(experiment, tmp_path):
@@ -130,8 +133,11 @@ def test_rerun_keeps_finished_stages(experiment, tmp_path):
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--set", "imitate.epoch=5"], "valid keys of imitate: imitate.kind, imitate.epochs"),
-    (["--set", "imitate.kind=gru"], "imitate.kind = 'gru': must be one of mlp, lstm"),
+    (["--set", "imitate.epoch=5"], "valid keys of imitate: imitate.kinds, imitate.epochs"),
+    (["--set", "imitate.kinds=[gru]"], "imitate.kinds = ['gru']: must be a list of distinct kinds from mlp, lstm"),
+    (["--set", "imitate.kinds=[lstm]"], "imitate.kinds = ['lstm']: must be a list holding mlp"),
+    (["--set", "finetune.turn_steps=-1"], "invalid finetune.turn_steps = -1: must be >= 0"),
+    (["--set", "finetune.log_std=x"], "finetune.log_std' must be a number"),
     (["--set", "imitate.epochs=many"], "imitate.epochs' must be an integer"),
     (["--set", "collect.behaviours=[trot_forward,fly]"], "collect.behaviours"),
     (["--set", "collect.action_noise=-0.01"], "invalid collect.action_noise = -0.01: must be >= 0 (rad)"),
@@ -176,11 +182,11 @@ def test_only_redoes_one_stage_and_later_ones_run_next_time(experiment, tmp_path
     folder = copy_experiment(experiment, tmp_path)
     collect = snapshot(folder / "collect")
     old_package = (folder / "final_model" / "policy.onnx").stat().st_mtime_ns
-    only = pipeline(tmp_path, "dog", "--only", "imitate", "--set", "imitate.epochs=2", "--set", "imitate.kind=mlp")
+    only = pipeline(tmp_path, "dog", "--only", "imitate", "--set", "imitate.epochs=2", "--set", "imitate.kinds=[mlp]")
     assert only.returncode == 0, only.stderr
     state = record(folder)["stages"]
-    assert state["imitate"]["status"] == "done" and state["imitate"]["metrics"]["epochs"] == 2
-    assert state["imitate"]["metrics"]["kind"] == "mlp"
+    assert state["imitate"]["status"] == "done" and list(state["imitate"]["metrics"]) == ["mlp"]
+    assert state["imitate"]["metrics"]["mlp"]["epochs"] == 2
     assert state["finetune"]["status"] == state["package"]["status"] == "stale"
     assert snapshot(folder / "collect") == collect  # kept as it was
     assert (folder / "final_model" / "policy.onnx").stat().st_mtime_ns == old_package  # stale, not deleted
@@ -230,20 +236,20 @@ def start(runs: Path, name: str, *args: str) -> subprocess.Popen:
 def test_kill_during_imitation_resumes_from_its_epoch_checkpoint(experiment, tmp_path):
     folder = copy_experiment(experiment, tmp_path)
     args = ["--only", "imitate", "--set", "imitate.epochs=300", "--set", "imitate.patience=0",
-            "--set", "imitate.eval_robots=0"]
+            "--set", "imitate.eval_robots=0", "--set", "imitate.kinds=[mlp]"]
     proc = start(tmp_path, "dog", *args)
     log = folder / "logs" / "imitate.log"
-    seen = int(wait_for(r"epoch (2\d)/300", log, proc).group(1))
+    seen = int(wait_for(r"mlp epoch (2\d)/300", log, proc).group(1))
     kill_group(proc)
     killed = record(folder)["stages"]["imitate"]
-    assert killed["status"] == "running" and (folder / "imitate.partial" / "checkpoint.pt").is_file()
+    assert killed["status"] == "running" and (folder / "imitate.partial" / "mlp" / "checkpoint.pt").is_file()
     again = pipeline(tmp_path, "dog", *args)  # the same command again
     assert again.returncode == 0, again.stderr
-    resumed = int(re.search(r"resuming behaviour cloning after epoch (\d+)", log.read_text()).group(1))
+    resumed = int(re.search(r"mlp: resuming behaviour cloning after epoch (\d+)", log.read_text()).group(1))
     # an epoch is logged before its checkpoint is written, so the kill may land between the two
     assert resumed >= seen - 1
-    assert f"epoch {resumed + 1}/300" in again.stdout and f"epoch {resumed}/300" not in again.stdout
-    with open(folder / "imitate" / "losses.csv") as f:
+    assert f"mlp epoch {resumed + 1}/300" in again.stdout and f"mlp epoch {resumed}/300" not in again.stdout
+    with open(folder / "imitate" / "mlp" / "losses.csv") as f:
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == list(range(1, 301))
     rec = record(folder)["stages"]["imitate"]
     assert rec["status"] == "done" and [a["outcome"] for a in rec["attempts"]] == ["died", "done"]

@@ -239,10 +239,10 @@ def test_a_resume_cannot_change_or_drop_the_first_stage(two_stage, tmp_path, cap
 
 
 def test_the_pidog_recipe_names_a_first_stage_that_fits():
-    from legkit.train.config import build_config
+    from legkit.train.config import build_config, recipe_file
     from legkit.train.stages import first_config
 
-    recipe = Path(__file__).parents[1] / "docs" / "recipes" / "pidog-arena.yaml"
+    recipe = recipe_file("pidog-arena")  # packaged: the pipeline's fine-tuning runs it
     cfg = build_config("pidog-run", str(recipe))
     first = first_config(cfg, str(recipe), [])
     assert cfg.finetune.first == "pidog-turn.yaml" and first.task.commands.lin_vel_x == (0.0, 0.0)

@@ -61,6 +61,10 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    if args.config:
+        from legkit.train.config import config_file
+
+        args.config = config_file(args.config)  # a file, or a packaged recipe by name
     if args.seeds is not None:
         return _train_seeds(args)
     if args.jobs is not None:
@@ -725,7 +729,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=count, help="total environment steps (3000000, 3e6 or 3_000_000)")
     t.add_argument("--envs", type=int, help="robots simulated together")
     t.add_argument("--seed", type=int)
-    t.add_argument("--config", help="YAML file overriding the task's defaults")
+    t.add_argument("--config", help="YAML file overriding the task's defaults, or a packaged recipe's name "
+                   "(pidog-arena, pidog-turn)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
     t.add_argument("--physics", metavar="NAME", help=PHYSICS_HELP)
     t.add_argument("--name", help="run name (default: the task name)")

@@ -14,7 +14,8 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 DESCRIPTION = """\
 Run the PiDog pipeline into RUNS/pipeline/NAME/: collect (scripted-gait demonstrations), imitate (behaviour
-cloning and its closed-loop check), finetune (PPO on pidog-run from the cloned policy) and package (final_model/:
+cloning of an LSTM and an MLP, each with its closed-loop check), finetune (PPO from the cloned MLP: the packaged
+recipe pidog-arena, turning on the spot first, then the obstacle arena) and package (final_model/:
 ONNX, TorchScript, model.zip, metadata, README, SUMMARY.md). Each stage runs in its own process with its own log
 (logs/STAGE.log); pipeline.json records every stage's status, times, settings and metrics.
 
@@ -30,11 +31,12 @@ def epilog() -> str:
     return "settings (--set STAGE.KEY=VALUE):\n" + "\n".join(
         textwrap.fill(", ".join(keys(stage)), 108, initial_indent=f"  {stage + ':':<10} ", subsequent_indent=" " * 13)
         for stage in STAGES) + (
-        "\n  finetune.task./ppo./run.KEY go to legkit train as --set KEY (e.g. finetune.ppo.learning_rate=1e-4), and\n"
-        "  finetune.log_std ... bc_seq_len as legkit train's finetune.* keys (the start from the cloned policy)"
+        "\n  finetune.task./ppo./run.KEY go to both stages of legkit train as --set KEY (e.g.\n"
+        "  finetune.ppo.learning_rate=1e-4), and finetune.obs_statistics ... bc_seq_len to the first stage's\n"
+        "  finetune.* keys (the start from the cloned policy)"
         "\n\nexamples:\n  legkit pipeline pidog --name dog1\n"
         "  legkit pipeline pidog --name quick --set collect.seconds_per_behaviour=30 --set finetune.steps=200000\n"
-        "  legkit pipeline pidog --name dog1 --from imitate --set imitate.kind=mlp")
+        "  legkit pipeline pidog --name dog1 --from imitate --set imitate.kinds=[mlp]")
 
 
 def add_parser(sub) -> None:

@@ -1,17 +1,22 @@
 """The pipeline's configuration: one dataclass per stage, addressed on the command line as `--set STAGE.KEY=VALUE`.
 
-The fine-tuning is `legkit train`, and more of its settings pass through: `--set finetune.ppo.learning_rate=1e-4`
-(any `task.`, `ppo.` or `run.` key under `finetune.`) becomes `--set ppo.learning_rate=1e-4`, and the keys of its
-start from the cloned policy (`--set finetune.bc_coef=0.5`) become `--set finetune.bc_coef=0.5`. What ties the
-fine-tuning to the cloned policy (its file, the demonstrations, the network's shape) is the pipeline's own:
-`finetune_sets`. Every key and value is checked before a stage runs.
+The fine-tuning is `legkit train` of the packaged recipe pidog-arena (configs/recipes/): a first stage that turns on
+the spot on open ground (pidog-turn), started from the cloned MLP, then the arena, started from the first stage's
+model. Every stage runs the task as that recipe sets it (observations, sensors), so that the demonstrations, the
+clone and the fine-tuning share one observation layout (`pipeline_task`); the demonstrations are recorded at the
+task's own action scale (the sit pose fits), and the fine-tuning converts the clone's actions to the recipe's.
+More settings pass through: `--set finetune.ppo.learning_rate=1e-4` (any `task.`, `ppo.` or `run.` key under
+`finetune.`) becomes `--set ppo.learning_rate=1e-4` of both stages, and the keys of the start from the cloned
+policy (`--set finetune.bc_coef=0.5`) go to the first stage. What ties the fine-tuning to the cloned policy (its
+file, the demonstrations, the network's shape) is the pipeline's own: `first_sets`. Every key and value is checked
+before a stage runs.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +26,7 @@ from legkit.imitate.bc import DEFAULT_NET_ARCH, KINDS
 from legkit.imitate.collect import PIDOG_BEHAVIOURS
 from legkit.imitate.start import units_differ
 from legkit.tasks import get_task
-from legkit.train.config import FinetuneConfig, build_config
+from legkit.train.config import FinetuneConfig, build_config, recipe_file
 
 STAGES = ("collect", "imitate", "finetune", "package")
 """The stages, in the order they run; each reads what the ones before it wrote."""
@@ -29,11 +34,16 @@ FOLDERS = {"collect": "collect", "imitate": "imitate", "finetune": "finetune", "
 """Each stage's outputs: EXPERIMENT/FOLDER/."""
 TASK = "pidog-run"
 """The task every stage runs in: demonstrations, cloning, fine-tuning and export share its observations."""
+RECIPE, FIRST_RECIPE = "pidog-arena", "pidog-turn"
+"""The fine-tuning's packaged recipes (legkit/configs/recipes/): the arena stage, and the first stage it names."""
+FINETUNE_KIND = "mlp"
+"""The clone the fine-tuning starts from: the recipe's symmetric actor reads a subset of the observation, which an
+MLP clone of those terms fits (an LSTM clone reads the whole observation, and RecurrentPPO has no symmetric actor)."""
 TRAIN_SECTIONS = ("task", "ppo", "run")
 """`finetune.<section>.KEY` goes to `legkit train --set <section>.KEY`."""
-CLONE_KEYS = ("finetune.bc_policy", "finetune.demos", "ppo.algorithm", "ppo.net_arch", "ppo.activation",
-              "ppo.lstm_hidden", "ppo.lstm_layers")
-"""legkit train keys the pipeline sets from the cloned policy (finetune_sets): not to be given."""
+CLONE_KEYS = ("finetune.bc_policy", "finetune.demos", "finetune.log_std", "ppo.algorithm", "ppo.net_arch",
+              "ppo.activation", "ppo.lstm_hidden", "ppo.lstm_layers")
+"""legkit train keys the pipeline sets from the cloned policy and its own settings (first_sets): not to be given."""
 OTHER_STARTS = ("finetune.from_run", "finetune.from_checkpoint", "finetune.first")
 """legkit train keys of a start other than the clone: the pipeline's fine-tuning starts from its clone."""
 START_KEYS = tuple(f.name for f in fields(FinetuneConfig) if f"finetune.{f.name}" not in CLONE_KEYS + OTHER_STARTS)
@@ -65,8 +75,9 @@ class CollectSettings:
 class ImitateSettings:
     """Behaviour cloning (legkit.imitate.bc) and its closed-loop check on every demonstrated behaviour."""
 
-    kind: str = "lstm"
-    """lstm (the seed's LSTM(64) -> Dense(32)) or mlp."""
+    kinds: tuple[str, ...] = ("lstm", "mlp")
+    """The clones trained, each into imitate/KIND/ with its closed-loop check: lstm (the seed's LSTM(64) ->
+    Dense(32)) and mlp. The fine-tuning starts from the MLP, which must be among them."""
     epochs: int = 200
     """At most this many passes over the training episodes."""
     patience: int = 20
@@ -92,24 +103,36 @@ class ImitateSettings:
 
 @dataclass(frozen=True)
 class FinetuneSettings:
-    """PPO on pidog-run started from the cloned policy (`legkit train pidog-run`)."""
+    """PPO of the recipe pidog-arena started from the cloned MLP (`legkit train pidog-run --config pidog-arena`)."""
 
-    steps: int = 2_000_000
-    """Environment steps (RecurrentPPO on pidog-run with one torch thread: about 2,500 steps/s on 2 cores)."""
+    turn_steps: int = 3_000_000
+    """Environment steps of the first stage (pidog-turn: turning on the spot on open ground), which starts from the
+    clone (0: no first stage; the arena stage starts from the clone)."""
+    steps: int = 4_000_000
+    """Environment steps of the arena stage, started from the first stage's model (about 17 minutes on 2 cores)."""
     envs: int = 256
     """Robots simulated together."""
-    checkpoint_every: int = 200_000
+    checkpoint_every: int = 500_000
     """Steps between checkpoints: how much a killed fine-tuning loses."""
-    best_every: int = 200_000
-    """Steps between evaluations that keep the best model (0: none): the packaged policy is the best one."""
+    best_every: int = 500_000
+    """Steps between evaluations that keep the best model of each stage (0: none): the packaged policy is the arena
+    stage's best one (the recipe's run.best_by: survival, then the mean return)."""
     best_episodes: int = 32
     """Episodes of each of those evaluations: a PiDog's falls and collisions vary from one obstacle layout to the
     next, and the best model is chosen on them."""
     final_eval_episodes: int = 10
-    """Episodes of the evaluation at the end of training (eval.json)."""
+    """Episodes of the evaluation at the end of each stage (eval.json)."""
+    log_std: float = -1.0
+    """Log std of the actions when the clone is loaded: the recipe's (std 0.37 on actions in [-1, 1]). The
+    scripted gaits the clone copies fall under far less noise than any exploration (docs/results.md), so a low std
+    does not keep them; it slows learning."""
+    bc_term: bool = False
+    """Add the decaying behaviour-cloning term on the demonstrations to the first stage (finetune.bc_coef...). It
+    pulls the actor back to the scripted gaits, which fall under the exploration's noise: off by default
+    (docs/results.md)."""
     train: tuple[str, ...] = ()
-    """Further `legkit train --set` strings, given as finetune.ppo.KEY=VALUE (or task./run.) and finetune.KEY
-    for legkit train's finetune.KEY (e.g. bc_coef)."""
+    """Further `legkit train --set` strings, given as finetune.ppo.KEY=VALUE (or task./run.) for both stages and
+    finetune.KEY for the first stage's finetune.KEY (e.g. bc_coef)."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +179,8 @@ def resolve(base: dict | None, sets: list[str]) -> PipelineConfig:
             key = key if len(parts) > 2 else f"finetune.{key}"  # legkit train's own finetune section
             if key in CLONE_KEYS:
                 raise LegkitError(f"--set finetune.{'.'.join(parts[1:])}: the pipeline sets {key} from the cloned "
-                                  "policy (imitate.kind, imitate.lstm_hidden); change those instead")
+                                  "policy and its own settings (finetune.log_std, finetune.bc_term); change those "
+                                  "instead")
             train[key] = _split(item)[1]
         elif len(parts) != 2 or parts[1] not in keys(stage):
             raise LegkitError(f"unknown --set key '{'.'.join(parts)}'; valid keys of {stage}: "
@@ -189,7 +213,10 @@ def check(cfg: PipelineConfig) -> None:
         (c.joint_pos_noise >= 0, "collect.joint_pos_noise", c.joint_pos_noise, ">= 0 (rad)"),
         (c.joint_vel_noise >= 0, "collect.joint_vel_noise", c.joint_vel_noise, ">= 0 (rad/s)"),
         (c.action_noise >= 0, "collect.action_noise", c.action_noise, ">= 0 (rad)"),
-        (i.kind in KINDS, "imitate.kind", i.kind, f"one of {', '.join(KINDS)}"),
+        (bool(i.kinds) and all(k in KINDS for k in i.kinds) and len(set(i.kinds)) == len(i.kinds), "imitate.kinds",
+         list(i.kinds), f"a list of distinct kinds from {', '.join(KINDS)}"),
+        (FINETUNE_KIND in i.kinds, "imitate.kinds", list(i.kinds),
+         f"a list holding {FINETUNE_KIND}: the fine-tuning starts from the cloned {FINETUNE_KIND.upper()}"),
         (i.epochs >= 1, "imitate.epochs", i.epochs, ">= 1"),
         (i.patience >= 0, "imitate.patience", i.patience, ">= 0 (0: no early stopping)"),
         (i.batch_size >= 1, "imitate.batch_size", i.batch_size, ">= 1"),
@@ -200,6 +227,7 @@ def check(cfg: PipelineConfig) -> None:
         (i.eval_robots >= 0, "imitate.eval_robots", i.eval_robots, ">= 0 (0: no closed-loop evaluation)"),
         (i.eval_seconds > 0, "imitate.eval_seconds", i.eval_seconds, "> 0 (s)"),
         (f.steps >= 1, "finetune.steps", f.steps, ">= 1"),
+        (f.turn_steps >= 0, "finetune.turn_steps", f.turn_steps, ">= 0 (0: no first stage)"),
         (f.envs >= 1, "finetune.envs", f.envs, ">= 1"),
         (f.checkpoint_every >= 1, "finetune.checkpoint_every", f.checkpoint_every,
          ">= 1 (a killed fine-tuning resumes from its last checkpoint)"),
@@ -215,43 +243,75 @@ def check(cfg: PipelineConfig) -> None:
     for ok, key, value, valid in checks:
         if not ok:
             raise LegkitError(f"invalid {key} = {value!r}: must be {valid}")
-    try:  # the run the fine-tuning will start, checked now (the cloned policy's files do not exist yet)
-        run = build_config(TASK, sets=[*finetune_sets(Path("imitate/best.pt"), Path("collect/demos.npz"),
-                                                      cfg.imitate), *train_sets(cfg)])
-    except LegkitError as exc:
-        raise LegkitError(f"finetune: {exc}") from None
-    # The demonstrations are recorded in the task's own units: fine-tuning converts another action scale (the same
-    # joint targets), but not another control period.
-    recorded = get_task(TASK)
-    wrong = units_differ({"action_scale": recorded.action_scale, "control_dt": recorded.control_dt}, run,
-                         convert_scale=True)
-    if wrong:
-        raise LegkitError(f"finetune: the cloned policy would not fit: {'; '.join(wrong)}; the collect and "
-                          "imitate stages run the task as it is, so leave these settings out")
+    # The runs the fine-tuning will start, checked now (the cloned policy's files do not exist yet).
+    clone, demos = Path("imitate") / FINETUNE_KIND / "best.pt", Path("collect/demos.npz")
+    runs = [("finetune", RECIPE, train_sets(cfg, first=None if f.turn_steps else (clone, demos)))]
+    if f.turn_steps:
+        runs.insert(0, ("finetune (its first stage)", FIRST_RECIPE, first_sets(cfg, clone, demos)))
+    recorded = pipeline_task()
+    for what, recipe, sets in runs:
+        try:
+            run = build_config(TASK, str(recipe_file(recipe)), sets)
+        except LegkitError as exc:
+            raise LegkitError(f"{what}: {exc}") from None
+        # The demonstrations are recorded in the pipeline's task: the fine-tuning converts another action scale
+        # (the same joint targets), not another control period, and must observe what they recorded.
+        wrong = units_differ({"action_scale": recorded.action_scale, "control_dt": recorded.control_dt}, run,
+                             convert_scale=True)
+        if run.task.observations != recorded.observations:
+            wrong.append(f"its observations ({', '.join(run.task.observations)}) are not the demonstrations' "
+                         f"({', '.join(recorded.observations)})")
+        if wrong:
+            raise LegkitError(f"{what}: the cloned policy would not fit: {'; '.join(wrong)}; the collect and "
+                              "imitate stages run the recipe's task as it is, so leave these settings out")
 
 
-def train_sets(cfg: PipelineConfig) -> list[str]:
-    """The `legkit train --set` strings of the fine-tuning, its start from the cloned policy apart."""
-    f = cfg.finetune
-    return [f"run.total_steps={f.steps}", f"run.num_envs={f.envs}", f"run.checkpoint_every={f.checkpoint_every}",
+def pipeline_task():
+    """The task the collect and imitate stages run (a TaskConfig): pidog-run as the recipe sets it (observations,
+    sensors, arena, rewards), at the task's own action scale, at which the sit pose fits."""
+    return replace(build_config(TASK, str(recipe_file(RECIPE))).task, action_scale=get_task(TASK).action_scale)
+
+
+def _sections(cfg: PipelineConfig) -> tuple[list[str], list[str]]:
+    """finetune.train split into (task./ppo./run. sets for both stages, finetune.* sets for the first)."""
+    both = [s for s in cfg.finetune.train if not s.startswith("finetune.")]
+    return both, [s for s in cfg.finetune.train if s.startswith("finetune.")]
+
+
+def _run_sets(f: FinetuneSettings, steps: int) -> list[str]:
+    return [f"run.total_steps={steps}", f"run.num_envs={f.envs}", f"run.checkpoint_every={f.checkpoint_every}",
             f"run.best_every={f.best_every}", f"run.best_episodes={f.best_episodes}",
-            f"run.eval_episodes={f.final_eval_episodes}", "run.video_every=0",
-            f"finetune.bc_decay_steps={f.steps}",  # the BC term fades out over the fine-tuning (unless set below)
-            # one torch thread for the updates: a small LSTM's updates ran 7x slower on two threads beside the
-            # physics of another process on a 2-core machine (measured); finetune.run.torch_threads=0 for all cores
-            "run.torch_threads=1", *f.train]
+            f"run.eval_episodes={f.final_eval_episodes}", "run.video_every=0"]
 
 
-def finetune_sets(bc_path: Path, demos_path: Path, imitate: ImitateSettings) -> list[str]:
-    """The `legkit train --set` strings that start the fine-tuning from the cloned policy `bc_path` (the best.pt
-    that the imitate stage trains with `imitate`) with the decaying behaviour-cloning term on `demos_path`: an LSTM
-    clone goes into RecurrentPPO, an MLP clone into PPO, and the network takes the clone's shape (as train_bc
-    builds it: DEFAULT_NET_ARCH of its kind, elu, one LSTM layer). The one place these keys are written."""
-    lstm = imitate.kind == "lstm"
-    sets = [f"finetune.bc_policy={json.dumps(str(bc_path))}", f"finetune.demos={json.dumps(str(demos_path))}",
-            f"ppo.algorithm={'recurrent_ppo' if lstm else 'ppo'}",
-            f"ppo.net_arch={list(DEFAULT_NET_ARCH[imitate.kind])}", "ppo.activation=elu"]
-    return sets + ([f"ppo.lstm_hidden={imitate.lstm_hidden}", "ppo.lstm_layers=1"] if lstm else [])
+def train_sets(cfg: PipelineConfig, first: tuple[Path, Path] | None = None) -> list[str]:
+    """The `legkit train --set` strings of the arena stage (the recipe pidog-arena), its start apart: the first
+    stage (finetune.first, which the runner adds), or with `first` = (clone, demos) the clone itself."""
+    f = cfg.finetune
+    both, start = _sections(cfg)
+    sets = _run_sets(f, f.steps)
+    if first is not None:  # no first stage: the arena stage starts from the clone
+        sets += ["finetune.first=null", *clone_sets(cfg, *first, f.steps), *start]
+    return [*sets, *both]
+
+
+def first_sets(cfg: PipelineConfig, bc_path: Path, demos_path: Path) -> list[str]:
+    """The `--set` strings over the recipe pidog-turn of the first stage, which starts from the clone `bc_path`."""
+    f = cfg.finetune
+    both, start = _sections(cfg)
+    return [*_run_sets(f, f.turn_steps), *clone_sets(cfg, bc_path, demos_path, f.turn_steps), *start, *both]
+
+
+def clone_sets(cfg: PipelineConfig, bc_path: Path, demos_path: Path, steps: int) -> list[str]:
+    """The `legkit train --set` strings that start a stage from the cloned MLP `bc_path` (as train_bc builds it:
+    DEFAULT_NET_ARCH, elu) at finetune.log_std, with the decaying behaviour-cloning term on `demos_path` over the
+    stage's `steps` when finetune.bc_term is on. The one place these keys are written."""
+    f = cfg.finetune
+    sets = [f"finetune.bc_policy={json.dumps(str(bc_path))}", f"finetune.log_std={f.log_std}", "ppo.algorithm=ppo",
+            f"ppo.net_arch={list(DEFAULT_NET_ARCH[FINETUNE_KIND])}", "ppo.activation=elu"]
+    if f.bc_term:
+        sets += [f"finetune.demos={json.dumps(str(demos_path))}", f"finetune.bc_decay_steps={steps}"]
+    return sets
 
 
 def stage_config(cfg: PipelineConfig, stage: str) -> dict:

@@ -112,17 +112,21 @@ def _fmt(value) -> str:
     return "-" if value is None else str(value)
 
 
-def _metrics_md(metrics: dict) -> list[str]:
-    """Scalars as a two-column table; {row: {column: value}} mappings (per behaviour) as tables of their own."""
+def _metrics_md(metrics: dict, prefix: str = "") -> list[str]:
+    """Scalars as a two-column table; {row: {column: value}} mappings (per behaviour) as tables of their own; a
+    mapping deeper than that (one clone's metrics, its closed loop inside) as a section of its own."""
     scalars = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
     out = ["| metric | value |", "| --- | --- |", *[f"| {k} | {_fmt(v)} |" for k, v in scalars.items()]
            ] if scalars else []
     for key, table in metrics.items():
         if not isinstance(table, dict):
             continue
+        if any(isinstance(v, dict) and any(isinstance(x, dict) for x in v.values()) for v in table.values()):
+            out += ["", f"{prefix}{key}:", "", *_metrics_md(table, f"{prefix}{key}.")]
+            continue
         rows = {r: v for r, v in table.items() if isinstance(v, dict)}
         flat = {r: v for r, v in table.items() if not isinstance(v, dict)}
-        out += ["", f"{key}:", ""]
+        out += ["", f"{prefix}{key}:", ""]
         if flat:
             out += ["| metric | value |", "| --- | --- |", *[f"| {k} | {_fmt(v)} |" for k, v in flat.items()]]
         if rows:

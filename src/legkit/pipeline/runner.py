@@ -20,11 +20,13 @@ from pathlib import Path
 
 from legkit import LegkitError, __version__
 from legkit.config import to_dict
-from legkit.pipeline.config import STAGES, TASK, PipelineConfig, differences, finetune_sets, resolve, stage_config, \
-    train_sets
+from legkit.config import apply_sets, load_yaml
+from legkit.pipeline.config import FINETUNE_KIND, FIRST_RECIPE, RECIPE, STAGES, TASK, PipelineConfig, differences, \
+    first_sets, resolve, stage_config, train_sets
 from legkit.pipeline.state import discard, hold, now, output, partial, promote, read_state, recover, write_state
 from legkit.pipeline.stages import BC_FILE, DEMOS, METRICS, RUN
-from legkit.train.runs import checkpoints, git_revision, write_json
+from legkit.train.config import recipe_file
+from legkit.train.runs import checkpoints, git_revision, write_json, write_yaml
 
 LOGS = "logs"
 
@@ -172,16 +174,25 @@ def _run_stage(folder: Path, state: dict, stage: str, cfg: PipelineConfig, resum
 
 
 def finetune_command(folder: Path, cfg: PipelineConfig, resume: bool) -> list[str]:
-    """`legkit train`: continuing finetune.partial/run from its latest checkpoint, or a new run there."""
-    run_dir = (partial(folder, "finetune") / RUN).resolve()
+    """`legkit train`: continuing finetune.partial/run from its latest checkpoint (or its first stage's), or a new
+    run there of the recipe pidog-arena, its first stage (pidog-turn from the clone) in finetune.partial/first.yaml."""
+    work = partial(folder, "finetune")
+    run_dir = (work / RUN).resolve()
     train = [sys.executable, "-m", "legkit.cli", "train"]
-    if resume and checkpoints(run_dir):
+    if resume and (checkpoints(run_dir) or checkpoints(run_dir / "first")):
         return [*train, "--resume", str(run_dir), "--no-progress"]
     discard(run_dir)  # died before its first checkpoint: nothing to continue
-    bc = (output(folder, "imitate") / BC_FILE).resolve()
+    bc = (output(folder, "imitate") / FINETUNE_KIND / BC_FILE).resolve()
     demos = (output(folder, "collect") / DEMOS).resolve()
-    sets = [*finetune_sets(bc, demos, cfg.imitate), *train_sets(cfg)]
-    return [*train, TASK, "--run-folder", str(run_dir), "--no-progress", *[a for s in sets for a in ("--set", s)]]
+    if cfg.finetune.turn_steps:
+        first = (work / "first.yaml").resolve()
+        tree = apply_sets(load_yaml(str(recipe_file(FIRST_RECIPE))), first_sets(cfg, bc, demos))
+        write_yaml(first, tree)
+        sets = [*train_sets(cfg), f"finetune.first={json.dumps(str(first))}"]
+    else:
+        sets = train_sets(cfg, first=(bc, demos))
+    return [*train, TASK, "--config", str(recipe_file(RECIPE)), "--run-folder", str(run_dir), "--no-progress",
+            *[a for s in sets for a in ("--set", s)]]
 
 
 def finetune_metrics(run_dir: Path) -> dict:
@@ -191,7 +202,13 @@ def finetune_metrics(run_dir: Path) -> dict:
            "resumes": len(meta.get("resumes", []))}
     if (run_dir / "eval.json").exists():
         out["final_evaluation"] = json.loads((run_dir / "eval.json").read_text())["metrics"]
-    start = run_dir / "finetune.json"  # the cloned policy's return as loaded and after the critic's warm-up
+    first = run_dir / "first"  # the first stage (pidog-turn), where the clone starts
+    if (first / "meta.json").exists():
+        meta_first = json.loads((first / "meta.json").read_text())
+        out["first_stage"] = {"steps": meta_first.get("step"), "wall_time_s": meta_first.get("wall_time_s")}
+        if (first / "eval.json").exists():
+            out["first_stage"]["final_evaluation"] = json.loads((first / "eval.json").read_text())["metrics"]
+    start = (first if first.is_dir() else run_dir) / "finetune.json"  # the clone's return as loaded, after warm-up
     for key, measured in (json.loads(start.read_text()) if start.exists() else {}).items():
         if key.startswith("return_"):
             out[f"clone_{key}"] = {k: v for k, v in measured.items() if isinstance(v, dict)}

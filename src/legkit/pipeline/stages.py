@@ -10,6 +10,7 @@ itself (legkit.pipeline.runner.finetune_command).
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -19,7 +20,7 @@ import numpy as np
 
 from legkit import LegkitError
 from legkit.config import from_dict
-from legkit.pipeline.config import TASK, CollectSettings, ImitateSettings, PackageSettings
+from legkit.pipeline.config import TASK, CollectSettings, ImitateSettings, PackageSettings, pipeline_task
 from legkit.pipeline.state import output, partial, read_state
 from legkit.train.runs import write_json
 
@@ -38,9 +39,8 @@ def collect_stage(work: Path, cfg: CollectSettings) -> dict:
     """Demonstrations of every behaviour into parts/BEHAVIOUR.npz (kept across a kill), then merged into demos.npz."""
     from legkit.imitate.collect import PIDOG_BEHAVIOURS, CollectConfig, collect
     from legkit.imitate.demos import load_demos, save_demos, summary
-    from legkit.tasks import get_task
 
-    task = get_task(TASK)
+    task = pipeline_task()
     parts = work / "parts"
     parts.mkdir(exist_ok=True)
     t0, per = time.time(), {}
@@ -91,53 +91,63 @@ def after_collect(work: Path) -> None:
 
 
 def imitate_stage(work: Path, cfg: ImitateSettings, demos_path: Path) -> dict:
-    """Behaviour cloning (continued from checkpoint.pt after a kill), then the closed-loop check per behaviour."""
+    """Behaviour cloning of each kind into KIND/ (continued from its checkpoint.pt after a kill), each followed by
+    the closed-loop check per behaviour."""
     import torch
 
     from legkit.imitate.bc import CHECKPOINT, load_bc, train_bc
     from legkit.imitate.demos import load_demos
     from legkit.pipeline.closed_loop import closed_loop
-    from legkit.tasks import get_task
 
     torch.set_num_threads(1)  # a small network: one thread is several times faster than two (measured, 2 cores)
     demos = load_demos(demos_path)
-    if (work / CHECKPOINT).exists():
-        saved = torch.load(work / CHECKPOINT, map_location="cpu", weights_only=True)
-        say(f"resuming behaviour cloning after epoch {len(saved['train_losses'])} (from its {CHECKPOINT})")
-    t0 = time.time()
+    out: dict = {}
+    for kind in cfg.kinds:
+        folder = work / kind
+        folder.mkdir(exist_ok=True)
+        if (folder / METRICS).exists():
+            out[kind] = json.loads((folder / METRICS).read_text())
+            say(f"{kind}: cloned in an earlier attempt (best epoch {out[kind]['best_epoch']})")
+            continue
+        if (folder / CHECKPOINT).exists():
+            saved = torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True)
+            say(f"{kind}: resuming behaviour cloning after epoch {len(saved['train_losses'])} (from its {CHECKPOINT})")
+        t0 = time.time()
 
-    def progress(epoch: int, train: float, val: float) -> None:
-        say(f"epoch {epoch}/{cfg.epochs}: training loss {train:.3e}, validation loss {val:.3e} "
-            f"({time.time() - t0:.0f} s)")
+        def progress(epoch: int, train: float, val: float, kind: str = kind, t0: float = t0) -> None:
+            say(f"{kind} epoch {epoch}/{cfg.epochs}: training loss {train:.3e}, validation loss {val:.3e} "
+                f"({time.time() - t0:.0f} s)")
 
-    result = train_bc(demos, cfg.kind, out=work, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                      seq_len=cfg.seq_len, val_fraction=cfg.val_fraction, patience=cfg.patience, seed=cfg.seed,
-                      lstm_hidden=cfg.lstm_hidden, progress=progress, resume=True, inputs=cfg.inputs)
-    bc_seconds = time.time() - t0
-    say(f"best epoch {result.best_epoch} (validation loss {result.best_val_loss:.3e})"
-        f"{', stopped early' if result.stopped_early else ''}; {BC_FILE}, final.pt, losses.png")
-    metrics = {"kind": cfg.kind, "epochs": len(result.train_losses), "best_epoch": result.best_epoch,
-               "best_val_loss": result.best_val_loss, "final_train_loss": result.train_losses[-1],
-               "final_val_loss": result.val_losses[-1], "stopped_early": result.stopped_early,
-               "train_episodes": len(result.train_episodes), "val_episodes": len(result.val_episodes),
-               "seconds": round(bc_seconds, 1)}
-    if cfg.eval_robots:
-        say(f"closed loop: the cloned policy against each scripted gait, {cfg.eval_robots} robots x "
-            f"{cfg.eval_seconds:g} s from the same starts")
-        t1 = time.time()
+        result = train_bc(demos, kind, out=folder, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                          seq_len=cfg.seq_len, val_fraction=cfg.val_fraction, patience=cfg.patience, seed=cfg.seed,
+                          lstm_hidden=cfg.lstm_hidden, progress=progress, resume=True, inputs=cfg.inputs)
+        bc_seconds = time.time() - t0
+        say(f"{kind}: best epoch {result.best_epoch} (validation loss {result.best_val_loss:.3e})"
+            f"{', stopped early' if result.stopped_early else ''}; {kind}/{BC_FILE}, final.pt, losses.png")
+        metrics = {"kind": kind, "epochs": len(result.train_losses), "best_epoch": result.best_epoch,
+                   "best_val_loss": result.best_val_loss, "final_train_loss": result.train_losses[-1],
+                   "final_val_loss": result.val_losses[-1], "stopped_early": result.stopped_early,
+                   "train_episodes": len(result.train_episodes), "val_episodes": len(result.val_episodes),
+                   "seconds": round(bc_seconds, 1)}
+        if cfg.eval_robots:
+            say(f"{kind} closed loop: the cloned policy against each scripted gait, {cfg.eval_robots} robots x "
+                f"{cfg.eval_seconds:g} s from the same starts")
+            t1 = time.time()
 
-        def show(name: str, m: dict) -> None:
-            rms = "-" if m["joint_rms"] is None else f"{m['joint_rms']:.3f}"
-            vx = "-" if m["forward_velocity"] is None else f"{m['forward_velocity']:+.3f}"
-            say(f"  {name:<14} survival {m['survival']:.0%} (scripted {m['scripted_survival']:.0%}), joint RMS "
-                f"{rms} rad, forward {vx} m/s (scripted {m['scripted_forward_velocity'] or 0:+.3f})")
+            def show(name: str, m: dict) -> None:
+                rms = "-" if m["joint_rms"] is None else f"{m['joint_rms']:.3f}"
+                vx = "-" if m["forward_velocity"] is None else f"{m['forward_velocity']:+.3f}"
+                say(f"  {name:<14} survival {m['survival']:.0%} (scripted {m['scripted_survival']:.0%}), joint RMS "
+                    f"{rms} rad, forward {vx} m/s (scripted {m['scripted_forward_velocity'] or 0:+.3f})")
 
-        loop = closed_loop(load_bc(work / BC_FILE), get_task(TASK), list(demos.gaits), cfg.eval_robots,
-                           cfg.eval_seconds, cfg.seed, progress=show)
-        write_json(work / "closed_loop.json", loop)
-        metrics["closed_loop"] = loop
-        metrics["closed_loop_seconds"] = round(time.time() - t1, 1)
-    return metrics
+            loop = closed_loop(load_bc(folder / BC_FILE), pipeline_task(), list(demos.gaits), cfg.eval_robots,
+                               cfg.eval_seconds, cfg.seed, progress=show)
+            write_json(folder / "closed_loop.json", loop)
+            metrics["closed_loop"] = loop
+            metrics["closed_loop_seconds"] = round(time.time() - t1, 1)
+        write_json(folder / METRICS, metrics)  # this kind is done: a resume keeps it
+        out[kind] = metrics
+    return out
 
 
 def package_stage(work: Path, cfg: PackageSettings, run: Path) -> dict:

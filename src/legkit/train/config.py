@@ -240,6 +240,30 @@ def default_config_file(task_name: str) -> Path:
     return Path(str(resources.files("legkit") / "configs" / f"{task_name}.yaml"))
 
 
+def recipes() -> list[str]:
+    """The packaged recipes' names (legkit/configs/recipes/NAME.yaml): `legkit train TASK --config NAME`."""
+    folder = Path(str(resources.files("legkit") / "configs" / "recipes"))
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def recipe_file(name: str) -> Path:
+    """The packaged recipe `name` (legkit/configs/recipes/NAME.yaml); a LegkitError naming the valid ones."""
+    path = Path(str(resources.files("legkit") / "configs" / "recipes" / f"{name}.yaml"))
+    if not path.is_file():
+        raise LegkitError(f"no packaged recipe '{name}'; valid: {', '.join(recipes())}")
+    return path
+
+
+def config_file(given: str) -> str:
+    """The --config file `given` names: the file at that path, or else the packaged recipe of that name
+    (`--config pidog-arena`); a LegkitError when it is neither."""
+    if Path(given).expanduser().exists() or any(sep in given for sep in ("/", "\\")) or given.endswith(".yaml"):
+        return given  # a path: load_yaml says if it is missing
+    if given in recipes():
+        return str(recipe_file(given))
+    raise LegkitError(f"--config '{given}': no such file, nor a packaged recipe ({', '.join(recipes())})")
+
+
 def validate(cfg: Config) -> Config:
     """Check ranges that a type cannot express; raise a LegkitError naming the key and the valid range.
 
