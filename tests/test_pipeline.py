@@ -22,7 +22,8 @@ from legkit.cli import main
 TINY = [f"--set={s}" for s in (
     "collect.behaviours=[trot_forward,stand]", "collect.seconds_per_behaviour=2", "collect.episode_seconds=1",
     "imitate.epochs=3", "imitate.eval_robots=2", "imitate.eval_seconds=1",
-    "finetune.turn_steps=1024", "finetune.steps=2048", "finetune.envs=16", "finetune.checkpoint_every=1024", "finetune.best_every=0",
+    "finetune.turn_steps=1024", "finetune.steps=2048", "finetune.envs=16", "finetune.checkpoint_every=1024",
+    "finetune.best_every=0",
     "finetune.final_eval_episodes=1", "finetune.eval_episodes=1", "finetune.ppo.n_steps=64",
     "finetune.ppo.batch_size=256",
     "finetune.task.episode_seconds=2", "package.checkpoint=final", "package.parity_samples=200")]

@@ -85,7 +85,7 @@ def test_go2_joystick_is_shipped_blind_and_follows_commands(tmp_path):
 
 
 def test_pidog_is_shipped_and_runs_the_arena_on_what_it_senses(tmp_path):
-    """The shipped PiDog policy (src/legkit/configs/recipes/pidog-arena.yaml) loads with plain SB3, its actor reads only the
+    """The shipped PiDog policy (the packaged recipe pidog-arena) loads with plain SB3, its actor reads only the
     PiDog's own sensors and its command (the critic also read the arena's layout in training), and it walks
     forward among obstacles without falling."""
     folder = resolve_run("pretrained:pidog")

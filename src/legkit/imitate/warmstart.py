@@ -86,8 +86,9 @@ def _actor_first_layer(bc: BCPolicy, policy: ActorCriticPolicy) -> nn.Module:
         layout = bc.meta.get("obs_layout") or []
         terms = sorted({str(n) for n, start, size in layout if any(int(start) <= i < int(start) + int(size)
                                                                     for i in read)})
-        raise LegkitError(f"the BC policy reads observation entries the actor does not see ({', '.join(terms) or len(read)}"
-                          "): clone it from the actor's observations only (imitate.inputs), or add those terms to "
+        named = ", ".join(terms) or f"{len(read)} entries"
+        raise LegkitError(f"the BC policy reads observation entries the actor does not see ({named}): clone it from "
+                          "the actor's observations only (imitate.inputs), or add those terms to "
                           "ppo.actor_observations")
     out = copy.deepcopy(net)
     out[0] = nn.Linear(len(keep), first.out_features)

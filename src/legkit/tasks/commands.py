@@ -35,8 +35,9 @@ class CommandConfig:
     [0, 1]: pure backward, sideways and turning on the spot, which a draw from the whole box rarely gives."""
     slow_share: float = 0.0
     """Fraction of draws, in [0, 1], taken from `slow_ranges` instead: slow commands, which a draw from the whole
-    box gives rarely once the ranges are wide. A policy that meets them seldom learns to stand under them, since
-    standing still earns most of a tracking kernel at a slow command."""
+    box gives rarely once the ranges are wide, and under which a policy that meets them seldom may stand still
+    (standing earns most of a tracking kernel at a slow command). Mixed into go2-joystick's whole range (half or
+    80% of the draws slow) it lost the backward walk, and at 80% forward 0.2 m/s too (docs/results.md)."""
     slow_ranges: tuple[tuple[float, float], tuple[float, float], tuple[float, float]] | None = None
     """The [lo, hi] of vx (m/s), vy (m/s) and yaw rate (rad/s) that `slow_share` draws from, each cut to the
     current range (a command curriculum's stage)."""
