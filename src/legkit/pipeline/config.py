@@ -124,8 +124,8 @@ class FinetuneSettings:
     """Episodes of the evaluation at the end of each stage (eval.json)."""
     log_std: float = -1.0
     """Log std of the actions when the clone is loaded: the recipe's (std 0.37 on actions in [-1, 1]). The
-    scripted gaits the clone copies fall under far less noise than any exploration (docs/results.md), so a low std
-    does not keep them; it slows learning."""
+    scripted gaits the clone copies fall under far less noise than any exploration, and starts at std 0.14 and
+    0.02 did not keep them (docs/results.md)."""
     bc_term: bool = False
     """Add the decaying behaviour-cloning term on the demonstrations to the first stage (finetune.bc_coef...). It
     pulls the actor back to the scripted gaits, which fall under the exploration's noise: off by default
