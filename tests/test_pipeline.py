@@ -138,6 +138,7 @@ def test_rerun_keeps_finished_stages(experiment, tmp_path):
     (["--set", "imitate.kinds=[gru]"], "imitate.kinds = ['gru']: must be a list of distinct kinds from mlp, lstm"),
     (["--set", "imitate.kinds=[lstm]"], "imitate.kinds = ['lstm']: must be a list holding mlp"),
     (["--set", "finetune.turn_steps=-1"], "invalid finetune.turn_steps = -1: must be >= 0"),
+    (["--set", "finetune.bc_coef=0.5"], "--set finetune.bc_coef: the behaviour-cloning term is off"),
     (["--set", "finetune.log_std=x"], "finetune.log_std' must be a number"),
     (["--set", "imitate.epochs=many"], "imitate.epochs' must be an integer"),
     (["--set", "collect.behaviours=[trot_forward,fly]"], "collect.behaviours"),

@@ -37,12 +37,12 @@ from legkit.imitate.bc import BCPolicy, load_bc
 from legkit.imitate.demos import Demos, load_demos
 from legkit.imitate.finetune import BCCallback, BCRegularizer
 from legkit.imitate.normalizer import set_obs_statistics
-from legkit.imitate.warmstart import load_into_ppo, load_into_recurrent_ppo
+from legkit.imitate.warmstart import load_into_ppo, load_into_recurrent_ppo, unread_terms
 from legkit.tasks.config import undisturbed
 from legkit.tasks.observations import layout_difference, term_indices
-from legkit.train.callbacks import CriticWarmup
+from legkit.train.callbacks import CriticWarmup, sync_symmetry_statistics
 from legkit.train.config import Config
-from legkit.train.normalization import FlooredRunningMeanStd, frozen_statistics, normalizer_statistics
+from legkit.train.normalization import FlooredRunningMeanStd, frozen_statistics
 from legkit.train.runs import write_json
 
 FINETUNE_JSON = "finetune.json"
@@ -90,10 +90,8 @@ def _unseen_inputs(bc: BCPolicy, layout: list, actor_terms: tuple[str, ...]) -> 
     reads the whole observation; an MLP clone must read nothing else (its first layer's other weights zero)."""
     if bc.arch.kind != "mlp":
         return [f"an {bc.arch.kind.upper()} clone reads the whole observation: leave ppo.actor_observations out"]
-    seen = set(term_indices(layout, [n for n in actor_terms if n in {str(t) for t, _, _ in layout}]))
-    weight = bc.net.mlp_extractor.policy_net[0].weight.detach().numpy()
-    read = [str(name) for name, start, size in layout
-            if any(int(i) not in seen and np.any(weight[:, int(i)] != 0) for i in range(start, start + size))]
+    known = {str(t) for t, _, _ in layout}
+    read = unread_terms(bc, term_indices(layout, [n for n in actor_terms if n in known]))
     if read:
         return [f"it reads {', '.join(read)}, which the actor does not see (ppo.actor_observations): clone it from "
                 "the actor's terms only (imitate.inputs) or let the actor see them"]
@@ -223,9 +221,7 @@ class FinetuneStart:
             vecnorm.obs_rms = frozen_statistics(mean, n.var, n.count)
         else:
             vecnorm.obs_rms = FlooredRunningMeanStd(mean, n.var, n.count, f.min_obs_std ** 2)
-        policy = model.policy
-        if getattr(policy, "mirror", None) is not None:  # a symmetric actor reflects through these statistics
-            policy.pi_features_extractor.set_statistics(*normalizer_statistics(vecnorm, policy.actor_indices))
+        sync_symmetry_statistics(model.policy, vecnorm)  # a symmetric actor reflects through these statistics
         if f.eval_episodes:
             self.start_return = {"step": 0, **measure_return(model, vecnorm, self.cfg, f.eval_episodes,
                                                              self.cfg.run.seed)}

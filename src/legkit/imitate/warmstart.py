@@ -70,6 +70,17 @@ def _copy(name: str, ours: nn.Module, theirs: nn.Module, what: str, kwargs_hint:
     theirs.load_state_dict(ours.state_dict())
 
 
+def unread_terms(bc: BCPolicy, keep) -> list[str]:
+    """The observation terms (by the clone's obs_layout) that an MLP clone reads outside the entries `keep`: those
+    whose first-layer weights are not all zero."""
+    weight = bc.net.mlp_extractor.policy_net[0].weight.detach().numpy()
+    outside = np.ones(weight.shape[1], dtype=bool)
+    outside[np.asarray(keep, dtype=np.int64)] = False
+    read = outside & np.any(weight != 0, axis=0)
+    return [str(name) for name, start, size in bc.meta.get("obs_layout") or []
+            if read[int(start):int(start) + int(size)].any()]
+
+
 def _actor_first_layer(bc: BCPolicy, policy: ActorCriticPolicy) -> nn.Module:
     """The clone's policy net as the actor of `policy` reads its inputs: for an AsymmetricActorCriticPolicy, the
     first layer's columns of the actor's inputs alone (a LegkitError when the clone reads any other input)."""
@@ -77,19 +88,12 @@ def _actor_first_layer(bc: BCPolicy, policy: ActorCriticPolicy) -> nn.Module:
     if not isinstance(policy, AsymmetricActorCriticPolicy):
         return net
     keep = np.asarray(policy.actor_indices, dtype=np.int64)
-    first = net[0]
-    if not isinstance(first, nn.Linear):
-        raise LegkitError(f"the BC policy's first layer is {first!r}, not a Linear layer")
-    dropped = np.setdiff1d(np.arange(first.in_features), keep)
-    read = dropped[(first.weight.detach()[:, dropped] != 0).any(dim=0).numpy()]
-    if len(read):
-        layout = bc.meta.get("obs_layout") or []
-        terms = sorted({str(n) for n, start, size in layout if any(int(start) <= i < int(start) + int(size)
-                                                                    for i in read)})
-        named = ", ".join(terms) or f"{len(read)} entries"
-        raise LegkitError(f"the BC policy reads observation entries the actor does not see ({named}): clone it from "
-                          "the actor's observations only (imitate.inputs), or add those terms to "
+    read = unread_terms(bc, keep)
+    if read:
+        raise LegkitError(f"the BC policy reads observation terms the actor does not see ({', '.join(read)}): clone "
+                          "it from the actor's observations only (imitate.inputs), or add those terms to "
                           "ppo.actor_observations")
+    first = net[0]
     out = copy.deepcopy(net)
     out[0] = nn.Linear(len(keep), first.out_features)
     with torch.no_grad():

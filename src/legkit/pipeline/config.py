@@ -243,6 +243,10 @@ def check(cfg: PipelineConfig) -> None:
     for ok, key, value, valid in checks:
         if not ok:
             raise LegkitError(f"invalid {key} = {value!r}: must be {valid}")
+    bc_keys = [k.split("=", 1)[0] for k in _sections(cfg)[1] if k.startswith("finetune.bc_")]
+    if bc_keys and not f.bc_term:
+        raise LegkitError(f"--set {', '.join(bc_keys)}: the behaviour-cloning term is off (finetune.bc_term=false), "
+                          "so it would not apply; add --set finetune.bc_term=true")
     # The runs the fine-tuning will start, checked now (the cloned policy's files do not exist yet).
     clone, demos = Path("imitate") / FINETUNE_KIND / "best.pt", Path("collect/demos.npz")
     runs = [("finetune", RECIPE, train_sets(cfg, first=None if f.turn_steps else (clone, demos)))]

@@ -84,14 +84,15 @@ class VelocityCommand:
     def sample(self, ids: np.ndarray) -> None:
         """Draw new commands for robots `ids`."""
         rng, k, cmd = self._rng.rng, len(ids), self.s.command
-        lo, hi = np.repeat(self.ranges[None, :, 0], k, axis=0), np.repeat(self.ranges[None, :, 1], k, axis=0)
+        lo, hi = self.ranges[:, 0], self.ranges[:, 1]  # (3,); per robot, (k, 3), with slow draws
         if self.cfg.slow_share > 0:
             slow = rng.uniform(0.0, 1.0, k) < self.cfg.slow_share
             box = np.asarray(self.cfg.slow_ranges, dtype=np.float64)
+            lo, hi = np.tile(lo, (k, 1)), np.tile(hi, (k, 1))
             lo[slow] = np.minimum(np.maximum(box[:, 0], self.ranges[:, 0]), self.ranges[:, 1])
             hi[slow] = np.maximum(np.minimum(box[:, 1], self.ranges[:, 1]), lo[slow])
         for col in range(3):
-            cmd[ids, col] = rng.uniform(lo[:, col], hi[:, col])
+            cmd[ids, col] = rng.uniform(lo[..., col], hi[..., col], k)
         if self.cfg.single_axis_share > 0:
             single = rng.uniform(0.0, 1.0, k) < self.cfg.single_axis_share
             keep = rng.integers(0, 3, k)

@@ -449,14 +449,19 @@ class EstimatorTraining(BaseCallback):
         return mse
 
 
+def sync_symmetry_statistics(policy, vecnorm) -> None:
+    """Give a symmetric policy (an AsymmetricActorCriticPolicy with a mirror) VecNormalize's statistics of its
+    actor's inputs, through which it reflects normalized inputs; any other policy is left alone."""
+    if getattr(policy, "mirror", None) is not None:
+        policy.pi_features_extractor.set_statistics(*normalizer_statistics(vecnorm, policy.actor_indices))
+
+
 class SymmetryStatistics(BaseCallback):
     """At every rollout start, copy VecNormalize's statistics of the actor's inputs into a symmetric policy,
     which reflects normalized inputs through raw units; the rollout and the update after it use one copy."""
 
     def _on_rollout_start(self) -> None:
-        policy = self.model.policy
-        mean, std = normalizer_statistics(self.model.get_vec_normalize_env(), policy.actor_indices)
-        policy.pi_features_extractor.set_statistics(mean, std)
+        sync_symmetry_statistics(self.model.policy, self.model.get_vec_normalize_env())
 
     def _on_step(self) -> bool:
         return True
