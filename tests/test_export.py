@@ -144,7 +144,8 @@ def test_history_policy_exports_and_the_runtime_keeps_its_history(tmp_path):
     sets = ["--set", "task.observations=[base_lin_vel,base_ang_vel,projected_gravity,command,joint_pos,joint_vel,"
             "last_action,history,ground_friction,payload]",
             "--set", "ppo.actor_observations=[base_ang_vel,projected_gravity,command,joint_pos,joint_vel,last_action,history]"]
-    args = ["train", "go2-joystick"] + SMOKE[2:] + sets + ["--steps", "2048", "--name", "hist"]
+    args = (["train", "go2-joystick", "--config", "go2-joystick-base"] + SMOKE[2:] + sets
+            + ["--steps", "2048", "--name", "hist"])  # the task's first stage alone (its recipe has two)
     done = run_legkit(*args, "--runs", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     run = next(tmp_path.glob("hist-*"))

@@ -214,6 +214,10 @@ def small_clone(tmp_path_factory):
     ("obs size", ["finetune.bc_policy={small}/bc/best.pt", "ppo.net_arch=[16]"],
      ["does not fit", "takes 4 observation values, task pidog-run gives 234"]),
     ("net_arch", ["finetune.bc_policy={mlp}"], ["does not fit", "ppo.net_arch must be [16]", "not [128, 128]"]),
+    ("narrower", ["finetune.bc_policy={mlp}", "ppo.net_arch=[12]"],
+     ["ppo.net_arch must be [16] (its layers), or as many layers each at least as wide, not [12]"]),
+    ("lstm wider", ["finetune.bc_policy={lstm}", "ppo.net_arch=[16]", "ppo.algorithm=recurrent_ppo",
+                    "ppo.lstm_hidden=8"], ["ppo.net_arch must be [8] (its layers), not [16]"]),
     ("algorithm", ["finetune.bc_policy={lstm}", "ppo.net_arch=[8]"],
      ["does not fit", "LSTM actor: ppo.algorithm must be recurrent_ppo, not ppo"]),
     ("lstm size", ["finetune.bc_policy={lstm}", "ppo.net_arch=[8]", "ppo.algorithm=recurrent_ppo"],
@@ -274,14 +278,15 @@ def gait_clone(clones, tmp_path_factory) -> Path:
     return root / "best.pt"
 
 
-@pytest.mark.parametrize("symmetry", [False, True])
-def test_a_clone_of_the_actors_terms_starts_an_asymmetric_actor_at_another_action_scale(symmetry, gait_clone,
+@pytest.mark.parametrize("symmetry, width", [(False, 16), (True, 16), (True, 24)])
+def test_a_clone_of_the_actors_terms_starts_an_asymmetric_actor_at_another_action_scale(symmetry, width, gait_clone,
                                                                                          tmp_path):
     """A clone that reads only the behaviour and the clock goes into the asymmetric actor of a task at action_scale
     0.7: its joint targets are the clone's (actions x 1.4 / 0.7); a symmetric actor averages them with the mirror
-    image of the clone's action for the reflected observation."""
+    image of the clone's action for the reflected observation. A wider actor (24 units where the clone has 16)
+    acts the same: its 8 added units read every actor input but weigh nothing in the actions yet."""
     runs = tmp_path / "runs"
-    assert main(["train", "pidog-run", "--steps", str(WARMUP * ROLLOUT), *TINY, *MODEL["mlp"],
+    assert main(["train", "pidog-run", "--steps", str(WARMUP * ROLLOUT), *TINY, "--set", f"ppo.net_arch=[{width}]",
                  "--set", f"finetune.bc_policy={gait_clone}", "--set", "task.action_scale=0.7",
                  "--set", "ppo.actor_observations=[imu,behaviour,clock]",
                  "--set", f"ppo.symmetry={str(symmetry).lower()}", "--runs", str(runs)]) == 0
@@ -290,6 +295,11 @@ def test_a_clone_of_the_actors_terms_starts_an_asymmetric_actor_at_another_actio
     model = load_model(run / "model.zip")
     norm = read_normalization(run / "vecnormalize.pkl", bc.arch.obs_dim)
     policy = model.policy
+    first, action_net = policy.mlp_extractor.policy_net[0], policy.action_net
+    assert first.out_features == width and action_net.in_features == width
+    if width > 16:  # the added units: fresh weights from every input the actor reads, none into the actions yet
+        assert torch.all(first.weight[16:].abs().sum(dim=1) > 0)
+        assert torch.all(action_net.weight[:, 16:] == 0)
     task = replace(get_task("pidog-run"), episode_seconds=1.0, action_scale=0.7)
     batch = LeggedBatch(task, 4, seed=7, nthread=1)
     try:

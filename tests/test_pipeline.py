@@ -133,6 +133,20 @@ def test_rerun_keeps_finished_stages(experiment, tmp_path):
     assert record(folder)["stages"] == stages
 
 
+def test_a_setting_added_since_an_experiment_ran_counts_as_its_default(experiment, tmp_path):
+    """An experiment recorded before finetune.added_units existed reruns with nothing to do; asking for another
+    value than the default it ran at is a change that needs --from."""
+    folder = copy_experiment(experiment, tmp_path)
+    state = record(folder)
+    for section in (state["config"]["finetune"], state["stages"]["finetune"]["config"]):
+        del section["added_units"]
+    (folder / "pipeline.json").write_text(json.dumps(state))
+    again = pipeline(tmp_path, "dog")
+    assert again.returncode == 0 and "finetune: done" in again.stdout, again.stderr
+    changed = pipeline(tmp_path, "dog", "--set", "finetune.added_units=8")
+    assert changed.returncode == 2 and "finetune.added_units: 0 -> 8" in changed.stderr, changed.stderr
+
+
 @pytest.mark.parametrize("args, says", [
     (["--set", "imitate.epoch=5"], "valid keys of imitate: imitate.kinds, imitate.epochs"),
     (["--set", "imitate.kinds=[gru]"], "imitate.kinds = ['gru']: must be a list of distinct kinds from mlp, lstm"),
@@ -140,6 +154,8 @@ def test_rerun_keeps_finished_stages(experiment, tmp_path):
     (["--set", "finetune.turn_steps=-1"], "invalid finetune.turn_steps = -1: must be >= 0"),
     (["--set", "finetune.bc_coef=0.5"], "--set finetune.bc_coef: the behaviour-cloning term is off"),
     (["--set", "finetune.log_std=x"], "finetune.log_std' must be a number"),
+    (["--set", "finetune.added_units=-1"], "invalid finetune.added_units = -1: must be >= 0"),
+    (["--set", "finetune.ppo.net_arch=[64]"], "the pipeline sets ppo.net_arch from the cloned policy"),
     (["--set", "imitate.epochs=many"], "imitate.epochs' must be an integer"),
     (["--set", "collect.behaviours=[trot_forward,fly]"], "collect.behaviours"),
     (["--set", "collect.action_noise=-0.01"], "invalid collect.action_noise = -0.01: must be >= 0 (rad)"),

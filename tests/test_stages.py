@@ -281,3 +281,39 @@ def test_the_go2_joystick_recipe_starts_from_the_shipped_base_or_a_first_stage_t
     check_stage(first, cfg, "finetune.first")
     assert first.run.total_steps == 18_000_000 and first.task.commands.lin_vel_x == (-1.0, 2.0)
     assert cfg.task.commands.lin_vel_x == (-0.6, 0.6) and cfg.run.total_steps == 4_000_000
+
+
+def test_legkit_train_go2_joystick_runs_its_recipe_in_two_stages(tmp_path, capsys):
+    """`legkit train go2-joystick` without --config runs the packaged recipe configs/recipes/go2-joystick.yaml: the
+    task's training (8 M steps over its command curriculum, go2-joystick-base.yaml) in RUN/first/, then 4 M steps
+    of slower commands at the sharper kernel from it. Trained here with a tiny first stage given on the command
+    line; the packaged first stage is checked to fit."""
+    from legkit.train.config import build_config, default_recipe, recipe_file
+    from legkit.train.stages import check_stage, first_config
+
+    recipe = default_recipe("go2-joystick")
+    assert recipe == recipe_file("go2-joystick") and default_recipe("go2-walk") is None
+    cfg = build_config("go2-joystick", str(recipe))
+    first = first_config(cfg, str(recipe), [])
+    check_stage(first, cfg, "finetune.first")
+    assert first.run.total_steps == 8_000_000 and first.finetune.first is None
+    assert first.task.commands.lin_vel_x == (-1.0, 2.0) and len(first.task.command_curriculum.stages) == 3
+    assert first.task.rewards["track_lin_vel"].params["sigma"] == 0.25 and first.ppo.learning_rate == 5e-4
+    assert cfg.run.total_steps == 4_000_000 and cfg.task.commands.lin_vel_x == (-0.6, 0.6)
+    assert cfg.task.command_curriculum.stages == () and cfg.task.rewards["track_lin_vel"].params["sigma"] == 0.1
+
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("run: {total_steps: 1024, num_envs: 8}\nppo: {n_steps: 64, batch_size: 256}\n")
+    runs = tmp_path / "runs"
+    capsys.readouterr()
+    assert main(["train", "go2-joystick", "--set", f"finetune.first={tiny}", "--steps", "1024", "--envs", "8",
+                 "--runs", str(runs), "--no-progress", "--set", "run.eval_episodes=0", "--set", "run.best_every=0",
+                 "--set", "run.video_every=0", "--set", "run.torch_threads=1", "--set", "ppo.n_steps=64",
+                 "--set", "ppo.batch_size=256"]) == 0
+    assert f"config: the packaged recipe go2-joystick ({recipe})" in capsys.readouterr().out
+    (run,) = list(runs.iterdir())
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["task"]["commands"]["lin_vel_x"] == [-0.6, 0.6] and saved["ppo"]["learning_rate"] == 1e-4
+    first_saved = yaml.safe_load((run / "first" / "config.yaml").read_text())
+    assert first_saved["task"]["commands"]["lin_vel_x"] == [-1.0, 2.0] and (run / "first" / "model.zip").is_file()
+    assert json.loads((run / "meta.json").read_text())["started_from"]["first"] == str(tiny)

@@ -46,6 +46,7 @@ class _Parser(argparse.ArgumentParser):
 def cmd_list(args: argparse.Namespace) -> None:
     from legkit.robots import ROBOTS
     from legkit.tasks import TASKS, get_task
+    from legkit.train.config import default_recipe
     from legkit.train.runs import pretrained_names
 
     print("robots:")
@@ -54,17 +55,22 @@ def cmd_list(args: argparse.Namespace) -> None:
     print("tasks:")
     for name, (_, desc) in TASKS.items():
         stages = len(get_task(name).curriculum.stages)  # counted from the task, so that it cannot go stale
-        print(f"  {name:<16} {desc}{f' ({stages} curriculum stages)' if stages else ''}")
+        recipe = default_recipe(name)
+        trained = f"; trained by its recipe configs/recipes/{recipe.name}" if recipe else ""
+        print(f"  {name:<16} {desc}{f' ({stages} curriculum stages)' if stages else ''}{trained}")
     print("pretrained policies:")
     for name in pretrained_names() or ["(none)"]:
         print(f"  pretrained:{name}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    if args.config:
-        from legkit.train.config import config_file
+    from legkit.train.config import config_file, default_recipe
 
+    if args.config:
         args.config = config_file(args.config)  # a file, or a packaged recipe by name
+    elif args.task and not args.resume and default_recipe(args.task) is not None:
+        args.config = str(default_recipe(args.task))  # the task's own recipe (go2-joystick: two stages)
+        print(f"config: the packaged recipe {args.task} ({args.config}); --config FILE or NAME trains otherwise")
     if args.seeds is not None:
         return _train_seeds(args)
     if args.jobs is not None:
@@ -730,7 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--envs", type=int, help="robots simulated together")
     t.add_argument("--seed", type=int)
     t.add_argument("--config", help="YAML file overriding the task's defaults, or a packaged recipe's name "
-                   "(pidog-arena, pidog-turn)")
+                   "(go2-joystick-base, pidog-arena, pidog-turn...; default: the recipe named as the task, if any: "
+                   "go2-joystick)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
     t.add_argument("--physics", metavar="NAME", help=PHYSICS_HELP)
     t.add_argument("--name", help="run name (default: the task name)")

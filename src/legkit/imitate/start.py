@@ -60,8 +60,12 @@ def check_fit(bc: BCPolicy, cfg: Config, layout: list, act_dim: int, source: str
     if KIND_OF[p.algorithm] != a.kind:
         need = next(alg for alg, kind in KIND_OF.items() if kind == a.kind)
         wrong.append(f"it is an {a.kind.upper()} actor: ppo.algorithm must be {need}, not {p.algorithm}")
-    if tuple(p.net_arch) != tuple(a.net_arch):
-        wrong.append(f"ppo.net_arch must be {list(a.net_arch)} (its layers), not {list(p.net_arch)}")
+    wider = a.kind == "mlp" and len(p.net_arch) == len(a.net_arch) and all(
+        w >= c for w, c in zip(p.net_arch, a.net_arch))
+    if tuple(p.net_arch) != tuple(a.net_arch) and not wider:
+        wrong.append(f"ppo.net_arch must be {list(a.net_arch)} (its layers)"
+                     + (", or as many layers each at least as wide" if a.kind == "mlp" else "")
+                     + f", not {list(p.net_arch)}")
     if p.activation != a.activation:
         wrong.append(f"ppo.activation must be {a.activation}, not {p.activation}")
     if a.kind == "lstm":

@@ -4,7 +4,11 @@
 whose actor reads a subset of the observation: the first layer keeps the clone's weights from those inputs, and
 the clone must read nothing else), `load_into_recurrent_ppo` a BC LSTM into sb3-contrib RecurrentPPO
 (MlpLstmPolicy): the actor's layers are copied, the critic is left as built, and the action log-std is set low.
-`action_ratio` converts the clone's actions into the run's units (the demonstrations' action scale over the
+An MLP clone may also start a wider actor
+(`ppo.net_arch` wider layer by layer, the same depth): the clone fills the first units of each layer and the
+added units start as the policy built them, reading every input, with zero weights into the clone's units and
+into the actions, so the start acts exactly as the clone does while the added units learn from the first update
+as a fresh network's would. `action_ratio` converts the clone's actions into the run's units (the demonstrations' action scale over the
 task's: the same joint targets). SB3's default log std of 0 (std 1 on actions in [-1, 1])
 would bury the cloned gait in exploration noise on the first rollout; log_std -2 (std 0.14) keeps it
 recognisable. The model then takes the BC normalizer's statistics as its VecNormalize's
@@ -102,6 +106,33 @@ def _actor_first_layer(bc: BCPolicy, policy: ActorCriticPolicy) -> nn.Module:
     return out
 
 
+def _linears(net: nn.Module) -> list[nn.Linear]:
+    return [m for m in (net if isinstance(net, nn.Sequential) else [net]) if isinstance(m, nn.Linear)]
+
+
+def _shape(net: nn.Module) -> list[str]:
+    """`net`'s layers with the widths left out: what a wider copy keeps."""
+    return [type(m).__name__ for m in (net if isinstance(net, nn.Sequential) else [net])]
+
+
+def _embed(ours: nn.Module, theirs: nn.Module, name: str, hint: str) -> None:
+    """Copy the BC module `ours` into the first units of each layer of the wider SB3 module `theirs` (wider inputs,
+    or wider outputs, or both): the weights from the added inputs into the copied units are zeroed, and the added
+    units keep their own weights, so `theirs` computes `ours` in its first units from its first inputs."""
+    src, dst = _linears(ours), _linears(theirs)
+    fits = _shape(ours) == _shape(theirs) and all(
+        d.in_features >= s.in_features and d.out_features >= s.out_features for s, d in zip(src, dst))
+    if not fits:
+        raise LegkitError(f"the PPO policy's {name} is {_describe(theirs)}, which cannot hold the BC policy's "
+                          f"{_describe(ours)} (the same layers, each at least as wide): build it with {hint}")
+    with torch.no_grad():
+        for s, d in zip(src, dst):
+            o, i = s.out_features, s.in_features
+            d.weight[:o, :i] = s.weight
+            d.weight[:o, i:] = 0.0
+            d.bias[:o] = s.bias
+
+
 def _scaled(action_net: nn.Linear, ratio: float) -> nn.Linear:
     """`action_net` whose outputs are `ratio` times as large."""
     out = copy.deepcopy(action_net)
@@ -125,7 +156,7 @@ def _net_arch_hint(bc: BCPolicy) -> str:
 
 def load_into_ppo(bc: BCPolicy, model: PPO, log_std: float = DEFAULT_LOG_STD, action_ratio: float = 1.0) -> None:
     """Copy the BC MLP into `model`'s actor (mlp_extractor.policy_net, action_net, its outputs times
-    `action_ratio`) and set its log std. A symmetric AsymmetricActorCriticPolicy averages the copy with its
+    `action_ratio`; into the first units of each layer of a wider actor) and set its log std. A symmetric AsymmetricActorCriticPolicy averages the copy with its
     mirror image, which is the clone itself when the demonstrated gaits are mirror-symmetric.
 
     A LegkitError names what differs when the policy is not an MlpPolicy (or AsymmetricActorCriticPolicy) of
@@ -138,8 +169,14 @@ def load_into_ppo(bc: BCPolicy, model: PPO, log_std: float = DEFAULT_LOG_STD, ac
         raise LegkitError(f"load_into_ppo needs a PPO with an MlpPolicy, got {type(policy).__name__}")
     _check_policy(bc, policy, "PPO")
     hint = _net_arch_hint(bc)
-    _copy("mlp_extractor.policy_net", _actor_first_layer(bc, policy), policy.mlp_extractor.policy_net, "PPO", hint)
-    _copy("action_net", _scaled(bc.net.action_net, action_ratio), policy.action_net, "PPO", hint)
+    net, action_net = _actor_first_layer(bc, policy), _scaled(bc.net.action_net, action_ratio)
+    if _describe(net) == _describe(policy.mlp_extractor.policy_net):
+        _copy("mlp_extractor.policy_net", net, policy.mlp_extractor.policy_net, "PPO", hint)
+        _copy("action_net", action_net, policy.action_net, "PPO", hint)
+    else:  # a wider actor: the clone in its first units, the others fresh (see the module's docstring); the
+        # observation and the actions are the same size (_check_policy), so only the hidden layers are wider
+        _embed(net, policy.mlp_extractor.policy_net, "mlp_extractor.policy_net", hint)
+        _embed(action_net, policy.action_net, "action_net", hint)
     _set_log_std(policy, log_std)
 
 

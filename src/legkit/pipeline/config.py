@@ -126,6 +126,11 @@ class FinetuneSettings:
     """Log std of the actions when the clone is loaded: the recipe's (std 0.37 on actions in [-1, 1]). The
     scripted gaits the clone copies fall under far less noise than any exploration, and starts at std 0.14 and
     0.02 did not keep them (docs/results.md)."""
+    added_units: int = 0
+    """Hidden units added to each of the cloned MLP's layers in the fine-tuned actor (and its critic): the clone
+    fills each layer's first units, the added ones start as a fresh network's, weighted zero into the clone's
+    units and the actions, so that the start acts as the clone does and the fine-tuning has a fresh network's
+    units to learn balance with (the clone reads only the behaviour and the clock)."""
     bc_term: bool = False
     """Add the decaying behaviour-cloning term on the demonstrations to the first stage (finetune.bc_coef...). It
     pulls the actor back to the scripted gaits, which fall under the exploration's noise: off by default
@@ -229,6 +234,7 @@ def check(cfg: PipelineConfig) -> None:
         (f.steps >= 1, "finetune.steps", f.steps, ">= 1"),
         (f.turn_steps >= 0, "finetune.turn_steps", f.turn_steps, ">= 0 (0: no first stage)"),
         (f.envs >= 1, "finetune.envs", f.envs, ">= 1"),
+        (f.added_units >= 0, "finetune.added_units", f.added_units, ">= 0 (hidden units added to each layer)"),
         (f.checkpoint_every >= 1, "finetune.checkpoint_every", f.checkpoint_every,
          ">= 1 (a killed fine-tuning resumes from its last checkpoint)"),
         (f.best_every >= 0, "finetune.best_every", f.best_every, ">= 0 (0: no best model)"),
@@ -296,6 +302,8 @@ def train_sets(cfg: PipelineConfig, first: tuple[Path, Path] | None = None) -> l
     sets = _run_sets(f, f.steps)
     if first is not None:  # no first stage: the arena stage starts from the clone
         sets += ["finetune.first=null", *clone_sets(cfg, *first, f.steps), *start]
+    else:  # the first stage's network
+        sets += network_sets(f)
     return [*sets, *both]
 
 
@@ -307,15 +315,22 @@ def first_sets(cfg: PipelineConfig, bc_path: Path, demos_path: Path) -> list[str
 
 
 def clone_sets(cfg: PipelineConfig, bc_path: Path, demos_path: Path, steps: int) -> list[str]:
-    """The `legkit train --set` strings that start a stage from the cloned MLP `bc_path` (as train_bc builds it:
-    DEFAULT_NET_ARCH, elu) at finetune.log_std, with the decaying behaviour-cloning term on `demos_path` over the
+    """The `legkit train --set` strings that start a stage from the cloned MLP `bc_path` (network_sets) at
+    finetune.log_std, with the decaying behaviour-cloning term on `demos_path` over the
     stage's `steps` when finetune.bc_term is on. The one place these keys are written."""
     f = cfg.finetune
     sets = [f"finetune.bc_policy={json.dumps(str(bc_path))}", f"finetune.log_std={f.log_std}", "ppo.algorithm=ppo",
-            f"ppo.net_arch={list(DEFAULT_NET_ARCH[FINETUNE_KIND])}", "ppo.activation=elu"]
+            *network_sets(f)]
     if f.bc_term:
         sets += [f"finetune.demos={json.dumps(str(demos_path))}", f"finetune.bc_decay_steps={steps}"]
     return sets
+
+
+def network_sets(f: FinetuneSettings) -> list[str]:
+    """The fine-tuned network: the cloned MLP's layers (as train_bc builds it: DEFAULT_NET_ARCH, elu), each with
+    finetune.added_units more."""
+    arch = [h + f.added_units for h in DEFAULT_NET_ARCH[FINETUNE_KIND]]
+    return [f"ppo.net_arch={arch}", "ppo.activation=elu"]
 
 
 def stage_config(cfg: PipelineConfig, stage: str) -> dict:
@@ -324,7 +339,9 @@ def stage_config(cfg: PipelineConfig, stage: str) -> dict:
 
 
 def differences(old: dict, new: dict, prefix: str) -> list[str]:
-    """`prefix.key: old -> new` for every setting that differs between two stage configs."""
+    """`prefix.key: old -> new` for every setting that differs between two configs of stage `prefix`; a setting
+    that `old` (recorded before the setting existed) lacks counts as its default."""
+    old = {**to_dict(SETTINGS[prefix]()), **old} if prefix in SETTINGS else old
     keys = sorted(set(old) | set(new))
     return [f"{prefix}.{k}: {_show(old.get(k))} -> {_show(new.get(k))}" for k in keys if old.get(k) != new.get(k)]
 

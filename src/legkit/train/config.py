@@ -152,7 +152,9 @@ class FinetuneConfig:
 
     With `bc_policy` set, a new run (legkit.imitate.start):
       1. copies the cloned actor into the model (an "mlp" clone into ppo.algorithm=ppo, an "lstm" clone into
-         recurrent_ppo; ppo.net_arch, ppo.activation, ppo.lstm_hidden and ppo.lstm_layers must be the clone's;
+         recurrent_ppo; ppo.net_arch, ppo.activation, ppo.lstm_hidden and ppo.lstm_layers must be the clone's,
+         except that an MLP's ppo.net_arch may be wider layer by layer: the clone fills each layer's first units and
+         the added ones start fresh, weighted zero into the clone's units and the actions;
          with ppo.actor_observations the clone may read only those terms, and ppo.symmetry averages it with its
          mirror image) and sets the action log std to `log_std` (ppo.log_std_init does not apply); a clone
          recorded at another task.action_scale has its actions converted to the same joint targets (and so
@@ -252,6 +254,12 @@ def recipe_file(name: str) -> Path:
     if not path.is_file():
         raise LegkitError(f"no packaged recipe '{name}'; valid: {', '.join(recipes())}")
     return path
+
+
+def default_recipe(task_name: str) -> Path | None:
+    """The packaged recipe that `legkit train TASK` runs when no --config is given: the one named as the task
+    (legkit/configs/recipes/TASK.yaml), or None when the task has none (its packaged config alone)."""
+    return recipe_file(task_name) if task_name in recipes() else None
 
 
 def config_file(given: str) -> str:
