@@ -353,6 +353,6 @@ def test_config_names_a_file_or_a_packaged_recipe(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert config_file("pidog-arena") == "pidog-arena"
     with pytest.raises(LegkitError, match=r"--config 'pidog-arenaa': no such file, nor a packaged recipe "
-                                          r"\(pidog-arena"):
+                                          r"\(go2-joystick, go2-joystick-base, pidog-arena, pidog-turn\)"):
         config_file("pidog-arenaa")
     assert config_file("missing.yaml") == "missing.yaml"  # a path: load_yaml says it is missing
