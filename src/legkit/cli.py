@@ -68,8 +68,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     if args.config:
         args.config = config_file(args.config)  # a file, or a packaged recipe by name
-    elif args.task and not args.resume and default_recipe(args.task) is not None:
-        args.config = str(default_recipe(args.task))  # the task's own recipe (go2-joystick: two stages)
+    elif args.task and not args.resume and (recipe := default_recipe(args.task)) is not None:
+        args.config = str(recipe)  # the task's own recipe (go2-joystick: two stages)
         print(f"config: the packaged recipe {args.task} ({args.config}); --config FILE or NAME trains otherwise")
     if args.seeds is not None:
         return _train_seeds(args)

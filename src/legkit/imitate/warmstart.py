@@ -4,11 +4,11 @@
 whose actor reads a subset of the observation: the first layer keeps the clone's weights from those inputs, and
 the clone must read nothing else), `load_into_recurrent_ppo` a BC LSTM into sb3-contrib RecurrentPPO
 (MlpLstmPolicy): the actor's layers are copied, the critic is left as built, and the action log-std is set low.
-An MLP clone may also start a wider actor
-(`ppo.net_arch` wider layer by layer, the same depth): the clone fills the first units of each layer and the
-added units start as the policy built them, reading every input, with zero weights into the clone's units and
-into the actions, so the start acts exactly as the clone does while the added units learn from the first update
-as a fresh network's would. `action_ratio` converts the clone's actions into the run's units (the demonstrations' action scale over the
+An MLP clone may also start a wider actor (`ppo.net_arch` wider layer
+by layer, the same depth): the clone fills the first units of each layer and the added units start as the policy
+built them, reading every input, with zero weights into the clone's units and into the actions, so the start acts
+exactly as the clone does while the added units learn from the first update as a fresh network's would.
+`action_ratio` converts the clone's actions into the run's units (the demonstrations' action scale over the
 task's: the same joint targets). SB3's default log std of 0 (std 1 on actions in [-1, 1])
 would bury the cloned gait in exploration noise on the first rollout; log_std -2 (std 0.14) keeps it
 recognisable. The model then takes the BC normalizer's statistics as its VecNormalize's
@@ -106,21 +106,17 @@ def _actor_first_layer(bc: BCPolicy, policy: ActorCriticPolicy) -> nn.Module:
     return out
 
 
-def _linears(net: nn.Module) -> list[nn.Linear]:
-    return [m for m in (net if isinstance(net, nn.Sequential) else [net]) if isinstance(m, nn.Linear)]
-
-
-def _shape(net: nn.Module) -> list[str]:
-    """`net`'s layers with the widths left out: what a wider copy keeps."""
-    return [type(m).__name__ for m in (net if isinstance(net, nn.Sequential) else [net])]
+def _layers(net: nn.Module) -> list[nn.Module]:
+    return list(net) if isinstance(net, nn.Sequential) else [net]
 
 
 def _embed(ours: nn.Module, theirs: nn.Module, name: str, hint: str) -> None:
     """Copy the BC module `ours` into the first units of each layer of the wider SB3 module `theirs` (wider inputs,
     or wider outputs, or both): the weights from the added inputs into the copied units are zeroed, and the added
     units keep their own weights, so `theirs` computes `ours` in its first units from its first inputs."""
-    src, dst = _linears(ours), _linears(theirs)
-    fits = _shape(ours) == _shape(theirs) and all(
+    src, dst = ([m for m in _layers(net) if isinstance(m, nn.Linear)] for net in (ours, theirs))
+    kinds = [[type(m) for m in _layers(net)] for net in (ours, theirs)]  # the layers, widths left out
+    fits = kinds[0] == kinds[1] and all(
         d.in_features >= s.in_features and d.out_features >= s.out_features for s, d in zip(src, dst))
     if not fits:
         raise LegkitError(f"the PPO policy's {name} is {_describe(theirs)}, which cannot hold the BC policy's "
@@ -156,8 +152,9 @@ def _net_arch_hint(bc: BCPolicy) -> str:
 
 def load_into_ppo(bc: BCPolicy, model: PPO, log_std: float = DEFAULT_LOG_STD, action_ratio: float = 1.0) -> None:
     """Copy the BC MLP into `model`'s actor (mlp_extractor.policy_net, action_net, its outputs times
-    `action_ratio`; into the first units of each layer of a wider actor) and set its log std. A symmetric AsymmetricActorCriticPolicy averages the copy with its
-    mirror image, which is the clone itself when the demonstrated gaits are mirror-symmetric.
+    `action_ratio`; into the first units of each layer of a wider actor) and set its log std. A symmetric
+    AsymmetricActorCriticPolicy averages the copy with its mirror image, which is the clone itself when the
+    demonstrated gaits are mirror-symmetric.
 
     A LegkitError names what differs when the policy is not an MlpPolicy (or AsymmetricActorCriticPolicy) of
     the same sizes and activation."""
