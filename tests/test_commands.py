@@ -59,14 +59,34 @@ def test_command_curriculum_advances_on_synthetic_outcomes_and_widens_the_ranges
     term = VelocityCommand(CommandConfig(), s, _Env(), 0.02)
     cur = CommandCurriculum(CommandCurriculumConfig(STAGES, window=10, success_rate=0.8), term)
     np.testing.assert_array_equal(term.ranges, [[-0.5, 1.0], [-0.3, 0.3], [-0.5, 0.5]])  # stage 0's, not the config's
-    stages = np.zeros(10, dtype=np.int64)
-    assert not cur.record(np.array([True] * 7 + [False] * 3), stages)  # 70% < 80%
+    stages, lengths = np.zeros(10, dtype=np.int64), np.full(10, 1000)
+    assert not cur.record(np.array([True] * 7 + [False] * 3), stages, lengths)  # 70% < 80%
     assert cur.stage == 0
-    assert cur.record(np.array([True] * 10), stages)
+    assert cur.record(np.array([True] * 10), stages, lengths)
     assert cur.stage == 1 and cur.outcomes.maxlen == 10 and len(cur.outcomes) == 0
     np.testing.assert_array_equal(term.ranges, [[-1.0, 2.0], [-0.8, 0.8], [-1.5, 1.5]])
-    assert not cur.record(np.array([True] * 10), stages)  # episodes begun in stage 0 no longer count
+    assert not cur.record(np.array([True] * 10), stages, lengths)  # episodes begun in stage 0 no longer count
     assert cur.stage == 1 and cur.scalars()["lin_vel_x_max"] == 2.0
+
+
+def test_a_stage_with_max_steps_advances_once_they_are_trained_even_below_the_success_rate():
+    s = BatchState(10, 12, 4, 5, 0.02)
+    term = VelocityCommand(CommandConfig(), s, _Env(), 0.02)
+    capped = (replace(STAGES[0], max_steps=25_000), replace(STAGES[1], max_steps=10))
+    cur = CommandCurriculum(CommandCurriculumConfig(capped, window=10, success_rate=0.8), term)
+    failed, lengths = np.zeros(10, dtype=bool), np.full(10, 1000)
+    assert not cur.record(failed, np.zeros(10, dtype=np.int64), lengths)
+    assert not cur.record(failed, np.array([0] * 5 + [1] * 5), lengths)  # only stage 0's episodes count: 15,000
+    assert cur.stage == 0 and cur.stage_steps == 15_000
+    assert not cur.record(failed[:9], np.zeros(9, dtype=np.int64), lengths[:9])  # 24,000 < 25,000
+    assert cur.record(failed[:1], np.zeros(1, dtype=np.int64), lengths[:1])  # 25,000: at the cap, all failed
+    assert cur.stage == 1 and cur.stage_steps == 0 and len(cur.outcomes) == 0
+    np.testing.assert_array_equal(term.ranges, [[-1.0, 2.0], [-0.8, 0.8], [-1.5, 1.5]])
+    # the last stage has nowhere to go: its cap is spent and it stays
+    assert not cur.record(failed, np.ones(10, dtype=np.int64), lengths)
+    assert cur.stage == 1 and cur.scalars()["stage_steps"] == 10_000
+    cur.set_stage(0)  # a resume or an evaluation restarts the stage's clock
+    assert cur.stage_steps == 0
 
 
 def test_command_curriculum_judges_tracking_from_the_reward_sums():

@@ -256,6 +256,19 @@ def test_curriculum_stage_ranges(stage, key):
     assert "must be >= 0" in msg
 
 
+@pytest.mark.parametrize("item,key,valid", [
+    ("task.command_curriculum.stages=[{lin_vel_x: [0, 1], max_steps: -5}]",
+     "task.command_curriculum.stages[0].max_steps", ">= 0 (0: no cap)"),
+    ("task.command_curriculum.stages=[{lin_vel_x: [1, 0]}]", "task.command_curriculum.stages[0].lin_vel_x",
+     "[lo, hi] with lo <= hi"),
+    ("task.command_curriculum.success_rate=0", "task.command_curriculum.success_rate", "in (0, 1]"),
+])
+def test_command_curriculum_ranges(item, key, valid):
+    msg = error([item], task="go2-joystick")
+    assert msg.startswith(f"invalid {key} ="), msg
+    assert valid in msg, msg
+
+
 @pytest.mark.parametrize("item,path,missing", [
     ("task.curriculum.stages=[{target: 1.0}]", "task.curriculum.stages[0]", "tolerance, min_steps"),
     ("task.curriculum.stages=[{target: 1.0, tolerance: 0.1, min_steps: 5}, {tolerance: 0.1}]",

@@ -78,12 +78,14 @@ def test_resume_at_a_curriculum_stage_above_zero(tmp_path, capsys):
     (run,) = list(runs.iterdir())
     ckpt_meta = run / "checkpoints" / "step_000001024" / "meta.json"
     meta = json.loads(ckpt_meta.read_text())
-    assert meta["curriculum_stage"] == 0
+    assert meta["curriculum_stage"] == 0 and meta["curriculum_stage_steps"] >= 0
     meta["curriculum_stage"] = 3
+    meta["curriculum_stage_steps"] = 10**9  # the clock of a stage's max_steps goes on from the checkpoint's
     ckpt_meta.write_text(json.dumps(meta))
     assert main(["train", "--resume", str(run), "--steps", "1536", "--no-progress"]) == 0
     final = json.loads((run / "meta.json").read_text())
     assert final["step"] == 1536 and final["curriculum_stage"] >= 3
+    assert final["curriculum_stage_steps"] >= 10**9 or final["curriculum_stage"] > 3
     rows = (run / "episodes.csv").read_text().splitlines()[1:]
     stage_col = (run / "episodes.csv").read_text().splitlines()[0].split(",").index("curriculum_stage")
     resumed = [int(r.split(",")[stage_col]) for r in rows if int(r.split(",")[0]) > 1024]

@@ -285,7 +285,7 @@ def test_the_go2_joystick_recipe_starts_from_the_shipped_base_or_a_first_stage_t
 
 def test_legkit_train_go2_joystick_runs_its_recipe_in_two_stages(tmp_path, capsys):
     """`legkit train go2-joystick` without --config runs the packaged recipe configs/recipes/go2-joystick.yaml: the
-    task's training (8 M steps over its command curriculum, go2-joystick-base.yaml) in RUN/first/, then 4 M steps
+    task's training (8 M steps over its command curriculum, go2-joystick-base.yaml) in RUN/first/, then 3 M steps
     of slower commands at the sharper kernel from it. Trained here with a tiny first stage given on the command
     line; the packaged first stage is checked to fit."""
     from legkit.train.config import build_config, default_recipe, recipe_file
@@ -299,7 +299,7 @@ def test_legkit_train_go2_joystick_runs_its_recipe_in_two_stages(tmp_path, capsy
     assert first.run.total_steps == 8_000_000 and first.finetune.first is None
     assert first.task.commands.lin_vel_x == (-1.0, 2.0) and len(first.task.command_curriculum.stages) == 3
     assert first.task.rewards["track_lin_vel"].params["sigma"] == 0.25 and first.ppo.learning_rate == 5e-4
-    assert cfg.run.total_steps == 4_000_000 and cfg.task.commands.lin_vel_x == (-0.6, 0.6)
+    assert cfg.run.total_steps == 3_000_000 and cfg.task.commands.lin_vel_x == (-0.6, 0.6)
     assert cfg.task.command_curriculum.stages == () and cfg.task.rewards["track_lin_vel"].params["sigma"] == 0.1
 
     tiny = tmp_path / "tiny.yaml"
@@ -317,3 +317,52 @@ def test_legkit_train_go2_joystick_runs_its_recipe_in_two_stages(tmp_path, capsy
     first_saved = yaml.safe_load((run / "first" / "config.yaml").read_text())
     assert first_saved["task"]["commands"]["lin_vel_x"] == [-1.0, 2.0] and (run / "first" / "model.zip").is_file()
     assert json.loads((run / "meta.json").read_text())["started_from"]["first"] == str(tiny)
+
+
+def _training_settings(cfg) -> dict:
+    """`cfg`'s task and PPO settings as flat keys, reward parameters completed with their terms' defaults: what
+    training reads. Evaluation-only sections (validation, success) are left out."""
+    import inspect
+
+    from legkit.config import to_dict
+    from legkit.tasks.rewards import REWARDS
+
+    tree = to_dict(cfg)
+    for name, term in tree["task"]["rewards"].items():
+        fn = REWARDS[name]
+        sig = inspect.signature(fn.__call__ if isinstance(fn, type) else fn)
+        defaults = {k: p.default for k, p in sig.parameters.items() if p.default is not inspect.Parameter.empty}
+        term["params"] = {**defaults, **term.get("params", {})}
+    for key in ("validation", "success"):
+        tree["task"].pop(key)
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+    return flat({"task": tree["task"], "ppo": tree["ppo"]})
+
+
+@pytest.mark.parametrize("name,task,recipe", [
+    ("go2-walk", "go2-walk", None),
+    ("go2-rough", "go2-rough", None),
+    ("go2-residual", "go2-residual", None),
+    ("humanoid-stand", "humanoid-stand", None),
+    ("go2-joystick-base", "go2-joystick", "docs/recipes/go2-joystick-base.yaml"),
+    ("go2-joystick", "go2-joystick", "src/legkit/configs/recipes/go2-joystick.yaml"),  # `legkit train go2-joystick`
+])
+def test_a_shipped_policy_is_what_its_documented_command_trains_today(name, task, recipe):
+    """A default changed since a policy was trained (a reward parameter, a curriculum) must be pinned in the recipe
+    that documents how to reproduce it: the recipe's task and PPO settings equal the shipped run's, every reward
+    parameter counted at its term's default where a side leaves it out."""
+    from legkit.config import from_dict, load_yaml
+    from legkit.train.config import Config, build_config, validate
+    from legkit.train.runs import pretrained_root
+
+    root = Path(__file__).parents[1]
+    shipped = _training_settings(validate(from_dict(Config, load_yaml(str(pretrained_root() / name / "config.yaml")))))
+    built = _training_settings(build_config(task, str(root / recipe) if recipe else None))
+    differ = {k: (shipped.get(k), built.get(k)) for k in shipped.keys() | built.keys()
+              if shipped.get(k) != built.get(k)}
+    assert not differ, differ

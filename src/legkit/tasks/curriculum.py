@@ -12,6 +12,11 @@ to recover from growing shoves once it can stand, instead of from the first step
 CommandCurriculum widens the command ranges the same way: an episode succeeds when it did not
 fall and tracked its commands well enough on average. Both are StagedCurriculum: one stage,
 one window of outcomes, one advancing rule, saved in checkpoints and restored on resume.
+
+A stage can also set `max_steps`: it then advances at the latest once that many control steps
+of its episodes (robots x steps, counted when those episodes end) were trained, successful or
+not. A success rate alone lets the schedule wander with the seed by millions of steps; the cap
+bounds when the last stage begins.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ class StageConfig:
     push_force: float = 0.0
     """Largest push (N) during this stage's training episodes; 0 uses the task's own `pushes.force`.
     Pushes keep the task's interval, duration and random-magnitude settings."""
+    max_steps: int = 0
+    """Advance after this many control steps of this stage's episodes even below the success rate; 0: never."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,8 @@ class StagedCurriculum:
         self.cfg = cfg
         self.stage = 0
         self.outcomes: deque[bool] = deque(maxlen=cfg.window)
+        self.stage_steps = 0
+        """Control steps of the ended episodes begun in the current stage (the clock of a stage's `max_steps`)."""
         self.set_stage(0)
 
     @property
@@ -75,17 +84,24 @@ class StagedCurriculum:
         """Jump to `stage` (clamped), e.g. when resuming or evaluating at the final stage."""
         self.stage = int(np.clip(stage, 0, self.last_stage))
         self.outcomes.clear()
+        self.stage_steps = 0
         self._enter(self.cfg.stages[self.stage])
 
     def _enter(self, stage) -> None:
         """Apply what stage `stage` changes (nothing by default)."""
 
-    def _add(self, success: np.ndarray, stages: np.ndarray) -> bool:
-        """Add the outcomes of episodes begun in the current stage (`stages`: the stage each began in);
-        advance when the full window succeeds often enough. Returns whether it advanced."""
-        self.outcomes.extend(bool(x) for x in success[stages == self.stage])
+    def _add(self, success: np.ndarray, stages: np.ndarray, lengths: np.ndarray) -> bool:
+        """Add the outcomes of episodes begun in the current stage (`stages`: the stage each began in;
+        `lengths`: their control steps); advance when the full window succeeds often enough, or when the
+        stage's `max_steps` have been trained. Returns whether it advanced."""
+        mine = stages == self.stage
+        self.outcomes.extend(bool(x) for x in success[mine])
+        self.stage_steps += int(np.sum(lengths[mine]))
+        if self.stage == self.last_stage:
+            return False
         full = len(self.outcomes) == self.cfg.window
-        if full and self.stage < self.last_stage and np.mean(self.outcomes) >= self.cfg.success_rate:
+        cap = self.cfg.stages[self.stage].max_steps
+        if (full and np.mean(self.outcomes) >= self.cfg.success_rate) or 0 < cap <= self.stage_steps:
             self.set_stage(self.stage + 1)
             return True
         return False
@@ -112,7 +128,7 @@ class HeightCurriculum(StagedCurriculum):
         """
         st = self.cfg.stages[self.stage]
         ok = (lengths >= st.min_steps) & (np.abs(mean_heights - st.target) <= st.tolerance)
-        return self._add(ok, stages)
+        return self._add(ok, stages, lengths)
 
     def reset(self, s: BatchState, env_ids: np.ndarray, lengths: np.ndarray, height_sums: np.ndarray,
               judged: np.ndarray | None = None) -> None:
@@ -132,7 +148,7 @@ class HeightCurriculum(StagedCurriculum):
     def scalars(self) -> dict[str, float]:
         """What TensorBoard shows of it (curriculum/<name>)."""
         return {"stage": self.stage, "target_height": self.target, "success_rate": self.success_rate(),
-                "push_force": self.push_force}
+                "push_force": self.push_force, "stage_steps": self.stage_steps}
 
 
 @dataclass(frozen=True)
@@ -145,6 +161,8 @@ class CommandStage:
     """Sideways velocity range (m/s)."""
     ang_vel_yaw: tuple[float, float] = (0.0, 0.0)
     """Yaw rate range (rad/s)."""
+    max_steps: int = 0
+    """Advance after this many control steps of this stage's episodes even below the success rate; 0: never."""
 
 
 @dataclass(frozen=True)
@@ -173,9 +191,10 @@ class CommandCurriculum(StagedCurriculum):
         """The command term draws from this stage's ranges from now on."""
         self.commands.ranges[:] = [stage.lin_vel_x, stage.lin_vel_y, stage.ang_vel_yaw]
 
-    def record(self, success: np.ndarray, stages: np.ndarray) -> bool:
-        """Add finished episodes (those begun in the current stage); advance when the window succeeds."""
-        return self._add(success, stages)
+    def record(self, success: np.ndarray, stages: np.ndarray, lengths: np.ndarray) -> bool:
+        """Add finished episodes (those begun in the current stage, of `lengths` control steps); advance when
+        the window succeeds or the stage's `max_steps` are spent."""
+        return self._add(success, stages, lengths)
 
     def start(self, env, ids: np.ndarray, judged: np.ndarray) -> None:
         """Judge the ending episodes of `ids` that are real outcomes, then start them in the current stage."""
@@ -185,11 +204,12 @@ class CommandCurriculum(StagedCurriculum):
             ended = ids[done]
             scale = env.rewards.scales[self.cfg.term] * s.episode_step[ended]
             tracking = env.rewards.episode_sums[self.cfg.term][ended] / scale
-            self.record(~s.terminated[ended] & (tracking >= self.cfg.min_tracking), s.stage[ended])
+            self.record(~s.terminated[ended] & (tracking >= self.cfg.min_tracking), s.stage[ended],
+                        s.episode_step[ended])
         s.stage[ids] = self.stage
 
     def scalars(self) -> dict[str, float]:
         """What TensorBoard shows of it (curriculum/<name>)."""
         lo, hi = self.commands.ranges.T
-        return {"stage": self.stage, "success_rate": self.success_rate(), "lin_vel_x_max": hi[0],
-                "lin_vel_x_min": lo[0], "lin_vel_y_max": hi[1], "ang_vel_yaw_max": hi[2]}
+        return {"stage": self.stage, "success_rate": self.success_rate(), "stage_steps": self.stage_steps,
+                "lin_vel_x_max": hi[0], "lin_vel_x_min": lo[0], "lin_vel_y_max": hi[1], "ang_vel_yaw_max": hi[2]}

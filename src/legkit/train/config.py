@@ -279,6 +279,7 @@ def validate(cfg: Config) -> Config:
     """
     p, r, t, v, f = cfg.ppo, cfg.run, cfg.task, cfg.task.validation, cfg.finetune
     cur = t.curriculum
+    ccur = t.command_curriculum
     period = f"{t.control_dt:g} s = physics.timestep {t.physics.timestep:g} x decimation {t.decimation}"
     checks = [
         (p.ent_coef >= 0, "ppo.ent_coef", p.ent_coef, ">= 0"),
@@ -373,6 +374,17 @@ def validate(cfg: Config) -> Config:
             (st.tolerance >= 0, f"task.curriculum.stages[{i}].tolerance", st.tolerance, ">= 0 (m)"),
             (st.min_steps >= 0, f"task.curriculum.stages[{i}].min_steps", st.min_steps, ">= 0"),
             (st.push_force >= 0, f"task.curriculum.stages[{i}].push_force", st.push_force, ">= 0 (N)"),
+            (st.max_steps >= 0, f"task.curriculum.stages[{i}].max_steps", st.max_steps, ">= 0 (0: no cap)"),
+        )],
+        (not ccur.stages or 0 < ccur.success_rate <= 1, "task.command_curriculum.success_rate", ccur.success_rate,
+         "in (0, 1]"),
+        (not ccur.stages or ccur.window >= 1, "task.command_curriculum.window", ccur.window, ">= 1"),
+        *[check for i, st in enumerate(ccur.stages) for check in (
+            *[(lo <= hi, f"task.command_curriculum.stages[{i}].{name}", [lo, hi], "[lo, hi] with lo <= hi")
+              for name, (lo, hi) in (("lin_vel_x", st.lin_vel_x), ("lin_vel_y", st.lin_vel_y),
+                                     ("ang_vel_yaw", st.ang_vel_yaw))],
+            (st.max_steps >= 0, f"task.command_curriculum.stages[{i}].max_steps", st.max_steps,
+             ">= 0 (0: no cap)"),
         )],
         (v.episodes >= 1, "task.validation.episodes", v.episodes, ">= 1"),
         (v.max_steps >= 1, "task.validation.max_steps", v.max_steps, ">= 1"),

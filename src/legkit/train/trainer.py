@@ -286,6 +286,8 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         stage = _read_meta(latest).get("curriculum_stage")
         if stage is not None and env.batch.curriculum is not None:
             env.batch.curriculum.set_stage(stage)
+            # the clock of the stage's max_steps goes on where it was (absent from older checkpoints: 0)
+            env.batch.curriculum.stage_steps = int(_read_meta(latest).get("curriculum_stage_steps", 0))
             env.batch.reset(record=False)
         levels = _read_meta(latest).get("terrain_levels")
         if levels is not None and env.batch.ground.restore_levels(levels):
@@ -317,7 +319,8 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         model.logger.output_formats.append(board)
 
     def current_meta() -> dict:
-        extra = {"curriculum_stage": env.batch.curriculum.stage} if env.batch.curriculum is not None else {}
+        cur = env.batch.curriculum
+        extra = {"curriculum_stage": cur.stage, "curriculum_stage_steps": cur.stage_steps} if cur is not None else {}
         if env.batch.ground.curriculum is not None:  # per robot: where each stands on the terrain
             extra["terrain_levels"] = env.batch.ground.curriculum.level.tolist()
         return {**meta, **extra, "wall_time_s": round(wall_before + time.time() - t_start, 1)}
