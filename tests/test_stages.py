@@ -326,6 +326,7 @@ def _training_settings(cfg) -> dict:
 
     from legkit.config import to_dict
     from legkit.tasks.rewards import REWARDS
+    from legkit.train.resume import flatten
 
     tree = to_dict(cfg)
     for name, term in tree["task"]["rewards"].items():
@@ -335,13 +336,7 @@ def _training_settings(cfg) -> dict:
         term["params"] = {**defaults, **term.get("params", {})}
     for key in ("validation", "success"):
         tree["task"].pop(key)
-
-    def flat(d, prefix=""):
-        out = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return out
-    return flat({"task": tree["task"], "ppo": tree["ppo"]})
+    return flatten({"task": tree["task"], "ppo": tree["ppo"]})
 
 
 @pytest.mark.parametrize("name,task,recipe", [

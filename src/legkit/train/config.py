@@ -272,14 +272,28 @@ def config_file(given: str) -> str:
     raise LegkitError(f"--config '{given}': no such file, nor a packaged recipe ({', '.join(recipes())})")
 
 
+def _command_range_checks(key: str, ranges) -> list[tuple]:
+    """validate's checks of the command ranges of `ranges` (CommandConfig or a command curriculum's stage)."""
+    return [(lo <= hi, f"{key}.{name}", [lo, hi], "[lo, hi] with lo <= hi")
+            for name, (lo, hi) in (("lin_vel_x", ranges.lin_vel_x), ("lin_vel_y", ranges.lin_vel_y),
+                                   ("ang_vel_yaw", ranges.ang_vel_yaw))]
+
+
+def _curriculum_checks(key: str, cur) -> list[tuple]:
+    """validate's checks that every staged curriculum (height or command) shares: its advancing rule and each
+    stage's step cap."""
+    return [(not cur.stages or 0 < cur.success_rate <= 1, f"{key}.success_rate", cur.success_rate, "in (0, 1]"),
+            (not cur.stages or cur.window >= 1, f"{key}.window", cur.window, ">= 1"),
+            *[(st.max_steps >= 0, f"{key}.stages[{i}].max_steps", st.max_steps, ">= 0 (0: no cap)")
+              for i, st in enumerate(cur.stages)]]
+
+
 def validate(cfg: Config) -> Config:
     """Check ranges that a type cannot express; raise a LegkitError naming the key and the valid range.
 
     Returns `cfg` with its reward table's weights and parameters coerced to their declared types.
     """
     p, r, t, v, f = cfg.ppo, cfg.run, cfg.task, cfg.task.validation, cfg.finetune
-    cur = t.curriculum
-    ccur = t.command_curriculum
     period = f"{t.control_dt:g} s = physics.timestep {t.physics.timestep:g} x decimation {t.decimation}"
     checks = [
         (p.ent_coef >= 0, "ppo.ent_coef", p.ent_coef, ">= 0"),
@@ -350,9 +364,7 @@ def validate(cfg: Config) -> Config:
         (t.episode_seconds >= t.control_dt * (1 - 1e-9), "task.episode_seconds", t.episode_seconds,
          f"at least one control period ({period})"),
         (t.action_scale > 0, "task.action_scale", t.action_scale, "> 0 (rad per unit action)"),
-        *[(lo <= hi, f"task.commands.{name}", [lo, hi], "[lo, hi] with lo <= hi")
-          for name, (lo, hi) in (("lin_vel_x", t.commands.lin_vel_x), ("lin_vel_y", t.commands.lin_vel_y),
-                                 ("ang_vel_yaw", t.commands.ang_vel_yaw))],
+        *_command_range_checks("task.commands", t.commands),
         (t.commands.resample_seconds >= 0, "task.commands.resample_seconds", t.commands.resample_seconds,
          ">= 0 (s; 0: one command per episode)"),
         (t.termination.base_contact_force >= 0, "task.termination.base_contact_force",
@@ -367,25 +379,15 @@ def validate(cfg: Config) -> Config:
          list(t.latency.range_s), f"[lo, hi] with 0 <= lo <= hi <= one control period ({period})"),
         (t.pushes.interval_s > 0, "task.pushes.interval_s", t.pushes.interval_s, "> 0"),
         (t.pushes.duration_s > 0, "task.pushes.duration_s", t.pushes.duration_s, "> 0"),
-        (not cur.stages or 0 < cur.success_rate <= 1, "task.curriculum.success_rate", cur.success_rate,
-         "in (0, 1]"),
-        (not cur.stages or cur.window >= 1, "task.curriculum.window", cur.window, ">= 1"),
-        *[check for i, st in enumerate(cur.stages) for check in (
+        *_curriculum_checks("task.curriculum", t.curriculum),
+        *[check for i, st in enumerate(t.curriculum.stages) for check in (
             (st.tolerance >= 0, f"task.curriculum.stages[{i}].tolerance", st.tolerance, ">= 0 (m)"),
             (st.min_steps >= 0, f"task.curriculum.stages[{i}].min_steps", st.min_steps, ">= 0"),
             (st.push_force >= 0, f"task.curriculum.stages[{i}].push_force", st.push_force, ">= 0 (N)"),
-            (st.max_steps >= 0, f"task.curriculum.stages[{i}].max_steps", st.max_steps, ">= 0 (0: no cap)"),
         )],
-        (not ccur.stages or 0 < ccur.success_rate <= 1, "task.command_curriculum.success_rate", ccur.success_rate,
-         "in (0, 1]"),
-        (not ccur.stages or ccur.window >= 1, "task.command_curriculum.window", ccur.window, ">= 1"),
-        *[check for i, st in enumerate(ccur.stages) for check in (
-            *[(lo <= hi, f"task.command_curriculum.stages[{i}].{name}", [lo, hi], "[lo, hi] with lo <= hi")
-              for name, (lo, hi) in (("lin_vel_x", st.lin_vel_x), ("lin_vel_y", st.lin_vel_y),
-                                     ("ang_vel_yaw", st.ang_vel_yaw))],
-            (st.max_steps >= 0, f"task.command_curriculum.stages[{i}].max_steps", st.max_steps,
-             ">= 0 (0: no cap)"),
-        )],
+        *_curriculum_checks("task.command_curriculum", t.command_curriculum),
+        *[check for i, st in enumerate(t.command_curriculum.stages)
+          for check in _command_range_checks(f"task.command_curriculum.stages[{i}]", st)],
         (v.episodes >= 1, "task.validation.episodes", v.episodes, ">= 1"),
         (v.max_steps >= 1, "task.validation.max_steps", v.max_steps, ">= 1"),
         (v.seed_episodes >= 1, "task.validation.seed_episodes", v.seed_episodes, ">= 1"),
@@ -467,7 +469,7 @@ def validate(cfg: Config) -> Config:
                               f"{', '.join(valid) or 'none'}")
     check_commands(t)
     robot = get_robot(t.robot)  # unknown robots fail here, before a run folder is created
-    for i, st in enumerate(cur.stages):
+    for i, st in enumerate(t.curriculum.stages):
         if robot.max_base_height and st.target > robot.max_base_height:
             raise LegkitError(
                 f"invalid task.curriculum.stages[{i}].target = {st.target}: the {robot.name}'s base cannot be "

@@ -265,8 +265,9 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
 
     if resume is not None:
         latest = resume.checkpoint
+        saved = _read_meta(latest)
         try:
-            trained = _read_meta(latest).get("obs_layout") or _read_meta(run).get("obs_layout")
+            trained = saved.get("obs_layout") or _read_meta(run).get("obs_layout")
             diff = layout_difference(trained, env.batch.obs_layout) if trained else None
             if diff:
                 raise LegkitError(f"cannot resume '{run}': the observation layout changed, {diff}")
@@ -283,13 +284,13 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
                   f"the one before it; the corrupt one is kept in {kept}", file=sys.stderr)
         wall_before = float(old.get("wall_time_s", 0.0))
         meta["resumes"] = list(old.get("resumes", [])) + [{**resume.record(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
-        stage = _read_meta(latest).get("curriculum_stage")
+        stage = saved.get("curriculum_stage")
         if stage is not None and env.batch.curriculum is not None:
             env.batch.curriculum.set_stage(stage)
             # the clock of the stage's max_steps goes on where it was (absent from older checkpoints: 0)
-            env.batch.curriculum.stage_steps = int(_read_meta(latest).get("curriculum_stage_steps", 0))
+            env.batch.curriculum.stage_steps = int(saved.get("curriculum_stage_steps", 0))
             env.batch.reset(record=False)
-        levels = _read_meta(latest).get("terrain_levels")
+        levels = saved.get("terrain_levels")
         if levels is not None and env.batch.ground.restore_levels(levels):
             env.batch.reset(record=False)
         print(f"resuming {run} from {latest.name} ({model.num_timesteps} steps)")
