@@ -278,22 +278,35 @@ def gait_clone(clones, tmp_path_factory) -> Path:
     return root / "best.pt"
 
 
-@pytest.mark.parametrize("symmetry, width", [(False, 16), (True, 16), (True, 24)])
-def test_a_clone_of_the_actors_terms_starts_an_asymmetric_actor_at_another_action_scale(symmetry, width, gait_clone,
-                                                                                         tmp_path):
+@pytest.mark.parametrize("symmetry, width, statistics", [(False, 16, "frozen"), (True, 16, "frozen"),
+                                                         (True, 24, "frozen"), (True, 16, "read")])
+def test_a_clone_of_the_actors_terms_starts_an_asymmetric_actor_at_another_action_scale(symmetry, width, statistics,
+                                                                                         gait_clone, tmp_path):
     """A clone that reads only the behaviour and the clock goes into the asymmetric actor of a task at action_scale
     0.7: its joint targets are the clone's (actions x 1.4 / 0.7); a symmetric actor averages them with the mirror
     image of the clone's action for the reflected observation. A wider actor (24 units where the clone has 16)
-    acts the same: its 8 added units read every actor input but weigh nothing in the actions yet."""
+    acts the same: its 8 added units read every actor input but weigh nothing in the actions yet. With
+    obs_statistics=read only the behaviour and the clock keep the demonstrations' statistics, every other input
+    runs on the fine-tuning's own, and the actions are still the clone's."""
     runs = tmp_path / "runs"
     assert main(["train", "pidog-run", "--steps", str(WARMUP * ROLLOUT), *TINY, "--set", f"ppo.net_arch=[{width}]",
                  "--set", f"finetune.bc_policy={gait_clone}", "--set", "task.action_scale=0.7",
-                 "--set", "ppo.actor_observations=[imu,behaviour,clock]",
+                 "--set", "ppo.actor_observations=[imu,behaviour,clock]", "--set", f"finetune.obs_statistics={statistics}",
                  "--set", f"ppo.symmetry={str(symmetry).lower()}", "--runs", str(runs)]) == 0
     (run,) = list(runs.iterdir())
     bc = load_bc(gait_clone)
     model = load_model(run / "model.zip")
     norm = read_normalization(run / "vecnormalize.pkl", bc.arch.obs_dim)
+    layout = {name: slice(int(start), int(start) + int(size)) for name, start, size in bc.meta["obs_layout"]}
+    read = np.zeros(bc.arch.obs_dim, dtype=bool)
+    read[layout["behaviour"]] = read[layout["clock"]] = True
+    np.testing.assert_array_equal(norm.obs_rms.mean[read], bc.normalizer.mean[read])
+    np.testing.assert_array_equal(norm.obs_rms.var[read], bc.normalizer.var[read])
+    moved = np.abs(norm.obs_rms.mean - bc.normalizer.mean) > 1e-6
+    if statistics == "frozen":
+        assert not moved.any()
+    else:  # the IMU and the joints follow the robot's own readings over the 3 rollouts
+        assert moved[layout["imu"]].any() and moved[layout["joint_pos"]].any()
     policy = model.policy
     first, action_net = policy.mlp_extractor.policy_net[0], policy.action_net
     assert first.out_features == width and action_net.in_features == width

@@ -37,12 +37,12 @@ from legkit.imitate.bc import BCPolicy, load_bc
 from legkit.imitate.demos import Demos, load_demos
 from legkit.imitate.finetune import BCCallback, BCRegularizer
 from legkit.imitate.normalizer import set_obs_statistics
-from legkit.imitate.warmstart import load_into_ppo, load_into_recurrent_ppo, unread_terms
+from legkit.imitate.warmstart import load_into_ppo, load_into_recurrent_ppo, read_entries, unread_terms
 from legkit.tasks.config import undisturbed
 from legkit.tasks.observations import layout_difference, term_indices
 from legkit.train.callbacks import CriticWarmup, sync_symmetry_statistics
 from legkit.train.config import Config
-from legkit.train.normalization import FlooredRunningMeanStd, frozen_statistics
+from legkit.train.normalization import FlooredRunningMeanStd, PinnedRunningMeanStd, frozen_statistics
 from legkit.train.runs import write_json
 
 FINETUNE_JSON = "finetune.json"
@@ -192,6 +192,18 @@ def measure_return(model: BaseAlgorithm, vecnorm: VecNormalize, cfg: Config, epi
     return out
 
 
+def _read_statistics(built, read: np.ndarray, mean: np.ndarray, var: np.ndarray) -> PinnedRunningMeanStd:
+    """finetune.obs_statistics=read: the entries `read` pinned at the clone's `mean` and `var`, every other entry
+    running from the fine-tuning's first rollout on (the run's own pinned entries, `built`'s, stay pinned)."""
+    pinned = {int(i): (m, v) for i, m, v in zip(read, mean[read], var[read])}
+    if isinstance(built, PinnedRunningMeanStd):
+        for i, m, v in zip(built.pinned, built.pinned_mean, built.pinned_var):
+            pinned.setdefault(int(i), (m, v))
+    index = np.array(sorted(pinned), dtype=np.int64)
+    return PinnedRunningMeanStd(mean.shape, index, np.array([pinned[i][0] for i in index]),
+                                np.array([pinned[i][1] for i in index]))
+
+
 class FinetuneStart:
     """A legkit.train.trainer.ModelStart: a new run's model begins as the cloned policy `bc` (see the module
     docstring); `demos` (or None) feed the BC regularizer."""
@@ -218,11 +230,14 @@ class FinetuneStart:
             print(f"fine-tuning: the cloned policy's actions times {ratio:.4g} (recorded at action_scale "
                   f"{float(self.bc.meta['action_scale']):g}, the task's is {self.cfg.task.action_scale:g}): the same "
                   f"joint targets, those beyond {self.cfg.task.action_scale:g} rad of home clipped")
+        built = vecnorm.obs_rms  # the run's own statistics, its fixed scales pinned (ppo.fixed_scales)
         n = set_obs_statistics(vecnorm, self.bc.normalizer).obs_rms  # checks size, clip and epsilon
         mean = n.mean.copy()
         mean[self.blind] = 0.0  # a blind term reads 0: normalized, 0 too
         if f.obs_statistics == "frozen":
             vecnorm.obs_rms = frozen_statistics(mean, n.var, n.count)
+        elif f.obs_statistics == "read":
+            vecnorm.obs_rms = _read_statistics(built, read_entries(self.bc), mean, n.var)
         else:
             vecnorm.obs_rms = FlooredRunningMeanStd(mean, n.var, n.count, f.min_obs_std ** 2)
         sync_symmetry_statistics(model.policy, vecnorm)  # a symmetric actor reflects through these statistics

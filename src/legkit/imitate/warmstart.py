@@ -30,7 +30,7 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
 from legkit import LegkitError
-from legkit.imitate.bc import BCPolicy
+from legkit.imitate.bc import BCPolicy, first_layer_weight
 from legkit.train.policies import AsymmetricActorCriticPolicy
 
 DEFAULT_LOG_STD = -2.0
@@ -74,13 +74,18 @@ def _copy(name: str, ours: nn.Module, theirs: nn.Module, what: str, kwargs_hint:
     theirs.load_state_dict(ours.state_dict())
 
 
+def read_entries(bc: BCPolicy) -> np.ndarray:
+    """The observation entries the clone reads: those with a non-zero weight into its first layer (an MLP's first
+    Linear, an LSTM's input weights). A clone of some inputs only (train_bc's `inputs`) reads those alone."""
+    return np.flatnonzero(np.any(first_layer_weight(bc.net).detach().numpy() != 0, axis=0))
+
+
 def unread_terms(bc: BCPolicy, keep) -> list[str]:
     """The observation terms (by the clone's obs_layout) that an MLP clone reads outside the entries `keep`: those
     whose first-layer weights are not all zero."""
-    weight = bc.net.mlp_extractor.policy_net[0].weight.detach().numpy()
-    outside = np.ones(weight.shape[1], dtype=bool)
-    outside[np.asarray(keep, dtype=np.int64)] = False
-    read = outside & np.any(weight != 0, axis=0)
+    read = np.zeros(bc.arch.obs_dim, dtype=bool)
+    read[read_entries(bc)] = True
+    read[np.asarray(keep, dtype=np.int64)] = False
     return [str(name) for name, start, size in bc.meta.get("obs_layout") or []
             if read[int(start):int(start) + int(size)].any()]
 

@@ -20,7 +20,7 @@ from legkit.train.normalization import FIXED_SCALE_TERMS
 
 ALGORITHMS = ("ppo", "recurrent_ppo")
 """ppo.algorithm: SB3's PPO with an MLP policy, or sb3-contrib's RecurrentPPO with an LSTM policy (MlpLstmPolicy)."""
-OBS_STATISTICS = ("frozen", "running")
+OBS_STATISTICS = ("frozen", "running", "read")
 """finetune.obs_statistics: what the cloned policy's observation statistics do during fine-tuning."""
 
 
@@ -177,7 +177,12 @@ class FinetuneConfig:
     obs_statistics: str = "frozen"
     """"frozen": observations stay normalized by the clone's statistics for the whole run (the inputs the actor
     was trained on). "running": they start there and keep updating (weighted by the demonstrations' sample
-    count), each entry's std floored at min_obs_std."""
+    count), each entry's std floored at min_obs_std. "read": the entries the clone reads (non-zero first-layer
+    weights) keep its statistics, the others are normalized by running statistics of the fine-tuning's own
+    observations from the first rollout, as a fresh run's are (the clone's actions do not depend on them, so it
+    starts exactly as loaded): a clone of the behaviour and the clock alone then learns to read its sensors at
+    their real spread, not at the scripted gaits' (a PiDog touch pad, command or camera pixel that never moved in
+    the demonstrations is divided by min_obs_std, 0.01, under "frozen" and sits at the clip)."""
     min_obs_std: float = 0.01
     """Floor of each observation entry's std under obs_statistics=running (as BC's own floor): an entry that
     stays constant during fine-tuning would otherwise be divided by ~1e-4."""
