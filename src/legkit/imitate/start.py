@@ -195,13 +195,11 @@ def measure_return(model: BaseAlgorithm, vecnorm: VecNormalize, cfg: Config, epi
 def _read_statistics(built, read: np.ndarray, mean: np.ndarray, var: np.ndarray) -> PinnedRunningMeanStd:
     """finetune.obs_statistics=read: the entries `read` pinned at the clone's `mean` and `var`, every other entry
     running from the fine-tuning's first rollout on (the run's own pinned entries, `built`'s, stay pinned)."""
-    pinned = {int(i): (m, v) for i, m, v in zip(read, mean[read], var[read])}
-    if isinstance(built, PinnedRunningMeanStd):
-        for i, m, v in zip(built.pinned, built.pinned_mean, built.pinned_var):
-            pinned.setdefault(int(i), (m, v))
-    index = np.array(sorted(pinned), dtype=np.int64)
-    return PinnedRunningMeanStd(mean.shape, index, np.array([pinned[i][0] for i in index]),
-                                np.array([pinned[i][1] for i in index]))
+    fixed = built.pinned if isinstance(built, PinnedRunningMeanStd) else np.zeros(0, dtype=np.int64)
+    m, v = built.mean.copy(), built.var.copy()  # at `fixed`: the run's pinned values
+    m[read], v[read] = mean[read], var[read]
+    index = np.union1d(fixed, read)
+    return PinnedRunningMeanStd(mean.shape, index, m[index], v[index])
 
 
 class FinetuneStart:
