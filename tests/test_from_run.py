@@ -100,6 +100,48 @@ def test_training_from_a_blind_run_records_the_start_and_learns_to_use_the_camer
     assert json.loads((run / "meta.json").read_text())["started_from"]["unblinded"] == ["camera"]
 
 
+def test_max_action_std_caps_the_copied_std_and_needs_a_start(blind_run, tmp_path, capfd):
+    """finetune.max_action_std: each action's std copied from the source is capped (the rest is the source's), the
+    mean action unchanged; without a start from another run's model the setting is an error, not ignored."""
+    source = PPO.load(blind_run / "model.zip", device="cpu")
+    theirs = source.policy.log_std.detach().numpy().copy()
+    theirs[::2] -= 1.0  # stds on both sides of the cap, as a trained policy has
+    with torch.no_grad():
+        source.policy.log_std.copy_(torch.as_tensor(theirs))
+    src = tmp_path / "src"
+    src.mkdir()
+    source.save(src / "model.zip")
+    for name in ("config.yaml", "vecnormalize.pkl", "meta.json"):
+        (src / name).write_bytes((blind_run / name).read_bytes())
+    cap = float(np.exp(np.median(theirs)))
+    sets = [f"finetune.from_run={src}", f"finetune.max_action_std={cap}", "ppo.net_arch=[16]", "ppo.n_steps=16",
+            "ppo.batch_size=64", "task.observation_blind=[camera]"]
+    cfg = build_config("pidog-run", sets=sets)
+    env = LegkitVecEnv(cfg.task, 8, seed=3)
+    try:
+        vecnorm = VecNormalize(env, norm_obs=True, norm_reward=cfg.ppo.normalize_reward, clip_obs=CLIP_OBS)
+        model = _build_model(cfg, vecnorm)
+        prepare(cfg).apply(model, vecnorm)
+        ours = model.policy.log_std.detach().numpy()
+        np.testing.assert_allclose(ours, np.minimum(theirs, np.log(cap)), rtol=1e-6)
+        assert (ours < theirs).any() and (ours == theirs).any()
+        obs = vecnorm.normalize_obs(env.reset())
+        a, _ = model.predict(obs, deterministic=True)
+        b, _ = source.predict(obs, deterministic=True)
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    finally:
+        env.close()
+    assert main(["train", "pidog-run", "--steps", "256", "--runs", str(tmp_path / "r"),
+                 "--set", "finetune.max_action_std=0.1"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "finetune.max_action_std = 0.1" in err[0] and "finetune.from_run" in err[0], err
+    assert main(["train", "pidog-run", "--steps", "256", "--runs", str(tmp_path / "r"), "--set",
+                 f"finetune.from_run={src}", "--set", "finetune.max_action_std=0.1", "--set", "ppo.use_sde=true"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ppo.use_sde is true" in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("sets, message", [
     (["ppo.net_arch=[32]"], "was trained with ppo.net_arch = [16] but this run has [32]"),
     (["ppo.net_arch=[16]", "ppo.algorithm=recurrent_ppo"], "is a ppo model but this run's ppo.algorithm is "

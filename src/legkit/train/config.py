@@ -213,6 +213,10 @@ class FinetuneConfig:
     then learns to look. null: none."""
     from_checkpoint: int | str | None = None
     """The source's checkpoint (a step number, 'latest' or 'best'); null: its final model."""
+    max_action_std: float | None = None
+    """With a start from another run's model (from_run, or the run's own first stage): each action's std is capped
+    at this value after the source's is copied, so that a policy whose mean stands still while its noise makes it
+    move (a slow command "walked" by exploration alone) must move by its mean; null: the source's std as it is."""
     first: str | None = None
     """A YAML config file of the same task to train first, as a stage of this run (legkit.train.stages): one
     `legkit train` trains it in RUN/first/ (an ordinary run folder: config.yaml, checkpoints, final model,
@@ -326,6 +330,8 @@ def validate(cfg: Config) -> Config:
         (f.obs_statistics in OBS_STATISTICS, "finetune.obs_statistics", f.obs_statistics,
          f"one of {', '.join(OBS_STATISTICS)}"),
         (math.isfinite(f.log_std), "finetune.log_std", f.log_std, "a finite number (log std of the actions)"),
+        (f.max_action_std is None or f.max_action_std > 0, "finetune.max_action_std", f.max_action_std,
+         "> 0 (or null: the source's action std)"),
         (f.min_obs_std > 0, "finetune.min_obs_std", f.min_obs_std, "> 0"),
         (f.critic_warmup_rollouts >= 0, "finetune.critic_warmup_rollouts", f.critic_warmup_rollouts, ">= 0"),
         (f.eval_episodes >= 0, "finetune.eval_episodes", f.eval_episodes, ">= 0 (0: no measurement)"),
@@ -460,6 +466,13 @@ def validate(cfg: Config) -> Config:
     if f.from_checkpoint is not None and f.from_run is None:
         raise LegkitError("finetune.from_checkpoint names a checkpoint of finetune.from_run, which is null: set "
                           "finetune.from_run=RUN too (or finetune.from_checkpoint=null)")
+    if f.max_action_std is not None and f.from_run is None and f.first is None:
+        raise LegkitError(f"finetune.max_action_std = {f.max_action_std} caps the action std copied from another "
+                          "run's model: it needs finetune.from_run or finetune.first (a clone's std is "
+                          "finetune.log_std, a fresh network's ppo.log_std_init), or finetune.max_action_std=null")
+    if f.max_action_std is not None and p.use_sde:
+        raise LegkitError(f"finetune.max_action_std = {f.max_action_std} caps a state-independent action std, and "
+                          "ppo.use_sde is true (gSDE's log std scales features, not actions): set one of them off")
     if f.demos is not None and f.bc_policy is None:
         raise LegkitError("finetune.demos adds a BC regularizer to fine-tuning a cloned policy: it needs "
                           "finetune.bc_policy (or set finetune.demos=null)")

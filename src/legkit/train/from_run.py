@@ -4,7 +4,8 @@
 and checks, before a run folder exists, that it fits the new run: the same observation layout, action size,
 algorithm, network and fixed observation scales. The RunStart it returns is a legkit.train.trainer.ModelStart;
 its `apply` copies into the freshly built model every weight of the source (the action std included, so
-ppo.log_std_init does not apply) and into VecNormalize its observation and return statistics.
+ppo.log_std_init does not apply; finetune.max_action_std caps it) and into VecNormalize its observation and return
+statistics.
 
 The source's config may differ in what the network's inputs carry (task.observation_blind):
 
@@ -183,6 +184,10 @@ class RunStart:
         except RuntimeError as exc:
             why = (str(exc).strip().splitlines() or [""])[0]
             raise LegkitError(f"finetune.from_run: '{src.model}' does not fit this run's network ({why})") from None
+        cap = self.cfg.finetune.max_action_std
+        if cap is not None:
+            with torch.no_grad():
+                model.policy.log_std.clamp_(max=float(np.log(cap)))
         if model.policy.use_sde:
             model.policy.reset_noise()
         norm = read_normalization(src.norm, int(np.prod(vecnorm.observation_space.shape)))

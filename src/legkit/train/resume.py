@@ -47,6 +47,7 @@ FIXED = {
     "finetune.from_checkpoint": "the policy the network started from",
     "finetune.first": "the stage the network started from (RUN/first)",
     "finetune.log_std": "a setting that only applies when a network is created",
+    "finetune.max_action_std": "a setting that only applies when a run starts from another's model",
     "finetune.obs_statistics": "how the network's inputs are normalized",
     "finetune.min_obs_std": "how the network's inputs are normalized",
     "finetune.critic_warmup_rollouts": "where the critic warm-up ends (recorded in finetune.json)",
