@@ -215,8 +215,9 @@ class FinetuneConfig:
     """The source's checkpoint (a step number, 'latest' or 'best'); null: its final model."""
     max_action_std: float | None = None
     """With a start from another run's model (from_run, or the run's own first stage): each action's std is capped
-    at this value after the source's is copied, so that a policy whose mean stands still while its noise makes it
-    move (a slow command "walked" by exploration alone) must move by its mean; null: the source's std as it is."""
+    at this value after the source's is copied; the mean actions are the source's. Made for a policy whose mean
+    stands still under slow commands while its exploration noise moves it (docs/results.md, twenty-seventh and
+    twenty-eighth sessions: it helped on some seeds, not all); null: the source's std as it is."""
     first: str | None = None
     """A YAML config file of the same task to train first, as a stage of this run (legkit.train.stages): one
     `legkit train` trains it in RUN/first/ (an ordinary run folder: config.yaml, checkpoints, final model,
