@@ -11,6 +11,7 @@ import mujoco
 import numpy as np
 import pytest
 
+from legkit import LegkitError
 from legkit.evaluate.gait import (G, cost_of_transport, debounce, duty_factor, foot_clearance, foot_contact,
                                   foot_slip_speed, gait_symmetry, left_right_pairs, stride_frequency, swings)
 from legkit.evaluate.metrics import compute_metrics, format_table
@@ -291,6 +292,8 @@ def test_eval_sweep_of_the_pretrained_walker(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert {"task", "policy", "checkpoint", "step", "seed", "overrides", "commands"} <= set(result)
     assert result["overrides"] == sets
+    assert result["figures"] == {"met": 0, "of": 0, "missed": []}  # go2-walk has no sweep figures: no column
+    assert "figures" not in printed
     records = {r["name"]: r for r in result["commands"]}
     assert list(records) == list(SWEEP)
     for name, rec in records.items():
@@ -307,6 +310,56 @@ def test_eval_sweep_of_the_pretrained_walker(tmp_path, capsys):
     # It never learned to walk backwards.
     assert records["backward_0.5"]["metrics"]["lin_vel_tracking_rms"] > \
         records["forward_0.5"]["metrics"]["lin_vel_tracking_rms"]
+
+
+def _record(name, **metrics):
+    return {"name": name, "command": [0.0, 0.0, 0.0], "metrics": metrics}
+
+
+def test_sweep_judge_marks_each_command_against_the_task_figures():
+    from legkit.evaluate.sweep import format_sweep, judge
+    from legkit.tasks.config import SweepBar
+
+    records = [_record("forward_0.2", mean_forward_velocity=0.05, survival_rate=1.0, lin_vel_tracking_rms=0.15),
+               _record("forward_1.0", mean_forward_velocity=0.98, survival_rate=0.9, lin_vel_tracking_rms=0.12),
+               _record("stand", mean_forward_velocity=0.01, survival_rate=1.0, lin_vel_tracking_rms=None)]
+    bars = (SweepBar("forward_0.2", "mean_forward_velocity", 0.1, 0.3), SweepBar("forward_1.0", "survival_rate", 0.95),
+            SweepBar("forward_1.0", "lin_vel_tracking_rms", high=0.2), SweepBar("stand", "lin_vel_tracking_rms", high=1))
+    verdict = judge(records, bars)
+    assert verdict["met"] == 1 and verdict["of"] == 4
+    assert verdict["missed"] == ["forward_0.2: mean_forward_velocity 0.050, asked >= 0.1 and <= 0.3",
+                                 "forward_1.0: survival_rate 0.900, asked >= 0.95",
+                                 "stand: lin_vel_tracking_rms undefined, asked <= 1"]  # undefined is not met
+    assert [f["met"] for f in records[1]["figures"]] == [False, True]
+    table = format_sweep({"commands": records, "figures": verdict})
+    assert table.splitlines()[0].split()[-1] == "figures"
+    assert [line.split()[-1] for line in table.splitlines()[1:4]] == ["MISSED", "MISSED", "MISSED"]
+    assert "1 of 4 met:" in table and "  missed forward_1.0: survival_rate 0.900, asked >= 0.95" in table
+    records[1]["metrics"]["survival_rate"] = 1.0
+    judge(records[1:2], bars[1:3])
+    assert all(f["met"] for f in records[1]["figures"][-2:])
+    # A figure the sweep cannot judge is an error that names what is valid, never skipped.
+    with pytest.raises(LegkitError, match="command 'backward_9' is not in the sweep; valid: forward_0.2"):
+        judge(records, (SweepBar("backward_9", "survival_rate", 0.9),))
+    with pytest.raises(LegkitError, match="metric 'speed' is not measured; valid: lin_vel_tracking_rms"):
+        judge(records, (SweepBar("stand", "speed", 0.9),))
+
+
+def test_go2_joystick_figures_are_the_issues_and_survive_a_saved_config():
+    from legkit.config import from_dict, load_yaml, to_dict
+    from legkit.evaluate.sweep import SWEEP, task_bars
+    from legkit.train.config import Config, build_config
+    from legkit.train.runs import resolve_run
+
+    cfg = build_config("go2-joystick")
+    bars = cfg.task.validation.sweep_bars
+    assert {b.command for b in bars} == set(SWEEP)
+    assert ("forward_2.0", "mean_forward_velocity", 1.8, None) in [(b.command, b.metric, b.low, b.high) for b in bars]
+    assert from_dict(Config, to_dict(cfg)).task.validation.sweep_bars == bars  # written in config.yaml, read back
+    # The shipped policy's config predates the figures: its sweep is marked against the task's own.
+    saved = from_dict(Config, load_yaml(str(resolve_run("pretrained:go2-joystick") / "config.yaml")))
+    assert saved.task.validation.sweep_bars == () and task_bars(saved) == bars
+    assert task_bars(build_config("go2-walk")) == ()
 
 
 def test_eval_sweep_writes_beside_a_run(tmp_path):

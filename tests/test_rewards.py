@@ -149,6 +149,9 @@ def test_contact_schedule_pays_feet_that_keep_the_trot():
     np.testing.assert_allclose(call("contact_schedule", s), [0.0, 1.0, 0.5])
     with pytest.raises(LegkitError, match="3 phase offsets for 4 feet"):
         call("contact_schedule", s, offsets=(0.0, 0.5, 0.5))
+    s.command[:] = [[0.3, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.05, 0.2]]  # gated: paid only when told to move
+    np.testing.assert_allclose(call("contact_schedule", s, min_command=0.1), [0.0, 0.0, 0.5])
+    np.testing.assert_allclose(call("contact_schedule", s), [0.0, 1.0, 0.5])  # ungated: every command
     s.clock[:] = 0.0  # the clock never ticked: not observed
     with pytest.raises(LegkitError, match="needs the `clock` observation term"):
         call("contact_schedule", s)

@@ -10,7 +10,7 @@ import numpy as np
 from legkit import EVAL_SEED, LegkitError
 from legkit.evaluate.metrics import compute_metrics
 from legkit.evaluate.rollout import Trace, load_policy, load_run_config, rollout_model
-from legkit.tasks.config import CommandConfig, TaskConfig
+from legkit.tasks.config import CommandConfig, SweepBar, TaskConfig
 from legkit.train.runs import Policy
 
 SWEEP: dict[str, tuple[float, float, float]] = {
@@ -77,7 +77,45 @@ def sweep(policy: Policy, episodes: int, sets: list[str] | None = None, seed: in
     model, norm = load_policy(policy)
     records = sweep_model(model, norm, cfg, episodes, seed, commands, progress, layout=policy.obs_layout)
     return {"task": cfg.task_name, "policy": policy.name, "checkpoint": policy.label, "step": policy.step,
-            "seed": seed, "overrides": list(sets or []), "commands": records}
+            "seed": seed, "overrides": list(sets or []), "commands": records,
+            "figures": judge(records, task_bars(cfg))}
+
+
+def task_bars(cfg) -> tuple[SweepBar, ...]:
+    """The figures a sweep of a run of `cfg` is marked against: its config's task.validation.sweep_bars, else
+    (a run saved before its task had figures) the task's own today."""
+    from legkit.tasks import TASKS
+
+    bars = cfg.task.validation.sweep_bars
+    return bars if bars or cfg.task_name not in TASKS else TASKS[cfg.task_name][0]().validation.sweep_bars
+
+
+def judge(records: list[dict], bars: tuple[SweepBar, ...]) -> dict:
+    """Mark each record against the task's figures (task.validation.sweep_bars): every record of a command that
+    has bars gets "figures": [{"metric", "low", "high", "value", "met"}, ...]. Returns {"met", "of", "missed"}:
+    how many bars hold, of how many, and each missed one in words. A bar naming a command the sweep did not run
+    or a metric it does not measure is an error, never skipped."""
+    by_name = {r["name"]: r for r in records}
+    missed, met = [], 0
+    for bar in bars:
+        rec = by_name.get(bar.command)
+        if rec is None:
+            raise LegkitError(f"task.validation.sweep_bars: command '{bar.command}' is not in the sweep; valid: "
+                              f"{', '.join(by_name)}")
+        if bar.metric not in rec["metrics"]:
+            raise LegkitError(f"task.validation.sweep_bars: metric '{bar.metric}' is not measured; valid: "
+                              f"{', '.join(sorted(rec['metrics']))}")
+        value = rec["metrics"][bar.metric]
+        ok = value is not None and (bar.low is None or value >= bar.low) and (bar.high is None or value <= bar.high)
+        rec.setdefault("figures", []).append({"metric": bar.metric, "low": bar.low, "high": bar.high,
+                                               "value": value, "met": bool(ok)})
+        met += ok
+        if not ok:
+            shown = "undefined" if value is None else f"{value:.3f}"
+            want = " and ".join(w for w in (None if bar.low is None else f">= {bar.low:g}",
+                                            None if bar.high is None else f"<= {bar.high:g}") if w)
+            missed.append(f"{bar.command}: {bar.metric} {shown}, asked {want}")
+    return {"met": met, "of": len(bars), "missed": missed}
 
 
 def sweep_model(model, norm, cfg, episodes: int, seed: int = EVAL_SEED,
@@ -111,14 +149,22 @@ COLUMNS = (
 
 def format_sweep(result: dict) -> str:
     """One row per command: its name, the measured mean velocities (m/s, rad/s), RMS tracking errors,
-    survival, mean duty factor and foot slip speed (m/s); '-' where not defined."""
-    rows = [["command", *(h for h, _, _ in COLUMNS)]]
+    survival, mean duty factor and foot slip speed (m/s); '-' where not defined. Where the task has figures
+    (`judge`), a last column marks each command met or MISSED, and the lines under the table name what missed."""
+    figures = result.get("figures") or {"of": 0}
+    rows = [["command", *(h for h, _, _ in COLUMNS), *(["figures"] if figures["of"] else [])]]
     for rec in result["commands"]:
         m = rec["metrics"]
-        rows.append([rec["name"], *("-" if m.get(k) is None else fmt.format(m[k]) for _, k, fmt in COLUMNS)])
+        mark = [] if not figures["of"] else ["-" if "figures" not in rec else
+                                            "met" if all(f["met"] for f in rec["figures"]) else "MISSED"]
+        rows.append([rec["name"], *("-" if m.get(k) is None else fmt.format(m[k]) for _, k, fmt in COLUMNS), *mark])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                     for r in rows)
+    table = "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                      for r in rows)
+    if not figures["of"]:
+        return table
+    verdict = f"figures (task.validation.sweep_bars): {figures['met']} of {figures['of']} met"
+    return "\n".join([table, verdict + (":" if figures["missed"] else ""), *("  missed " + m for m in figures["missed"])])
 
 
-__all__ = ["SWEEP", "fixed_command", "format_sweep", "sweep", "sweep_model", "tracking_metrics"]
+__all__ = ["SWEEP", "fixed_command", "format_sweep", "judge", "sweep", "task_bars", "sweep_model", "tracking_metrics"]

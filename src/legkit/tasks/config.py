@@ -63,6 +63,19 @@ class Scenario:
 
 
 @dataclass(frozen=True)
+class SweepBar:
+    """One figure of `legkit eval --sweep`: under the sweep command `command`, the metric `metric` (a key of the
+    command's metrics, e.g. "lin_vel_tracking_rms") must lie in [low, high]; a bound left None is not checked."""
+
+    command: str
+    """A command of the sweep (legkit.evaluate.sweep.SWEEP), e.g. "forward_0.2"."""
+    metric: str
+    """The measured quantity, e.g. "mean_forward_velocity" (m/s), "survival_rate" (0-1)."""
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True)
 class ValidationConfig:
     """`legkit validate`: scenarios and pass/fail thresholds (lengths in control steps)."""
 
@@ -102,6 +115,8 @@ class ValidationConfig:
     robustness: tuple[Scenario, ...] = ()
     """Robustness scenarios (pushes, friction, payload, motor strength, latency, noise...), each run for
     `episodes` episodes of `max_steps` steps; none by default."""
+    sweep_bars: tuple[SweepBar, ...] = ()
+    """The figures `legkit eval --sweep` marks each command against (met or missed); none by default."""
 
 
 @dataclass(frozen=True)

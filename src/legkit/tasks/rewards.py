@@ -226,12 +226,16 @@ class FeetAirTime:
 
 
 def contact_schedule(s: BatchState, offsets: tuple[float, ...] = (0.0, 0.5, 0.5, 0.0), duty: float = 0.5,
-                     contact_force: float = 1.0) -> np.ndarray:
+                     contact_force: float = 1.0, min_command: float = 0.0) -> np.ndarray:
     """The share of feet (0-1) whose ground contact keeps a gait's schedule at the `clock` term's phase p (0-1,
     one cycle per task.clock_period): foot i should stand while (p + offsets[i]) mod 1 < `duty` and swing
     otherwise; a foot stands when its normal force exceeds `contact_force` (N). The default offsets, in the feet's
     order FL, FR, RL, RR, are a trot: the diagonals FL-RR and FR-RL alternate. A policy that observes the clock can
-    keep the beat; without a schedule a small robot learns to shuffle at several strides a second."""
+    keep the beat; without a schedule a small robot learns to shuffle at several strides a second.
+
+    With `min_command` > 0 it is paid only while the robot is told to move (|cmd_xy| or |cmd_yaw| above it) and is
+    0 under a (near) zero command, where standing still is the task: a gait term gated on the command's size. Then
+    the beat is worth keeping under any command that asks for motion, the slow and backward ones included."""
     if not np.any(s.clock):
         raise LegkitError("the contact_schedule reward needs the `clock` observation term (task.observations) "
                           "and task.clock_period > 0: it reads the gait's phase from the clock")
@@ -240,7 +244,10 @@ def contact_schedule(s: BatchState, offsets: tuple[float, ...] = (0.0, 0.5, 0.5,
                           f"{s.foot_force.shape[1]} feet; give one per foot")
     phase = np.arctan2(s.clock[:, 0], s.clock[:, 1]) / (2 * np.pi)
     stance = np.mod(phase[:, None] + np.asarray(offsets)[None, :], 1.0) < duty
-    return np.mean((s.foot_force > contact_force) == stance, axis=1)
+    share = np.mean((s.foot_force > contact_force) == stance, axis=1)
+    if min_command > 0:
+        share *= (np.linalg.norm(s.command[:, :2], axis=1) > min_command) | (np.abs(s.command[:, 2]) > min_command)
+    return share
 
 
 def stand_still(s: BatchState, threshold: float = 0.1) -> np.ndarray:
