@@ -324,7 +324,8 @@ def test_sweep_judge_marks_each_command_against_the_task_figures():
                _record("forward_1.0", mean_forward_velocity=0.98, survival_rate=0.9, lin_vel_tracking_rms=0.12),
                _record("stand", mean_forward_velocity=0.01, survival_rate=1.0, lin_vel_tracking_rms=None)]
     bars = (SweepBar("forward_0.2", "mean_forward_velocity", 0.1, 0.3), SweepBar("forward_1.0", "survival_rate", 0.95),
-            SweepBar("forward_1.0", "lin_vel_tracking_rms", high=0.2), SweepBar("stand", "lin_vel_tracking_rms", high=1))
+            SweepBar("forward_1.0", "lin_vel_tracking_rms", high=0.2),
+            SweepBar("stand", "lin_vel_tracking_rms", high=1))
     verdict = judge(records, bars)
     assert verdict["met"] == 1 and verdict["of"] == 4
     assert verdict["missed"] == ["forward_0.2: mean_forward_velocity 0.050, asked >= 0.1 and <= 0.3",

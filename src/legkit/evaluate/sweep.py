@@ -164,7 +164,8 @@ def format_sweep(result: dict) -> str:
     if not figures["of"]:
         return table
     verdict = f"figures (task.validation.sweep_bars): {figures['met']} of {figures['of']} met"
-    return "\n".join([table, verdict + (":" if figures["missed"] else ""), *("  missed " + m for m in figures["missed"])])
+    missed = ["  missed " + m for m in figures["missed"]]
+    return "\n".join([table, verdict + (":" if missed else ""), *missed])
 
 
 __all__ = ["SWEEP", "fixed_command", "format_sweep", "judge", "sweep", "task_bars", "sweep_model", "tracking_metrics"]
