@@ -84,10 +84,10 @@ def sweep(policy: Policy, episodes: int, sets: list[str] | None = None, seed: in
 def task_bars(cfg) -> tuple[SweepBar, ...]:
     """The figures a sweep of a run of `cfg` is marked against: its config's task.validation.sweep_bars, else
     (a run saved before its task had figures) the task's own today."""
-    from legkit.tasks import TASKS
+    from legkit.tasks import TASKS, get_task
 
     bars = cfg.task.validation.sweep_bars
-    return bars if bars or cfg.task_name not in TASKS else TASKS[cfg.task_name][0]().validation.sweep_bars
+    return bars if bars or cfg.task_name not in TASKS else get_task(cfg.task_name).validation.sweep_bars
 
 
 def judge(records: list[dict], bars: tuple[SweepBar, ...]) -> dict:

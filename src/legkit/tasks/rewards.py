@@ -220,9 +220,13 @@ class FeetAirTime:
         self.air_time += s.dt
         self.air_time[contact] = 0.0
         self.was_in_contact = contact
-        # told to move or to turn: turning on the spot takes steps too
-        moving = (np.linalg.norm(s.command[:, :2], axis=1) > 0.1) | (np.abs(s.command[:, 2]) > 0.1)
-        return reward * moving
+        return reward * _told_to_move(s, 0.1)
+
+
+def _told_to_move(s: BatchState, threshold: float) -> np.ndarray:
+    """Where the command asks for motion: |cmd_xy| (m/s) or |cmd_yaw| (rad/s) above `threshold` (turning on the spot
+    takes steps too)."""
+    return (np.linalg.norm(s.command[:, :2], axis=1) > threshold) | (np.abs(s.command[:, 2]) > threshold)
 
 
 def contact_schedule(s: BatchState, offsets: tuple[float, ...] = (0.0, 0.5, 0.5, 0.0), duty: float = 0.5,
@@ -246,7 +250,7 @@ def contact_schedule(s: BatchState, offsets: tuple[float, ...] = (0.0, 0.5, 0.5,
     stance = np.mod(phase[:, None] + np.asarray(offsets)[None, :], 1.0) < duty
     share = np.mean((s.foot_force > contact_force) == stance, axis=1)
     if min_command > 0:
-        share *= (np.linalg.norm(s.command[:, :2], axis=1) > min_command) | (np.abs(s.command[:, 2]) > min_command)
+        share *= _told_to_move(s, min_command)
     return share
 
 
