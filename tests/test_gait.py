@@ -361,6 +361,13 @@ def test_go2_joystick_figures_are_the_issues_and_survive_a_saved_config():
     saved = from_dict(Config, load_yaml(str(resolve_run("pretrained:go2-joystick") / "config.yaml")))
     assert saved.task.validation.sweep_bars == () and task_bars(saved) == bars
     assert task_bars(build_config("go2-walk")) == ()
+    # The figures are the task's, as validate's suite is: a run saved with other bars is judged by today's, and a
+    # task.validation --set changes them.
+    rep = dataclasses.replace
+    old = rep(cfg, task=rep(cfg.task, validation=rep(cfg.task.validation, sweep_bars=bars[:1])))
+    assert task_bars(old) == bars
+    one = task_bars(old, ["task.validation.sweep_bars=[{command: stand, metric: survival_rate, low: 0.5}]"])
+    assert [(b.command, b.metric, b.low, b.high) for b in one] == [("stand", "survival_rate", 0.5, None)]
 
 
 def test_eval_sweep_writes_beside_a_run(tmp_path):

@@ -78,16 +78,21 @@ def sweep(policy: Policy, episodes: int, sets: list[str] | None = None, seed: in
     records = sweep_model(model, norm, cfg, episodes, seed, commands, progress, layout=policy.obs_layout)
     return {"task": cfg.task_name, "policy": policy.name, "checkpoint": policy.label, "step": policy.step,
             "seed": seed, "overrides": list(sets or []), "commands": records,
-            "figures": judge(records, task_bars(cfg))}
+            "figures": judge(records, task_bars(cfg, sets))}
 
 
-def task_bars(cfg) -> tuple[SweepBar, ...]:
-    """The figures a sweep of a run of `cfg` is marked against: its config's task.validation.sweep_bars, else
-    (a run saved before its task had figures) the task's own today."""
-    from legkit.tasks import TASKS, get_task
+def task_bars(cfg, sets: list[str] | None = None) -> tuple[SweepBar, ...]:
+    """The figures a sweep of a run of `cfg` is marked against. Like validate's suite they belong to the task, not
+    to the run: the task's current task.validation.sweep_bars with any task.validation `sets`, so that a run saved
+    before a figure changed (or before its task had figures) is judged as a new one is. A run of a task legkit
+    does not know keeps its saved figures."""
+    from legkit.tasks import TASKS
+    from legkit.train.config import build_config
 
-    bars = cfg.task.validation.sweep_bars
-    return bars if bars or cfg.task_name not in TASKS else get_task(cfg.task_name).validation.sweep_bars
+    if cfg.task_name not in TASKS:
+        return cfg.task.validation.sweep_bars
+    own = [s for s in sets or [] if s.startswith("task.validation.")]
+    return build_config(cfg.task_name, sets=own).task.validation.sweep_bars
 
 
 def judge(records: list[dict], bars: tuple[SweepBar, ...]) -> dict:
