@@ -157,6 +157,48 @@ def test_contact_schedule_pays_feet_that_keep_the_trot():
         call("contact_schedule", s)
 
 
+def test_feet_clearance_prices_feet_carried_low_while_told_to_move():
+    s = make_state(3)
+    s.foot_height = np.array([[0.0, 0.10, 0.02, 0.0], [0.0, 0.0, 0.0, 0.0], [0.03, 0.03, 0.03, 0.03]])
+    s.foot_speed = np.array([[0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25]])
+    s.command[:] = [0.5, 0.0, 0.0]
+    # Row 0: a stance foot (still) and a foot swung above the target cost nothing; one swung 2 cm up at 1 m/s
+    # costs (0.08 - 0.02) * sqrt(1). Row 1: all feet down and still (standing) costs nothing. Row 2: every foot
+    # 5 cm short of the target at 0.25 m/s: 4 * 0.05 * 0.5.
+    np.testing.assert_allclose(call("feet_clearance", s), [0.06, 0.0, 0.1])
+    np.testing.assert_allclose(call("feet_clearance", s, target=0.03), [0.01, 0.0, 0.0])
+    s.command[:] = [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.5]]  # told to stand: free; a turn counts
+    np.testing.assert_allclose(call("feet_clearance", s), [0.0, 0.0, 0.1])
+    np.testing.assert_allclose(call("feet_clearance", s, min_command=0.0), [0.06, 0.0, 0.1])
+    s.foot_height = np.zeros((3, 0))  # a robot without foot sensors
+    with pytest.raises(LegkitError, match="needs foot position and velocity sensors"):
+        call("feet_clearance", s)
+
+
+def test_env_fills_foot_height_and_speed_from_the_robot():
+    """On a real Go2 the feet stand on the ground (height near 0, still) and are off it when the robot is put 20 cm
+    up: the state reads the model's foot sensors, less the sphere feet's radius."""
+    from legkit.envs.core import LeggedBatch
+    from legkit.train.config import build_config
+
+    batch = LeggedBatch(build_config("go2-walk").task, 2, seed=0, nthread=1)
+    try:
+        s = batch.state
+        batch.reset()
+        for _ in range(25):  # settle on the home pose
+            batch.step(np.zeros((2, 12)))
+        assert s.foot_height.shape == s.foot_speed.shape == (2, 4)
+        assert np.all(np.abs(s.foot_height) < 0.01), s.foot_height
+        assert np.all(s.foot_speed < 0.05), s.foot_speed
+        qpos, qvel = batch.sim.qpos.copy(), np.zeros_like(batch.sim.qvel)
+        qpos[:, 2] += 0.2
+        batch.sim.set_state(np.arange(2), qpos, qvel)
+        batch.step(np.zeros((2, 12)))  # one control step of falling (2 mm); the unloaded legs stretch by 1-2 cm
+        assert np.all((s.foot_height > 0.17) & (s.foot_height < 0.2)), s.foot_height
+    finally:
+        batch.close()
+
+
 def test_env_rejects_a_contact_schedule_without_a_clock():
     from legkit.envs.core import LeggedBatch
     from legkit.train.config import build_config
@@ -259,7 +301,7 @@ STATELESS_TESTED = {
     "track_lin_vel", "track_ang_vel", "lin_vel_z", "ang_vel_xy", "orientation", "base_height", "base_too_low",
     "torques", "energy", "action_rate", "joint_deviation", "undesired_contacts", "termination", "alive",
     "height_target", "upright", "control_cost", "sustained_bonus", "stand_still", "lin_vel_progress",
-    "yaw_rate_progress", "joint_pose", "contact_schedule", "obstacle_contact", "ultrasonic_proximity", "obstacle_proximity",
+    "yaw_rate_progress", "joint_pose", "contact_schedule", "feet_clearance", "obstacle_contact", "ultrasonic_proximity", "obstacle_proximity",
 }
 
 

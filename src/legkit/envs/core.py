@@ -76,6 +76,13 @@ class LeggedBatch:
         self.base_sensors = sensor(r.base_touch_sensors)
         self.undesired_sensors = sensor(r.undesired_touch_sensors)
         self.torque_sensors = sensor(r.torque_sensors)
+        # The feet's world positions and velocities (framepos, framelinvel: 3 values from each address) where the
+        # robot names them for every foot, and the radius of each sphere foot (its lowest point is the centre less it).
+        self.foot_pos = sensor(r.foot_pos_sensors) if len(r.foot_pos_sensors) == len(r.feet) else None
+        self.foot_vel = sensor(r.foot_vel_sensors) if len(r.foot_vel_sensors) == len(r.feet) else None
+        feet = _ids(m, mujoco.mjtObj.mjOBJ_GEOM, r.feet, "foot geom") if self.foot_pos is not None else []
+        self.foot_radius = np.array([m.geom_size[g, 0] if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_SPHERE else 0.0
+                                     for g in feet])
         self.home = r.home
         # Controls stay inside the actuator's ctrlrange, or the joint's range where the actuator has none.
         limited = m.actuator_ctrllimited.astype(bool)
@@ -92,6 +99,10 @@ class LeggedBatch:
         self.state = BatchState(num_envs, r.num_joints, len(self.foot_sensors), len(self.undesired_sensors), self.dt,
                                 r.joints)
         self.state.ground_friction[:] = task.physics.floor_friction
+        if self.foot_pos is not None:
+            self.state.foot_height = np.zeros((num_envs, len(r.feet)))
+        if self.foot_vel is not None:
+            self.state.foot_speed = np.zeros((num_envs, len(r.feet)))
         if "height_scan" in task.observations:
             self.state.height_scan = np.zeros((num_envs, len(self.ground.grid)))
         check_sensor_terms(task.observations, task.sensors)
@@ -279,6 +290,13 @@ class LeggedBatch:
         np.take(sd, self.torque_sensors, axis=1, out=s.joint_torque)
         np.take(sd, self.foot_sensors, axis=1, out=s.foot_force)
         np.take(sd, self.undesired_sensors, axis=1, out=s.undesired_force)
+        if self.foot_pos is not None:
+            x, y, z = (sd[:, self.foot_pos + k] for k in range(3))
+            np.subtract(z, self.foot_radius, out=s.foot_height)
+            if self.ground.terrain is not None:
+                s.foot_height -= self.ground.height(x, y)
+        if self.foot_vel is not None:
+            np.hypot(sd[:, self.foot_vel], sd[:, self.foot_vel + 1], out=s.foot_speed)
         if len(self.base_sensors):
             np.sum(sd[:, self.base_sensors], axis=1, out=s.base_contact_force)
         if self.gait is not None:

@@ -62,6 +62,12 @@ class BatchState:
         """Actuator torques (N*m)."""
         self.foot_force = np.zeros((n, num_feet))
         """Normal contact force on each foot (N)."""
+        self.foot_height = np.zeros((n, 0))
+        """Height (m) of each foot's lowest point above the ground under it, (n, feet) in `feet` order, at the last
+        physics substep; empty for a robot without foot position sensors (RobotSpec.foot_pos_sensors)."""
+        self.foot_speed = np.zeros((n, 0))
+        """Horizontal (world xy) speed of each foot (m/s), (n, feet); empty for a robot without foot velocity
+        sensors (RobotSpec.foot_vel_sensors)."""
         self.undesired_force = np.zeros((n, num_undesired))
         """Normal contact force on each body that should not touch the ground (N)."""
         self.base_contact_force = np.zeros(n)

@@ -60,6 +60,8 @@ PARAM_RANGES: dict[tuple[str, str], tuple[Callable[[Any], bool], str]] = {
     ("contact_schedule", "duty"): (lambda v: 0 < v < 1, "in (0, 1) (the share of a cycle a foot stands)"),
     ("contact_schedule", "contact_force"): (lambda v: v >= 0, ">= 0 (N; contact forces are never negative)"),
     ("contact_schedule", "min_command"): (lambda v: v >= 0, ">= 0 (m/s or rad/s; 0: paid under every command)"),
+    ("feet_clearance", "target"): (lambda v: v > 0, "> 0 (m; the swing height below which a moving foot costs)"),
+    ("feet_clearance", "min_command"): (lambda v: v >= 0, ">= 0 (m/s or rad/s; 0: paid under every command)"),
     ("ultrasonic_proximity", "distance"): (lambda v: v > 0, "> 0 (m; it divides the distance inside it)"),
     ("progress_window", "window"): (lambda v: v > 0, "> 0 (s; one control step or more is used)"),
     ("lin_vel_progress", "floor"): (lambda v: -1 <= v <= 0, "in [-1, 0] (the least share paid: 0, or a cost)"),
