@@ -78,8 +78,8 @@ class LeggedBatch:
         self.torque_sensors = sensor(r.torque_sensors)
         # The feet's world positions and velocities (framepos, framelinvel: 3 values from each address) where the
         # robot names them for every foot, and the radius of each sphere foot (its lowest point is the centre less it).
-        self.foot_pos = sensor(r.foot_pos_sensors) if len(r.foot_pos_sensors) == len(r.feet) else None
-        self.foot_vel = sensor(r.foot_vel_sensors) if len(r.foot_vel_sensors) == len(r.feet) else None
+        self.foot_pos = sensor(r.foot_pos_sensors) if r.feet and len(r.foot_pos_sensors) == len(r.feet) else None
+        self.foot_vel = sensor(r.foot_vel_sensors) if r.feet and len(r.foot_vel_sensors) == len(r.feet) else None
         feet = _ids(m, mujoco.mjtObj.mjOBJ_GEOM, r.feet, "foot geom") if self.foot_pos is not None else []
         self.foot_radius = np.array([m.geom_size[g, 0] if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_SPHERE else 0.0
                                      for g in feet])
