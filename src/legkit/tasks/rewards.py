@@ -257,9 +257,10 @@ def contact_schedule(s: BatchState, offsets: tuple[float, ...] = (0.0, 0.5, 0.5,
 def feet_clearance(s: BatchState, target: float = 0.08, min_command: float = 0.1) -> np.ndarray:
     """Feet swung low: sum over feet of max(target - h, 0) * sqrt(v), h the foot's height above the ground (m) and
     v its horizontal speed (m/s), while the robot is told to move (|cmd_xy| or |cmd_yaw| above `min_command`; 0:
-    under every command); 0 under a (near) zero command. A foot in stance barely moves and costs nothing; a foot carried forward along the
-    ground costs the most. With a negative weight it prices the shuffle (quick steps that clear the ground by a
-    centimetre or two) that a velocity reward alone leaves a Go2 in (MuJoCo Playground's Go1 prices the same)."""
+    under every command); 0 under a (near) zero command. A stance foot that grips costs nothing; one that slides
+    costs, and a foot carried forward along the ground costs the most. MuJoCo Playground's Go1 joystick has a
+    similar cost (|h - target| * sqrt(v)). At weight -1 on go2-joystick, beside base_height at -30, the swing peaks
+    rose by a centimetre or two and the step rate did not change (docs/results.md, thirtieth session)."""
     if s.foot_height.shape[1] == 0 or s.foot_speed.shape[1] == 0:
         raise LegkitError("the feet_clearance reward needs foot position and velocity sensors on every foot "
                           "(RobotSpec.foot_pos_sensors and foot_vel_sensors); this robot names none")
