@@ -77,10 +77,12 @@ class LeggedBatch:
         self.undesired_sensors = sensor(r.undesired_touch_sensors)
         self.torque_sensors = sensor(r.torque_sensors)
         # The feet's world positions and velocities (framepos, framelinvel: 3 values from each address) where the
-        # robot names them for every foot, and the radius of each sphere foot (its lowest point is the centre less it).
-        self.foot_pos = sensor(r.foot_pos_sensors) if r.feet and len(r.foot_pos_sensors) == len(r.feet) else None
-        self.foot_vel = sensor(r.foot_vel_sensors) if r.feet and len(r.foot_vel_sensors) == len(r.feet) else None
-        feet = _ids(m, mujoco.mjtObj.mjOBJ_GEOM, r.feet, "foot geom") if self.foot_pos is not None else []
+        # robot names both for every foot (else None), and the radius of each sphere foot (its lowest point is the
+        # centre less it): `foot_height_speed` reads them.
+        sensed = bool(r.feet) and len(r.foot_pos_sensors) == len(r.foot_vel_sensors) == len(r.feet)
+        self.foot_pos = sensor(r.foot_pos_sensors) if sensed else None
+        self.foot_vel = sensor(r.foot_vel_sensors) if sensed else None
+        feet = _ids(m, mujoco.mjtObj.mjOBJ_GEOM, r.feet, "foot geom") if sensed else []
         self.foot_radius = np.array([m.geom_size[g, 0] if m.geom_type[g] == mujoco.mjtGeom.mjGEOM_SPHERE else 0.0
                                      for g in feet])
         self.home = r.home
@@ -101,7 +103,6 @@ class LeggedBatch:
         self.state.ground_friction[:] = task.physics.floor_friction
         if self.foot_pos is not None:
             self.state.foot_height = np.zeros((num_envs, len(r.feet)))
-        if self.foot_vel is not None:
             self.state.foot_speed = np.zeros((num_envs, len(r.feet)))
         if "height_scan" in task.observations:
             self.state.height_scan = np.zeros((num_envs, len(self.ground.grid)))
@@ -291,12 +292,7 @@ class LeggedBatch:
         np.take(sd, self.foot_sensors, axis=1, out=s.foot_force)
         np.take(sd, self.undesired_sensors, axis=1, out=s.undesired_force)
         if self.foot_pos is not None:
-            x, y, z = (sd[:, self.foot_pos + k] for k in range(3))
-            np.subtract(z, self.foot_radius, out=s.foot_height)
-            if self.ground.terrain is not None:
-                s.foot_height -= self.ground.height(x, y)
-        if self.foot_vel is not None:
-            np.hypot(sd[:, self.foot_vel], sd[:, self.foot_vel + 1], out=s.foot_speed)
+            s.foot_height[:], s.foot_speed[:] = self.foot_height_speed(sd)
         if len(self.base_sensors):
             np.sum(sd[:, self.base_sensors], axis=1, out=s.base_contact_force)
         if self.gait is not None:
@@ -308,6 +304,16 @@ class LeggedBatch:
                 s.obstacle_contacts[reset_ids] = self.arena.contacts(sd[reset_ids])
         if self.sensors is not None:
             self.sensors.update(reset_ids)
+
+    def foot_height_speed(self, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each foot's height (m) above the ground under it (its lowest point: the centre less a sphere's radius) and
+        horizontal (world xy) speed (m/s), from sensordata rows `sd` (..., nsensordata); each (..., feet). Only for
+        a robot with foot position and velocity sensors (`foot_pos` not None)."""
+        x, y, z = (sd[..., self.foot_pos + k] for k in range(3))
+        height = z - self.foot_radius
+        if self.ground.terrain is not None:
+            height -= self.ground.height(x, y)
+        return height, np.hypot(sd[..., self.foot_vel], sd[..., self.foot_vel + 1])
 
     def _tick_clock(self) -> None:
         """The `clock` term: the phase of task.clock_period at each robot's time since its reset."""

@@ -14,9 +14,9 @@ from legkit import EVAL_SEED, LegkitError
 from legkit.config import apply_sets, from_dict, load_yaml, to_dict
 from legkit.envs.core import LeggedBatch
 from legkit.evaluate.gait import left_right_pairs
-from legkit.tasks.config import PushConfig, undisturbed
+from legkit.tasks.config import PushConfig, ValidationConfig, undisturbed
 from legkit.tasks.observations import layout_difference
-from legkit.train.config import Config, validate
+from legkit.train.config import Config, build_config, validate
 from legkit.train.policies import PolicyActor
 from legkit.train.runs import Policy
 from legkit.train.trainer import load_model, read_normalization
@@ -76,29 +76,18 @@ class Trace:
 
 
 class FootSensors:
-    """Addresses in sensordata of the feet's touch, position and velocity sensors, and the foot radii."""
+    """The feet's touch force, height and horizontal speed at every physics substep (the batch's foot sensors), and
+    the left-right foot pairs."""
 
     def __init__(self, batch: LeggedBatch):
         m, r = batch.model, batch.robot
-        if len(r.foot_pos_sensors) != len(r.feet) or len(r.foot_vel_sensors) != len(r.feet) \
-                or len(batch.foot_sensors) != len(r.feet):
+        if batch.foot_pos is None or len(batch.foot_sensors) != len(r.feet):
             raise LegkitError(f"robot '{r.name}' must name one touch, framepos and framelinvel sensor per foot "
                               f"({len(r.feet)} feet) for gait metrics")
-
-        def adr(name: str) -> int:
-            i = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SENSOR, name)
-            if i < 0:
-                raise LegkitError(f"the robot model has no sensor named '{name}'")
-            return int(m.sensor_adr[i])
-
-        self.touch = batch.foot_sensors
-        self.pos_z = np.array([adr(n) + 2 for n in r.foot_pos_sensors])
-        self.ground = batch.ground
-        self.vel_x = np.array([adr(n) for n in r.foot_vel_sensors])
         geoms = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, name) for name in r.feet]
-        if min(geoms) < 0 or any(m.geom_type[g] != mujoco.mjtGeom.mjGEOM_SPHERE for g in geoms):
+        if any(m.geom_type[g] != mujoco.mjtGeom.mjGEOM_SPHERE for g in geoms):
             raise LegkitError(f"gait metrics need sphere foot geoms; robot '{r.name}' feet are {r.feet}")
-        self.radius = m.geom_size[geoms, 0].copy()
+        self.batch = batch
         data = mujoco.MjData(m)  # the reference pose: base at the origin, unrotated (x forward, y left)
         mujoco.mj_forward(m, data)
         self.pairs = left_right_pairs(data.geom_xpos[geoms, :2])
@@ -107,11 +96,8 @@ class FootSensors:
         """(force, height, horizontal speed) of every foot from substep sensordata (envs, substeps, nsensordata),
         each (substeps, envs, feet)."""
         sub = np.swapaxes(sub, 0, 1)
-        speed = np.hypot(sub[..., self.vel_x], sub[..., self.vel_x + 1])
-        height = sub[..., self.pos_z] - self.radius
-        if self.ground.terrain is not None:  # above the ground under the foot
-            height -= self.ground.height(sub[..., self.pos_z - 2], sub[..., self.pos_z - 1])
-        return sub[..., self.touch].copy(), height, speed
+        height, speed = self.batch.foot_height_speed(sub)
+        return sub[..., self.batch.foot_sensors].copy(), height, speed
 
 
 def load_run_config(policy: Policy, sets: list[str] | None = None) -> Config:
@@ -129,6 +115,17 @@ def load_run_config(policy: Policy, sets: list[str] | None = None) -> Config:
     saved = validate(from_dict(Config, load_yaml(str(policy.config))))
     tree = apply_sets(to_dict(replace(saved, task=undisturbed(saved.task))), list(sets or []))
     return validate(from_dict(Config, tree))
+
+
+def task_validation(cfg: Config, sets: list[str] | None = None) -> ValidationConfig:
+    """What judges a run of `cfg` (validate's suite, the sweep's figures): its task's validation settings today
+    with the task.validation `sets`, not those saved with the run, so that a run saved before a threshold changed
+    is judged as a new one is. A run of a task legkit no longer has keeps its saved settings."""
+    from legkit.tasks import TASKS
+
+    if cfg.task_name not in TASKS:
+        return cfg.task.validation
+    return build_config(cfg.task_name, sets=[s for s in sets or [] if s.startswith("task.validation.")]).task.validation
 
 
 def load_normalizer(policy: Policy, obs_dim: int | None = None) -> VecNormalize:

@@ -9,7 +9,7 @@ import numpy as np
 
 from legkit import EVAL_SEED, LegkitError
 from legkit.evaluate.metrics import compute_metrics
-from legkit.evaluate.rollout import Trace, load_policy, load_run_config, rollout_model
+from legkit.evaluate.rollout import Trace, load_policy, load_run_config, rollout_model, task_validation
 from legkit.tasks.config import CommandConfig, SweepBar, TaskConfig
 from legkit.train.runs import Policy
 
@@ -82,17 +82,9 @@ def sweep(policy: Policy, episodes: int, sets: list[str] | None = None, seed: in
 
 
 def task_bars(cfg, sets: list[str] | None = None) -> tuple[SweepBar, ...]:
-    """The figures a sweep of a run of `cfg` is marked against. Like validate's suite they belong to the task, not
-    to the run: the task's current task.validation.sweep_bars with any task.validation `sets`, so that a run saved
-    before a figure changed (or before its task had figures) is judged as a new one is. A run of a task legkit
-    does not know keeps its saved figures."""
-    from legkit.tasks import TASKS
-    from legkit.train.config import build_config
-
-    if cfg.task_name not in TASKS:
-        return cfg.task.validation.sweep_bars
-    own = [s for s in sets or [] if s.startswith("task.validation.")]
-    return build_config(cfg.task_name, sets=own).task.validation.sweep_bars
+    """The figures a sweep of a run of `cfg` is marked against: like validate's suite, the task's today
+    (`task_validation`), not the run's saved ones."""
+    return task_validation(cfg, sets).sweep_bars
 
 
 def judge(records: list[dict], bars: tuple[SweepBar, ...]) -> dict:

@@ -15,9 +15,9 @@ import numpy as np
 
 from legkit import LegkitError
 from legkit.evaluate.metrics import compute_metrics
-from legkit.evaluate.rollout import Trace, load_run_config, rollout
+from legkit.evaluate.rollout import Trace, load_run_config, rollout, task_validation
 from legkit.tasks.config import PushConfig, Scenario, ValidationConfig
-from legkit.train.config import Config, build_config
+from legkit.train.config import Config
 from legkit.train.runs import Policy
 
 
@@ -115,9 +115,7 @@ def validate(policy: Policy, sets: list[str] | None = None, seed: int = 777, rob
     `robustness_only`: only the robustness scenarios (no nominal metrics), e.g. to find the first
     checkpoint that meets them."""
     cfg = load_run_config(policy, sets)
-    # The suite belongs to the task, not to the run: take it from the task's current definition (plus
-    # any task.validation --set), so that runs saved before a threshold changed are judged the same way.
-    vc = build_config(cfg.task_name, sets=[s for s in sets or [] if s.startswith("task.validation.")]).task.validation
+    vc = task_validation(cfg, sets)  # the task's suite today, not the run's saved one
     scenarios = robustness_configs(policy, vc, list(sets or []))  # before any rollout: a bad scenario fails fast
     if robustness_only and not scenarios:
         raise LegkitError(f"--robustness-only: task {cfg.task_name} has no robustness scenarios "
