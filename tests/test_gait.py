@@ -357,13 +357,16 @@ def test_go2_joystick_figures_are_the_issues_and_survive_a_saved_config():
     assert {b.command for b in bars} == set(SWEEP)
     assert ("forward_2.0", "mean_forward_velocity", 1.8, None) in [(b.command, b.metric, b.low, b.high) for b in bars]
     assert from_dict(Config, to_dict(cfg)).task.validation.sweep_bars == bars  # written in config.yaml, read back
-    # The shipped policy's config predates the figures: its sweep is marked against the task's own.
+    # The shipped policy's config carries them; a run saved before the figures existed is marked against the
+    # task's own.
+    rep = dataclasses.replace
     saved = from_dict(Config, load_yaml(str(resolve_run("pretrained:go2-joystick") / "config.yaml")))
-    assert saved.task.validation.sweep_bars == () and task_bars(saved) == bars
+    assert saved.task.validation.sweep_bars == bars
+    older = rep(saved, task=rep(saved.task, validation=rep(saved.task.validation, sweep_bars=())))
+    assert task_bars(older) == bars
     assert task_bars(build_config("go2-walk")) == ()
     # The figures are the task's, as validate's suite is: a run saved with other bars is judged by today's, and a
     # task.validation --set changes them.
-    rep = dataclasses.replace
     old = rep(cfg, task=rep(cfg.task, validation=rep(cfg.task.validation, sweep_bars=bars[:1])))
     assert task_bars(old) == bars
     one = task_bars(old, ["task.validation.sweep_bars=[{command: stand, metric: survival_rate, low: 0.5}]"])

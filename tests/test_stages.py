@@ -285,9 +285,10 @@ def test_the_go2_joystick_recipe_starts_from_the_shipped_base_or_a_first_stage_t
 
 def test_legkit_train_go2_joystick_runs_its_recipe_in_two_stages(tmp_path, capsys):
     """`legkit train go2-joystick` without --config runs the packaged recipe configs/recipes/go2-joystick.yaml: the
-    task's training (8 M steps over its command curriculum, go2-joystick-base.yaml) in RUN/first/, then 3 M steps
-    of slower commands at the sharper kernel from it. Trained here with a tiny first stage given on the command
-    line; the packaged first stage is checked to fit."""
+    task's training (8 M steps over its command curriculum, with base_height at -30 and feet_clearance,
+    go2-joystick-base.yaml) in RUN/first/, then 3 M steps over the whole range with more slow draws at the sharper
+    kernel from it, the action std capped at 0.15 and its cap falling to 0.01. Trained here with a tiny first stage
+    given on the command line; the packaged first stage is checked to fit."""
     from legkit.train.config import build_config, default_recipe, recipe_file
     from legkit.train.stages import check_stage, first_config
 
@@ -299,8 +300,12 @@ def test_legkit_train_go2_joystick_runs_its_recipe_in_two_stages(tmp_path, capsy
     assert first.run.total_steps == 8_000_000 and first.finetune.first is None
     assert first.task.commands.lin_vel_x == (-1.0, 2.0) and len(first.task.command_curriculum.stages) == 3
     assert first.task.rewards["track_lin_vel"].params["sigma"] == 0.25 and first.ppo.learning_rate == 5e-4
-    assert cfg.run.total_steps == 3_000_000 and cfg.task.commands.lin_vel_x == (-0.6, 0.6)
+    assert first.task.rewards["base_height"].weight == -30.0 and first.ppo.action_std_cap is None
+    assert first.task.rewards["feet_clearance"].params == {"target": 0.08, "min_command": 0.1}
+    assert cfg.run.total_steps == 3_000_000 and cfg.task.commands.lin_vel_x == (-1.0, 2.0)
+    assert cfg.task.commands.slow_share == 0.3 and cfg.task.rewards["feet_clearance"].params["min_command"] == 0.3
     assert cfg.task.command_curriculum.stages == () and cfg.task.rewards["track_lin_vel"].params["sigma"] == 0.1
+    assert cfg.finetune.max_action_std == 0.15 and cfg.ppo.action_std_cap == (0.15, 0.01)
 
     tiny = tmp_path / "tiny.yaml"
     tiny.write_text("run: {total_steps: 1024, num_envs: 8}\nppo: {n_steps: 64, batch_size: 256}\n")
@@ -313,7 +318,8 @@ def test_legkit_train_go2_joystick_runs_its_recipe_in_two_stages(tmp_path, capsy
     assert f"config: the packaged recipe go2-joystick ({recipe})" in capsys.readouterr().out
     (run,) = list(runs.iterdir())
     saved = yaml.safe_load((run / "config.yaml").read_text())
-    assert saved["task"]["commands"]["lin_vel_x"] == [-0.6, 0.6] and saved["ppo"]["learning_rate"] == 1e-4
+    assert saved["task"]["commands"]["slow_share"] == 0.3 and saved["ppo"]["learning_rate"] == 1e-4
+    assert saved["ppo"]["action_std_cap"] == [0.15, 0.01]
     first_saved = yaml.safe_load((run / "first" / "config.yaml").read_text())
     assert first_saved["task"]["commands"]["lin_vel_x"] == [-1.0, 2.0] and (run / "first" / "model.zip").is_file()
     assert json.loads((run / "meta.json").read_text())["started_from"]["first"] == str(tiny)

@@ -88,7 +88,7 @@ def go2_joystick() -> TaskConfig:
             window=256, success_rate=0.7, term="track_lin_vel", min_tracking=0.5,
         ),
         # The sharper tracking kernel (sigma 0.1) that pays for the last 0.1-0.2 m/s of error is the second stage
-        # of the task's recipe (configs/recipes/go2-joystick.yaml), with slower commands: from the start it gives
+        # of the task's recipe (configs/recipes/go2-joystick.yaml), with more slow draws: from the start it gives
         # too little signal to learn to walk at all (docs/results.md).
         rewards=rewards,
         randomization=PhysicsRandomization(friction=(0.3, 1.2), payload=(0.0, 3.0), kp_scale=(0.85, 1.15),

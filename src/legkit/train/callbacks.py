@@ -325,6 +325,28 @@ class LinearSchedule(BaseCallback):
         return True
 
 
+class ActionStdCap(BaseCallback):
+    """Hold each action's std at or under a cap moving geometrically from `start` to `end` over `total` steps: the
+    policy's log std is clamped before every rollout, so every rollout explores under the cap (ppo.action_std_cap)."""
+
+    def __init__(self, start: float, end: float, total: int):
+        super().__init__()
+        self.start, self.end, self.total = start, end, total
+
+    def cap(self, steps: int) -> float:
+        frac = min(1.0, steps / max(1, self.total))
+        return float(self.start * (self.end / self.start) ** frac)
+
+    def _on_rollout_start(self) -> None:
+        cap = self.cap(self.num_timesteps)
+        with torch.no_grad():
+            self.model.policy.log_std.clamp_(max=float(np.log(cap)))
+        self.logger.record("schedule/action_std_cap", cap)
+
+    def _on_step(self) -> bool:
+        return True
+
+
 class CriticWarmup(BaseCallback):
     """Fit only the critic in the updates that follow the rollouts ending at or before step `until`.
 

@@ -55,6 +55,12 @@ class PPOConfig:
     ent_coef: float = 0.002
     ent_coef_final: float | None = None
     """If set, the entropy coefficient moves linearly to this value over the run."""
+    action_std_cap: tuple[float, float] | None = None
+    """(start, end): each action's std is held at or under a cap that moves geometrically from `start` to `end`
+    over the run (applied before every rollout; the std still learns under it). Made for a policy whose mean
+    action stands still under slow commands while its exploration noise walks it: as the noise falls, the mean
+    must start and keep the walk itself, which a deterministic evaluation and a robot both use (docs/results.md,
+    thirty-first session). null: the std is learnt freely."""
     vf_coef: float = 0.5
     max_grad_norm: float = 1.0
     target_kl: float | None = None
@@ -308,6 +314,8 @@ def validate(cfg: Config) -> Config:
     checks = [
         (p.ent_coef >= 0, "ppo.ent_coef", p.ent_coef, ">= 0"),
         (p.ent_coef_final is None or p.ent_coef_final >= 0, "ppo.ent_coef_final", p.ent_coef_final, ">= 0"),
+        (p.action_std_cap is None or min(p.action_std_cap) > 0, "ppo.action_std_cap",
+         None if p.action_std_cap is None else list(p.action_std_cap), "[start, end], both > 0 (or null: no cap)"),
         (0 < p.gamma <= 1, "ppo.gamma", p.gamma, "in (0, 1]"),
         (0 < p.gae_lambda <= 1, "ppo.gae_lambda", p.gae_lambda, "in (0, 1]"),
         (p.learning_rate > 0, "ppo.learning_rate", p.learning_rate, "> 0"),
@@ -471,6 +479,9 @@ def validate(cfg: Config) -> Config:
         raise LegkitError(f"finetune.max_action_std = {f.max_action_std} caps the action std copied from another "
                           "run's model: it needs finetune.from_run or finetune.first (a clone's std is "
                           "finetune.log_std, a fresh network's ppo.log_std_init), or finetune.max_action_std=null")
+    if p.action_std_cap is not None and p.use_sde:
+        raise LegkitError(f"ppo.action_std_cap = {list(p.action_std_cap)} caps a state-independent action std, and "
+                          "ppo.use_sde is true (gSDE's log std scales features, not actions): set one of them off")
     if f.max_action_std is not None and p.use_sde:
         raise LegkitError(f"finetune.max_action_std = {f.max_action_std} caps a state-independent action std, and "
                           "ppo.use_sde is true (gSDE's log std scales features, not actions): set one of them off")

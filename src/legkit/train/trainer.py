@@ -31,8 +31,8 @@ from legkit.envs.vec_env import LegkitVecEnv
 from legkit.sim.log import mujoco_warnings_to
 from legkit.robots import get_robot
 from legkit.tasks.observations import layout_difference, mirror_map, term_reflections
-from legkit.train.callbacks import (Checkpointer, EpisodeLogger, EstimatorTraining, LinearSchedule, NaNGuard,
-                                    RewardStages, SymmetryStatistics, TorchThreads, injected_crashes)
+from legkit.train.callbacks import (ActionStdCap, Checkpointer, EpisodeLogger, EstimatorTraining, LinearSchedule,
+                                    NaNGuard, RewardStages, SymmetryStatistics, TorchThreads, injected_crashes)
 from legkit.train.checkpoints import recover, save_checkpoint, set_aside
 from legkit.train.config import Config
 from legkit.train.lock import holding_run
@@ -347,6 +347,8 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
                                            cfg.ppo.batch_size))
     if cfg.ppo.ent_coef_final is not None:
         callbacks.append(LinearSchedule("ent_coef", cfg.ppo.ent_coef, cfg.ppo.ent_coef_final, r.total_steps))
+    if cfg.ppo.action_std_cap is not None:
+        callbacks.append(ActionStdCap(*cfg.ppo.action_std_cap, r.total_steps))
     remaining = r.total_steps - model.num_timesteps
     try:
         if start is not None:  # inside the try: a start that fails here still closes the env
