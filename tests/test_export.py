@@ -308,3 +308,14 @@ def test_export_and_sim2sim_bad_input_is_one_line(tmp_path, go2_export):
         assert done.returncode == 2, (args, done.stderr)
         assert needle in one_error_line(done.stderr), (args, done.stderr)
     assert sorted(p.name for p in go2_export.iterdir()) == ["policy.json", "policy.onnx", "runtime.py"]
+
+
+def test_sim2sim_takes_a_backward_command_as_written(joystick_export, tmp_path):
+    """`--command -0.5,0,0` (walk backward) is the command, not an unknown option: argparse alone would read the
+    leading minus as an option and say --command expected an argument."""
+    out = tmp_path / "back.json"
+    assert main(["sim2sim", str(joystick_export), "--episodes", "2", "--seconds", "3", "--command", "-0.5,0,0",
+                 "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["command"] == [-0.5, 0.0, 0.0]
+    assert record["metrics"]["mean_forward_velocity"] < -0.2  # the shipped joystick policy walks it backward

@@ -877,8 +877,28 @@ INTERNAL_ERROR = 3
 """Exit code of an unexpected exception (a bug, or a failure legkit does not know how to explain)."""
 
 
+VECTOR_OPTIONS = ("--command",)
+"""Options whose value may start with a minus sign (`--command -0.5,0,0`: walk backward)."""
+
+
+def _join_vector_values(argv: list[str]) -> list[str]:
+    """`--command -0.5,0,0` as `--command=-0.5,0,0`: argparse reads a value that starts with '-' and is not a plain
+    number as an option, and would say the option expected an argument."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if argv[i] in VECTOR_OPTIONS and len(nxt) > 1 and nxt[0] == "-" and (nxt[1].isdigit() or nxt[1] == "."):
+            out.append(f"{argv[i]}={nxt}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _join_vector_values(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in argv or os.environ.get("LEGKIT_DEBUG", "").strip() not in ("", "0")
     args = build_parser().parse_args([a for a in argv if a != "--debug"])  # --debug goes anywhere on the line
     try:
