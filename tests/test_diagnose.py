@@ -239,6 +239,18 @@ def test_policy_std_collapse(tmp_path):
     assert "ppo.ent_coef (now 0.002)" in check["suggestion"]
 
 
+def test_a_std_held_low_by_its_cap_is_no_collapse(tmp_path):
+    """ppo.action_std_cap lowers the std on purpose: at the cap it passes; under a cap far above it, it collapsed."""
+    held = make_run(tmp_path, "held", std_end=0.02, extra_tb={"schedule/action_std_cap": std_curve(0.02)})
+    check = next(c for c in dg.diagnose(held, "x")["checks"] if c["name"] == "policy_std")
+    assert check["verdict"] == "pass" and "ppo.action_std_cap" in check["evidence"], check
+    assert check["numbers"]["cap"] == pytest.approx(0.02, rel=1e-3)
+    steps = [s for s, _ in std_curve(0.02)]
+    loose = make_run(tmp_path, "loose", std_end=0.02,
+                     extra_tb={"schedule/action_std_cap": [(steps[0], 0.5), (steps[-1], 0.5)]})
+    assert flagged(verdicts(loose)) == {"policy_std": "fail"}
+
+
 def test_policy_std_explosion(tmp_path):
     assert flagged(verdicts(make_run(tmp_path, "std-high", std_end=3.0))) == {"policy_std": "fail"}
 

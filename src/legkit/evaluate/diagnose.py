@@ -611,6 +611,8 @@ def plateau(run: RunRecord, tail_fraction: float = PLATEAU_FRACTION, gain: float
 
 STD_TAGS = ("train/std", "train/policy_std")
 """TensorBoard scalars of the policy's mean action std: SB3's (PPO, gSDE off) and legkit's EpisodeLogger's."""
+STD_CAP_TAG = "schedule/action_std_cap"
+"""TensorBoard scalar of the cap that ppo.action_std_cap holds the std under (legkit.train.callbacks.ActionStdCap)."""
 
 
 def policy_std(run: RunRecord, low: float = STD_COLLAPSED, high: float = STD_EXPLODED) -> Check:
@@ -628,6 +630,11 @@ def policy_std(run: RunRecord, low: float = STD_COLLAPSED, high: float = STD_EXP
             "max": float(values[ok].max()), "step": int(steps[ok][-1]), "low": low, "high": high}
     said = (f"{tag} {last:.3g} at step {nums['step']:,} (started at {first:.3g}; range {nums['min']:.3g}-"
             f"{nums['max']:.3g})")
+    cap = run.scalars.get(STD_CAP_TAG)
+    if last < low and cap is not None and len(cap[1]) and last >= 0.95 * float(cap[1][-1]):  # at the cap
+        nums["cap"] = float(cap[1][-1])
+        return Check(name, PASS, f"{said}: held at ppo.action_std_cap's {nums['cap']:.3g}, lowered on purpose",
+                     numbers=nums)
     if last < low:
         return Check(name, FAIL, f"{said}: collapsed (< {low:g})", f"raise {_ppo(run, 'ent_coef')} or "
                      f"{_ppo(run, 'log_std_init')}; lower {_ppo(run, 'learning_rate')}", nums)
