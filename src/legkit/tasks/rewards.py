@@ -261,7 +261,7 @@ def feet_clearance(s: BatchState, target: float = 0.08, min_command: float = 0.1
     costs, and a foot carried forward along the ground costs the most. MuJoCo Playground's Go1 joystick has a
     similar cost (|h - target| * sqrt(v)). At weight -1 on go2-joystick, beside base_height at -30, the swing peaks
     rose by a centimetre or two and the step rate did not change (docs/results.md, thirtieth session)."""
-    if s.foot_height.shape[1] == 0 or s.foot_speed.shape[1] == 0:
+    if s.foot_height.shape[1] == 0:  # foot_speed is filled with it (LeggedBatch.foot_height_speed)
         raise LegkitError("the feet_clearance reward needs foot position and velocity sensors on every foot "
                           "(RobotSpec.foot_pos_sensors and foot_vel_sensors); this robot names none")
     cost = np.sum(np.maximum(target - s.foot_height, 0.0) * np.sqrt(s.foot_speed), axis=1)

@@ -60,7 +60,8 @@ class PPOConfig:
     over the run (applied before every rollout; the std still learns under it). Made for a policy whose mean
     action stands still under slow commands while its exploration noise walks it: as the noise falls, the mean
     must start and keep the walk itself, which a deterministic evaluation and a robot both use (docs/results.md,
-    thirty-first session). null: the std is learnt freely."""
+    thirty-first session). Its first clamp, before the first rollout, also caps a std copied from another run, as
+    finetune.max_action_std would at `start`. null: the std is learnt freely."""
     vf_coef: float = 0.5
     max_grad_norm: float = 1.0
     target_kl: float | None = None
