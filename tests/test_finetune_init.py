@@ -166,6 +166,33 @@ def test_returns_at_the_start_and_after_warmup_are_the_clones(kind, warmup_runs,
     assert first.step == 0 and first.value == pytest.approx(start["deterministic"]["mean_return"], rel=1e-5)
 
 
+def test_a_reset_output_layer_keeps_the_clones_hidden_layers_and_measures_both_starts(warmup_runs, clones, tmp_path):
+    """finetune.reset_action_net: the hidden layers are the clone's, the output layer is PPO's own (SB3's
+    orthogonal initialisation at gain 0.01: near-zero actions, where the clone's are a gait), and finetune.json
+    holds the clone's return as loaded (the same as a run without the reset) and the return after the reset."""
+    runs = tmp_path / "runs"
+    assert main(["train", "pidog-run", "--steps", str(WARMUP * ROLLOUT), *TINY, *MODEL["mlp"],
+                 "--set", f"finetune.bc_policy={clones['mlp']}", "--set", "finetune.reset_action_net=true",
+                 "--runs", str(runs)]) == 0
+    (run,) = list(runs.iterdir())
+    bc = load_bc(clones["mlp"])
+    model = load_model(run / "model.zip")
+    clone_net, net = bc.net.mlp_extractor.policy_net, model.policy.mlp_extractor.policy_net
+    torch.testing.assert_close(net[0].weight, clone_net[0].weight, rtol=0, atol=0)  # the warm-up froze the actor
+    torch.testing.assert_close(net[0].bias, clone_net[0].bias, rtol=0, atol=0)
+    head = model.policy.action_net
+    assert head.weight.abs().max() <= 0.0101 and torch.all(head.bias == 0)  # PPO's gain-0.01 init
+    assert bc.net.action_net.weight.abs().max() > 0.05
+    assert torch.all(model.policy.log_std == -2.0)
+    record = json.loads((run / "finetune.json").read_text())
+    plain = json.loads((warmup_runs["mlp"] / "finetune.json").read_text())
+    assert record["reset_action_net"] is True and plain["reset_action_net"] is False
+    assert record["return_start"] == plain["return_start"]  # the clone as loaded, measured before the reset
+    after = record["return_after_reset"]
+    assert after["step"] == 0 and after["deterministic"] != record["return_start"]["deterministic"]
+    assert record["return_after_warmup"]["deterministic"] == after["deterministic"]  # the actor did not move
+
+
 def test_finetuning_continues_on_resume_with_the_bc_regularizer_after_the_warmup(warmup_runs, clones, tmp_path):
     run = shutil.copytree(warmup_runs["mlp"], tmp_path / "run")  # (RecurrentPPO resumes in test_recurrent)
     assert main(["train", "--resume", str(run), "--steps", str((WARMUP + 2) * ROLLOUT), "--no-progress",
@@ -229,6 +256,7 @@ def small_clone(tmp_path_factory):
     ("demos size", ["finetune.bc_policy={mlp}", "ppo.net_arch=[16]", "finetune.demos={small}/d.npz"],
      ["finetune.demos", "has 4 observation values, task pidog-run gives 234"]),
     ("demos alone", ["finetune.demos={demos}"], ["finetune.demos", "needs finetune.bc_policy"]),
+    ("reset alone", ["finetune.reset_action_net=true"], ["finetune.reset_action_net", "needs finetune.bc_policy"]),
     ("control period", ["finetune.bc_policy={mlp}", "ppo.net_arch=[16]", "task.decimation=2"],
      ["does not fit", "recorded at control_dt 0.02", "the task's is 0.01"]),
 

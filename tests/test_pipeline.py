@@ -84,12 +84,14 @@ def test_whole_pipeline_writes_the_layout_and_record(experiment):
     finetune = state["stages"]["finetune"]["metrics"]
     assert finetune["steps"] == 2048 and finetune["algorithm"] == "ppo" and finetune["first_stage"]["steps"] == 1024
     assert "mean_return" in finetune["clone_return_start"]["deterministic"]  # the clone measured as loaded
+    assert "mean_return" in finetune["clone_return_after_reset"]["deterministic"]  # then its output layer reset
     # the recipe's two stages: the first (turning, open ground) starts from the cloned MLP, the arena from it
     first = (experiment / "finetune" / "run" / "first" / "config.yaml").read_text()
     assert str((experiment / "imitate" / "mlp" / "best.pt").resolve()) in first  # started from the cloned MLP
     main_config = (experiment / "finetune" / "run" / "config.yaml").read_text()
     assert "obstacle_map" in main_config and "first.yaml" in main_config and "bc_policy: null" in main_config
     assert "symmetry: true" in first and "action_scale: 0.6" in first  # the recipe's actor and scale
+    assert "reset_action_net: true" in first and "obs_statistics: read" in first  # the pipeline's start defaults
     package = state["stages"]["package"]["metrics"]
     assert package["onnx_parity_max_abs_diff"] <= package["parity_tolerance"]
     assert package["torchscript_parity_max_abs_diff"] <= package["parity_tolerance"]
@@ -156,6 +158,9 @@ def test_a_setting_added_since_an_experiment_ran_counts_as_its_default(experimen
     (["--set", "finetune.log_std=x"], "finetune.log_std' must be a number"),
     (["--set", "finetune.added_units=-1"], "invalid finetune.added_units = -1: must be >= 0"),
     (["--set", "finetune.ppo.net_arch=[64]"], "the pipeline sets ppo.net_arch from the cloned policy"),
+    (["--set", "finetune.finetune.reset_action_net=false"], "valid keys of finetune"),
+    (["--set", "finetune.obs_statistics=moving"], "finetune.obs_statistics"),
+    (["--set", "finetune.reset_action_net=maybe"], "finetune.reset_action_net"),
     (["--set", "imitate.epochs=many"], "imitate.epochs' must be an integer"),
     (["--set", "collect.behaviours=[trot_forward,fly]"], "collect.behaviours"),
     (["--set", "collect.action_noise=-0.01"], "invalid collect.action_noise = -0.01: must be >= 0 (rad)"),

@@ -6,10 +6,13 @@ settings, before a run folder exists; the FinetuneStart it returns is what legki
 into the freshly built PPO / RecurrentPPO model (legkit.imitate.warmstart), sets the action log std low,
 gives VecNormalize the clone's observation statistics, and measures the clone's mean return as loaded:
 `eval_episodes` deterministic episodes and as many with sampled actions, the evaluation rollout of `legkit eval`
-without the task's pushes. Its callbacks then, in every session of the run:
+without the task's pushes. With finetune.reset_action_net it then puts back the output layer PPO built (the
+clone's hidden layers under near-zero actions) and measures that start's return too. Its callbacks then, in every
+session of the run:
 
-    FinetuneRecord   logs that return at the start, measures it again right after the critic warm-up;
-                     TensorBoard finetune/return_start, finetune/return_after_warmup (and *_sampled),
+    FinetuneRecord   logs that return at the start (and after the reset), measures it again right after the
+                     critic warm-up; TensorBoard finetune/return_start, finetune/return_after_reset,
+                     finetune/return_after_warmup (and *_sampled),
                      RUN/finetune.json
     CriticWarmup     (legkit.train.callbacks) the first critic_warmup_rollouts updates fit only the critic
     BCCallback       with finetune.demos: the decaying BC regularizer, from the first update after the warm-up
@@ -19,6 +22,7 @@ RUN/finetune.json also fixes, for resumes, the steps where the warm-up ends and 
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -213,6 +217,8 @@ class FinetuneStart:
         they enter the network as 0, whatever the clone's demonstrations read there."""
         self.start_return: dict | None = None
         """The return measured by `apply` (None before, or with finetune.eval_episodes = 0)."""
+        self.reset_return: dict | None = None
+        """With finetune.reset_action_net: the return measured by `apply` after the output layer's reset."""
 
     def apply(self, model: BaseAlgorithm, vecnorm: VecNormalize) -> None:
         """Copy the cloned actor into `model`, set its log std, give `vecnorm` the clone's statistics, and measure
@@ -223,6 +229,7 @@ class FinetuneStart:
         f = self.cfg.finetune
         load = load_into_recurrent_ppo if self.cfg.ppo.algorithm == "recurrent_ppo" else load_into_ppo
         ratio = action_ratio(self.bc.meta, self.cfg)
+        built_head = copy.deepcopy(model.policy.action_net.state_dict()) if f.reset_action_net else None
         load(self.bc, model, log_std=f.log_std, action_ratio=ratio)
         if ratio != 1.0:
             print(f"fine-tuning: the cloned policy's actions times {ratio:.4g} (recorded at action_scale "
@@ -242,6 +249,13 @@ class FinetuneStart:
         if f.eval_episodes:
             self.start_return = {"step": 0, **measure_return(model, vecnorm, self.cfg, f.eval_episodes,
                                                              self.cfg.run.seed)}
+        if built_head is not None:  # the clone measured as loaded; its output layer back to PPO's own
+            model.policy.action_net.load_state_dict(built_head)
+            print("fine-tuning: the actor's output layer starts as PPO built it (finetune.reset_action_net): the "
+                  "clone's hidden layers under near-zero actions")
+            if f.eval_episodes:
+                self.reset_return = {"step": 0, **measure_return(model, vecnorm, self.cfg, f.eval_episodes,
+                                                                 self.cfg.run.seed)}
 
     def describe(self) -> dict:
         return {"bc_policy": str(Path(self.cfg.finetune.bc_policy).resolve())}
@@ -258,6 +272,8 @@ class FinetuneStart:
         record = FinetuneRecord(self.cfg, run, self.bc, until, saved)
         if not resumed and self.start_return is not None:
             record.record["return_start"] = self.start_return
+        if not resumed and self.reset_return is not None:
+            record.record["return_after_reset"] = self.reset_return
         warmup = CriticWarmup(until, on_end=record.after_warmup)
         record.warmup = warmup
         out: list[BaseCallback] = [record, warmup]
@@ -291,6 +307,7 @@ class FinetuneRecord(BaseCallback):
             "bc_policy": {"path": str(Path(f.bc_policy).resolve()), "arch": {**vars(bc.arch), "net_arch":
                           list(bc.arch.net_arch)}, "info": info} if bc else {"path": f.bc_policy},
             "algorithm": cfg.ppo.algorithm, "log_std": f.log_std, "obs_statistics": f.obs_statistics,
+            "reset_action_net": f.reset_action_net,
             "critic_warmup": {"rollouts": f.critic_warmup_rollouts, "until_step": until, "value_loss": [],
                               "train_episodes": 0, "train_mean_return": None, "finished": until == 0},
         }
@@ -335,6 +352,8 @@ class FinetuneRecord(BaseCallback):
     def _on_training_start(self) -> None:
         if "return_start" in self.record and self.num_timesteps == 0:  # measured by FinetuneStart.apply, logged here
             self._log("return_start")
+            if "return_after_reset" in self.record:
+                self._log("return_after_reset")
         elif 0 < self.until == self.num_timesteps and "return_after_warmup" not in self.record:
             self._measure("return_after_warmup")  # a session that ended right after the warm-up, before measuring
         self._save()

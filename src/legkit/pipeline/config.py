@@ -41,8 +41,9 @@ FINETUNE_KIND = "mlp"
 MLP clone of those terms fits (an LSTM clone reads the whole observation, and RecurrentPPO has no symmetric actor)."""
 TRAIN_SECTIONS = ("task", "ppo", "run")
 """`finetune.<section>.KEY` goes to `legkit train --set <section>.KEY`."""
-CLONE_KEYS = ("finetune.bc_policy", "finetune.demos", "finetune.log_std", "ppo.algorithm", "ppo.net_arch",
-              "ppo.activation", "ppo.lstm_hidden", "ppo.lstm_layers")
+CLONE_KEYS = ("finetune.bc_policy", "finetune.demos", "finetune.log_std", "finetune.obs_statistics",
+              "finetune.reset_action_net", "ppo.algorithm", "ppo.net_arch", "ppo.activation", "ppo.lstm_hidden",
+              "ppo.lstm_layers")
 """legkit train keys the pipeline sets from the cloned policy and its own settings (first_sets): not to be given."""
 OTHER_STARTS = ("finetune.from_run", "finetune.from_checkpoint", "finetune.first")
 """legkit train keys of a start other than the clone: the pipeline's fine-tuning starts from its clone."""
@@ -123,9 +124,20 @@ class FinetuneSettings:
     final_eval_episodes: int = 10
     """Episodes of the evaluation at the end of each stage (eval.json)."""
     log_std: float = -1.0
-    """Log std of the actions when the clone is loaded: the recipe's (std 0.37 on actions in [-1, 1]). The
-    scripted gaits the clone copies fall under far less noise than any exploration, and starts at std 0.14 and
-    0.02 did not keep them (docs/results.md)."""
+    """Log std of the actions when the clone is loaded: the recipe's (std 0.37 on actions in [-1, 1]), as a fresh
+    network's. The scripted gaits the clone copies fall under far less noise than any exploration, and starts at
+    std 0.14 and 0.02 did not keep them; a fresh network's start falls under this noise too, and recovers
+    (docs/results.md)."""
+    reset_action_net: bool = True
+    """Start the actor's output layer as PPO builds it (near-zero actions: the home pose) under the clone's hidden
+    layers. The clone's own output (its gait, or its stand) leads the fine-tuning into a crouched, slow walk: 0.036
+    m/s on held-out layouts against 0.086 with the reset (docs/results.md, thirty-second session). The clone's
+    return as loaded is still measured first (finetune/run/first/finetune.json, return_start)."""
+    obs_statistics: str = "read"
+    """legkit train's finetune.obs_statistics for the start from the clone: "read" normalizes the inputs the clone
+    reads (the behaviour, the clock) by the demonstrations' statistics and every other input by the fine-tuning's
+    own; "frozen" keeps the demonstrations' statistics for every input (a sensor that never moved in them then sits
+    at the clip)."""
     added_units: int = 0
     """Hidden units added to each of the cloned MLP's layers in the fine-tuned actor (and its critic): the clone
     fills each layer's first units, the added ones start as a fresh network's, weighted zero into the clone's
@@ -133,8 +145,8 @@ class FinetuneSettings:
     units to learn balance with (the clone reads only the behaviour and the clock)."""
     bc_term: bool = False
     """Add the decaying behaviour-cloning term on the demonstrations to the first stage (finetune.bc_coef...). It
-    pulls the actor back to the scripted gaits, which fall under the exploration's noise: off by default
-    (docs/results.md)."""
+    pulls the actor back to the clone's output, the start that leads the fine-tuning into a crouched, slow walk
+    (see reset_action_net): off by default (docs/results.md)."""
     train: tuple[str, ...] = ()
     """Further `legkit train --set` strings, given as finetune.ppo.KEY=VALUE (or task./run.) for both stages and
     finetune.KEY for the first stage's finetune.KEY (e.g. bc_coef)."""
@@ -316,11 +328,13 @@ def first_sets(cfg: PipelineConfig, bc_path: Path, demos_path: Path) -> list[str
 
 def clone_sets(cfg: PipelineConfig, bc_path: Path, demos_path: Path, steps: int) -> list[str]:
     """The `legkit train --set` strings that start a stage from the cloned MLP `bc_path` (network_sets) at
-    finetune.log_std, with the decaying behaviour-cloning term on `demos_path` over the
+    finetune.log_std, its output layer reset (finetune.reset_action_net) and its inputs' statistics as
+    finetune.obs_statistics says, with the decaying behaviour-cloning term on `demos_path` over the
     stage's `steps` when finetune.bc_term is on. The one place these keys are written."""
     f = cfg.finetune
-    sets = [f"finetune.bc_policy={json.dumps(str(bc_path))}", f"finetune.log_std={f.log_std}", "ppo.algorithm=ppo",
-            *network_sets(f)]
+    sets = [f"finetune.bc_policy={json.dumps(str(bc_path))}", f"finetune.log_std={f.log_std}",
+            f"finetune.reset_action_net={str(f.reset_action_net).lower()}",
+            f"finetune.obs_statistics={f.obs_statistics}", "ppo.algorithm=ppo", *network_sets(f)]
     if f.bc_term:
         sets += [f"finetune.demos={json.dumps(str(demos_path))}", f"finetune.bc_decay_steps={steps}"]
     return sets

@@ -167,7 +167,8 @@ class FinetuneConfig:
          recorded at another task.action_scale has its actions converted to the same joint targets (and so
          have the demonstrations);
       2. sets VecNormalize's observation statistics to the clone's normalizer (`obs_statistics`);
-      3. measures the clone's mean return (`eval_episodes` deterministic and as many sampled episodes);
+      3. measures the clone's mean return (`eval_episodes` deterministic and as many sampled episodes); with
+         `reset_action_net`, puts the freshly built output layer back and measures the return again;
       4. warms the critic up: the first `critic_warmup_rollouts` updates fit only the value function, the actor
          frozen, and measures the return again;
       5. with `demos`, adds the decaying BC regularizer (legkit.imitate.finetune) from the first update after
@@ -181,6 +182,12 @@ class FinetuneConfig:
     log_std: float = -2.0
     """Log std of the Gaussian policy after loading the clone (-2: std 0.14 on actions in [-1, 1]; SB3's 0
     would bury the cloned gait in exploration noise)."""
+    reset_action_net: bool = False
+    """Keep the clone's hidden layers but start the actor's output layer (action_net) as PPO built it, near-zero
+    actions (the home pose), as a fresh network's: transfer learning with a new head. Started from the clone's own
+    output, the PiDog's fine-tuning crouches and walks at half the scripted trot's speed whether the clone trots or
+    stands; with the clone's hidden layers under a fresh output layer it learns as a fresh network does
+    (docs/results.md, thirty-second session). The clone's return is measured before the reset, the start's after."""
     obs_statistics: str = "frozen"
     """"frozen": observations stay normalized by the clone's statistics for the whole run (the inputs the actor
     was trained on). "running": they start there and keep updating (weighted by the demonstrations' sample
@@ -486,6 +493,9 @@ def validate(cfg: Config) -> Config:
     if f.max_action_std is not None and p.use_sde:
         raise LegkitError(f"finetune.max_action_std = {f.max_action_std} caps a state-independent action std, and "
                           "ppo.use_sde is true (gSDE's log std scales features, not actions): set one of them off")
+    if f.reset_action_net and f.bc_policy is None:
+        raise LegkitError("finetune.reset_action_net starts the output layer of a cloned actor afresh: it needs "
+                          "finetune.bc_policy (or set finetune.reset_action_net=false)")
     if f.demos is not None and f.bc_policy is None:
         raise LegkitError("finetune.demos adds a BC regularizer to fine-tuning a cloned policy: it needs "
                           "finetune.bc_policy (or set finetune.demos=null)")
