@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from legkit import LegkitError
-from legkit.pipeline.config import STAGES, keys
+from legkit.pipeline.config import START_KEYS, STAGES, keys
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -32,8 +32,8 @@ def epilog() -> str:
         textwrap.fill(", ".join(keys(stage)), 108, initial_indent=f"  {stage + ':':<10} ", subsequent_indent=" " * 13)
         for stage in STAGES) + (
         "\n  finetune.task./ppo./run.KEY go to both stages of legkit train as --set KEY (e.g.\n"
-        "  finetune.ppo.learning_rate=1e-4), and finetune.obs_statistics ... bc_seq_len to the first stage's\n"
-        "  finetune.* keys (the start from the cloned policy)"
+        f"  finetune.ppo.learning_rate=1e-4), and finetune.{START_KEYS[0]} ... {START_KEYS[-1]} to the first\n"
+        "  stage's finetune.* keys (the start from the cloned policy)"
         "\n\nexamples:\n  legkit pipeline pidog --name dog1\n"
         "  legkit pipeline pidog --name quick --set collect.seconds_per_behaviour=30 --set finetune.steps=200000\n"
         "  legkit pipeline pidog --name dog1 --from imitate --set imitate.kinds=[mlp]")
