@@ -23,7 +23,7 @@ config = sys.argv[1] if len(sys.argv) > 1 else str(recipe_file("pidog-turn"))
 episodes = int(sys.argv[2]) if len(sys.argv) > 2 else 8
 cfg = build_config("pidog-run", config, ["finetune.bc_policy=null"])
 env = LegkitVecEnv(cfg.task, 16, seed=cfg.run.seed)
-norm = VecNormalize(env, norm_obs=True, norm_reward=False, clip_obs=10.0, gamma=cfg.ppo.gamma)
+norm = VecNormalize(env, norm_obs=True, norm_reward=False, clip_obs=trainer.CLIP_OBS, gamma=cfg.ppo.gamma)
 model = trainer._build_model(cfg, norm)
 obs = norm.reset()
 for _ in range(200):
