@@ -171,6 +171,11 @@ def test_a_setting_added_since_an_experiment_ran_counts_as_its_default(experimen
     (["--set", "collect.seconds_per_behaviour=3"], "add --from collect"),
     (["--set", "imitate.epochs=4"], "add --from imitate"),
     (["--set", "finetune.task.decimation=2"], "recorded at control_dt 0.02 (s), the task's is 0.01"),
+    (["--from", "finetune", "--set", "finetune.task.observation_blind=[camera]"],
+     "blind to camera: an ablation, which the package stage cannot export for the robot (its runtime would feed "
+     "real readings); add --to finetune"),
+    (["--from", "package", "--to", "imitate"], "--to imitate comes before --from package: nothing would run"),
+    (["--only", "finetune", "--to", "finetune"], "--only and --to cannot go together"),
 ])
 def test_bad_input_is_one_line_and_changes_nothing(experiment, tmp_path, capsys, args, says):
     folder = copy_experiment(experiment, tmp_path)
@@ -232,6 +237,23 @@ def test_from_redoes_a_stage_and_the_ones_after_it(experiment, tmp_path):
     package = record(folder)["stages"]["package"]
     assert package["status"] == "done" and package["metrics"]["parity_observations"] == 100
     assert (folder / "logs" / "package.log").read_text().count("== package: started") == 2
+
+
+def test_to_stops_after_a_stage_so_a_blind_ablation_runs_unpackaged(experiment, tmp_path):
+    folder = copy_experiment(experiment, tmp_path)
+    old_package = snapshot(folder / "final_model")
+    blind = pipeline(tmp_path, "dog", "--from", "finetune", "--to", "finetune",
+                     "--set", "finetune.task.observation_blind=[camera]")
+    assert blind.returncode == 0, blind.stderr
+    assert "== finetune: started" in blind.stdout and "== package" not in blind.stdout
+    state = record(folder)["stages"]
+    assert state["finetune"]["status"] == "done" and state["package"]["status"] == "stale"
+    run_config = (folder / "finetune" / "run" / "config.yaml").read_text()
+    assert re.search(r"observation_blind:\n\s*- camera", run_config)  # the ablation was trained blind
+    assert snapshot(folder / "final_model") == old_package  # stale, not deleted
+    again = pipeline(tmp_path, "dog")  # packaging it is refused before anything runs
+    assert again.returncode == 2 and "add --to finetune" in again.stderr
+    assert record(folder)["stages"]["package"]["status"] == "stale"
 
 
 def wait_for(pattern: str, path: Path, proc: subprocess.Popen, timeout: float = 120) -> re.Match:

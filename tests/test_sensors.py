@@ -4,6 +4,7 @@ carries the sensor sites, and walls or boxes as obstacles."""
 from __future__ import annotations
 
 import math
+import threading
 
 import mujoco
 import numpy as np
@@ -306,6 +307,34 @@ def test_batch_gives_each_robot_its_own_reading():
     np.testing.assert_allclose(img[:3, 6, 8], [2.0, 1.5, 1.0], atol=1e-5)
     # the same robot read alone gives the same image: nothing carries over from the robot before it
     np.testing.assert_array_equal(DepthCamera(scene, ODD).read(rows[1:2])[0], img[1])
+
+
+def test_threaded_scene_reads_what_one_thread_reads():
+    """Robots split over three threads, each casting into its own MjData, read exactly as on one thread."""
+    model = model_of(wall(2.0) + '<geom type="box" pos="0.8 0.4 0.1" size="0.05 0.05 0.1"/>')
+    rng = np.random.default_rng(0)
+    poses = [((x, y, z), yaw) for x, y, z, yaw in zip(rng.uniform(-1, 1, 41), rng.uniform(-1, 1, 41),
+                                                      rng.uniform(0.2, 0.5, 41), rng.uniform(-180, 180, 41))]
+    rows = states(model, poses)
+    one, three = RayScene(model), RayScene(model, nthread=3)
+    assert three.shares(41, 17) == [(0, 41)]  # 697 rays: too few to hand any to another thread
+    three.MIN_SHARE_RAYS = 100  # split even these few
+    assert three.shares(41, 17) == [(0, 14), (14, 27), (27, 41)]
+    assert three.shares(12, 17) == [(0, 6), (6, 12)] and three.shares(5, 17) == [(0, 5)]  # 100 rays or more each
+    np.testing.assert_array_equal(Ultrasonic(three, ZERO_NOISE).read(rows), Ultrasonic(one, ZERO_NOISE).read(rows))
+    image = DepthCamera(three, CameraConfig(supersample=2)).read(rows)
+    np.testing.assert_array_equal(image, DepthCamera(one, CameraConfig(supersample=2)).read(rows))
+    assert len(np.unique(image.reshape(41, -1), axis=0)) == 41  # every robot saw the floor from its own height
+    seen: dict[int, int] = {}
+    three.run(lambda data, lo, hi: seen.setdefault(lo, id(data)) and None, 41, 17)
+    assert sorted(seen) == [0, 14, 27] and len(set(seen.values())) == 3  # each share on its own MjData
+    workers = [t for t in threading.enumerate() if t.name.startswith("legkit-rays")]
+    assert len(workers) == 2
+    three.close()
+    assert not any(t.is_alive() for t in workers)
+    np.testing.assert_array_equal(Ultrasonic(three, ZERO_NOISE).read(rows), Ultrasonic(one, ZERO_NOISE).read(rows))
+    with pytest.raises(LegkitError, match="nthread >= 1"):
+        RayScene(model, nthread=0)
 
 
 def test_measure_rate_reports_positive_costs():

@@ -417,6 +417,8 @@ class LeggedBatch:
 
     def close(self) -> None:
         self.sim.close()
+        if self.sensors is not None and self.sensors.scene is not None:
+            self.sensors.scene.close()  # the ray sensors' worker threads
 
 
 def task_shape(task: TaskConfig) -> tuple[list, int]:

@@ -36,7 +36,8 @@ def epilog() -> str:
         "  stage's finetune.* keys (the start from the cloned policy)"
         "\n\nexamples:\n  legkit pipeline pidog --name dog1\n"
         "  legkit pipeline pidog --name quick --set collect.seconds_per_behaviour=30 --set finetune.steps=200000\n"
-        "  legkit pipeline pidog --name dog1 --from imitate --set imitate.kinds=[mlp]")
+        "  legkit pipeline pidog --name dog1 --from imitate --set imitate.kinds=[mlp]\n"
+        "  legkit pipeline pidog --name blind --to finetune --set \"finetune.task.observation_blind=[camera]\"")
 
 
 def add_parser(sub) -> None:
@@ -51,6 +52,9 @@ def add_parser(sub) -> None:
     which.add_argument("--only", choices=STAGES, metavar="STAGE",
                        help="run STAGE alone: redone if it was done, resumed if it died (the stages before it must be "
                             "done; the ones after it run again next time)")
+    p.add_argument("--to", choices=STAGES, metavar="STAGE",
+                   help="stop after STAGE (with or without --from): e.g. --to finetune for an ablation that is not "
+                        "packaged")
     p.add_argument("--set", action="append", metavar="STAGE.KEY=VALUE", help="change a setting (repeatable; see below)")
     p.add_argument("--runs", default="runs", help="folder of the runs (default: runs)")
     p.set_defaults(func=cmd_pipeline)
@@ -65,7 +69,7 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
                           "starting with a letter or digit")
     folder = experiment_folder(Path(args.runs), args.name)
     try:
-        run(folder, list(args.set or []), args.redo, args.only, command=" ".join(sys.argv))
+        run(folder, list(args.set or []), args.redo, args.only, command=" ".join(sys.argv), to=args.to)
     except StageFailed as exc:
         print(f"legkit: {exc}", file=sys.stderr)
         raise _Failed from None

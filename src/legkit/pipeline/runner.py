@@ -21,8 +21,8 @@ from pathlib import Path
 from legkit import LegkitError, __version__
 from legkit.config import to_dict
 from legkit.config import apply_sets, load_yaml
-from legkit.pipeline.config import FINETUNE_KIND, FIRST_RECIPE, RECIPE, STAGES, TASK, PipelineConfig, differences, \
-    first_sets, resolve, stage_config, train_sets
+from legkit.pipeline.config import FINETUNE_KIND, FIRST_RECIPE, RECIPE, STAGES, TASK, PipelineConfig, blind_terms, \
+    differences, first_sets, resolve, stage_config, train_sets
 from legkit.pipeline.state import discard, hold, now, output, partial, promote, read_state, recover, write_state
 from legkit.pipeline.stages import BC_FILE, DEMOS, METRICS, RUN
 from legkit.train.config import recipe_file
@@ -39,10 +39,15 @@ def experiment_folder(runs: Path, name: str) -> Path:
     return runs / "pipeline" / name
 
 
-def prepare(folder: Path, sets: list[str], redo: str | None, only: str | None) -> tuple[dict | None, PipelineConfig]:
+def prepare(folder: Path, sets: list[str], redo: str | None, only: str | None,
+            to: str | None = None) -> tuple[dict | None, PipelineConfig]:
     """Everything checked before anything is written: the saved record, the configuration with `sets`, that no
     stage before `redo` (the first stage run anew: --from's or --only's) would keep or continue work of other
-    settings, and that the stages before `only` are done. Returns (record or None, config)."""
+    settings, that the stages before `only` are done, that `to` (the last stage run) is not before `redo`, and
+    that a blind fine-tuning (an ablation) is not to be packaged. Returns (record or None, config)."""
+    if to is not None and redo is not None and STAGES.index(to) < STAGES.index(redo):
+        raise LegkitError(f"--to {to} comes before --from {redo}: nothing would run; stages in order: "
+                          f"{', '.join(STAGES)}")
     state = read_state(folder)
     if state is None and folder.exists() and any(p.name not in ("pipeline.lock",) for p in folder.iterdir()):
         raise LegkitError(f"'{folder}' exists and is not a pipeline experiment (no pipeline.json); give another --name")
@@ -62,6 +67,13 @@ def prepare(folder: Path, sets: list[str], redo: str | None, only: str | None) -
         if missing:
             raise LegkitError(f"--only {only} needs the stages before it done; {', '.join(missing)} "
                               f"{'is' if len(missing) == 1 else 'are'} not: run without --only first")
+    if (only or to or "package") == "package":
+        blind = blind_terms(cfg)
+        if blind:
+            raise LegkitError(f"finetune.task.observation_blind makes the fine-tuned policy blind to "
+                              f"{', '.join(blind)}: an ablation, which the package stage cannot export for the robot "
+                              "(its runtime would feed real readings); add --to finetune to stop after the "
+                              "fine-tuning (its evaluation: finetune/run/eval.json)")
     return state, cfg
 
 
@@ -71,18 +83,21 @@ def _done(folder: Path, stages: dict, stage: str) -> bool:
 
 
 def run(folder: Path, sets: list[str], redo: str | None = None, only: str | None = None,
-        command: str = "") -> dict:
+        command: str = "", to: str | None = None) -> dict:
     """Run the pipeline in `folder`: stages before `redo` that are done are kept, `redo` (or `only`) and the ones
-    after it (none after `only`) run anew, failed ones resume. Returns the final record; StageFailed when a stage
-    fails; a LegkitError (nothing written) when the input is wrong."""
-    prepare(folder, sets, redo or only, only)
+    after it (none after `only`; none after `to`) run anew, failed ones resume. Returns the final record;
+    StageFailed when a stage fails; a LegkitError (nothing written) when the input is wrong."""
+    if only is not None and to is not None:
+        raise LegkitError("--only and --to cannot go together: --only runs one stage; --from STAGE --to STAGE runs a "
+                          "range")
+    prepare(folder, sets, redo or only, only, to)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LegkitError(f"cannot create the experiment folder '{folder}': {exc.strerror or exc}; give a writable "
                           "--runs folder") from None
     with hold(folder):
-        state, cfg = prepare(folder, sets, redo or only, only)  # again, now that no other pipeline can change it
+        state, cfg = prepare(folder, sets, redo or only, only, to)  # again, now that no other pipeline can change it
         recover(folder, STAGES)
         if state is None:
             state = {"pipeline": "pidog", "name": folder.name, "created": now(), "legkit_version": __version__,
@@ -90,7 +105,7 @@ def run(folder: Path, sets: list[str], redo: str | None = None, only: str | None
         state.update(config=to_dict(cfg), command=command)
         _mark_died(state)
         start = STAGES.index(redo or only) if (redo or only) else len(STAGES)
-        last = STAGES.index(only) if only else len(STAGES) - 1
+        last = STAGES.index(only or to or STAGES[-1])
         if start < len(STAGES):
             _mark_stale(folder, state, STAGES[start + 1:], f"--{'only' if only else 'from'} {STAGES[start]} redid a "
                         "stage before it")

@@ -6,7 +6,12 @@ mjSTATE_FULLPHYSICS, and the sensor rows `sensordata` (N, nsensordata).
 Ray sensors (`Ultrasonic`, `DepthCamera`) need geometry poses, which the batch does not keep. A `RayScene`
 owns one scratch MjData; for each robot it loads the state row (`mj_setState`) and runs `mj_kinematics`,
 then casts all of that sensor's rays in one `mujoco.mj_multiRay` call (rays from one point). The loop over
-robots is in Python, on one thread. Measured on a 13-body, 41-geom PiDog-sized scene: about 3.5 us per robot
+robots is in Python; with `nthread` > 1 a call that casts enough rays (RayScene.MIN_SHARE_RAYS per thread) splits
+the robots into contiguous shares, each cast on its own thread into its own scratch MjData (MuJoCo's functions
+release the GIL, so the threads run at once; every robot's rays are cast exactly as on one thread, so the
+readings do not depend on the thread count). On the 2-core VM the PiDog arena's supersampled camera gains 1.28x in
+env steps; smaller calls (its 17-ray sonar, the open-ground camera) lost up to 7% when split, and are not
+(docs/performance.md, "Ray sensors on threads"). Measured on a 13-body, 41-geom PiDog-sized scene: about 3.5 us per robot
 to load a state and run kinematics, about 5 us of other per-robot Python, and per mj_multiRay call about
 10 us of set-up (bounding angles of every geom in reach) plus 0.23 us per ray; a loop of mj_ray calls
 costs about 2 us per ray, so one multiRay call per robot is several times faster. The rays dominate: a
@@ -32,6 +37,7 @@ import importlib
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import mujoco
@@ -71,13 +77,19 @@ def _site_id(model: mujoco.MjModel, name: str, key: str) -> int:
 # -- ray casting scene ---------------------------------------------------------------------------
 
 class RayScene:
-    """One scratch MjData on a private model copy, to cast rays from any robot's state row.
+    """Scratch MjData on a private model copy, to cast rays from any robot's state row.
 
     `robot_body` (name or id) names a body of the robot; the whole kinematic tree it belongs to is the
-    robot, excluded from every ray. Default: the tree of the first body with a free joint.
+    robot, excluded from every ray. Default: the tree of the first body with a free joint. `nthread`: threads
+    that cast a batch's rays, each into its own MjData (`data` is the first; see `shares`).
     """
 
-    def __init__(self, model: mujoco.MjModel, robot_body: int | str | None = None):
+    MIN_SHARE_RAYS = 20_000
+    """Fewest rays a thread is given: below it a thread's hand-over costs more than its rays save."""
+
+    def __init__(self, model: mujoco.MjModel, robot_body: int | str | None = None, nthread: int = 1):
+        if not isinstance(nthread, (int, np.integer)) or isinstance(nthread, bool) or nthread < 1:
+            raise LegkitError(f"a ray scene needs nthread >= 1 threads, got {nthread!r}")
         self.source_model = model
         self.model = copy.copy(model)  # geom groups below must not leak into the caller's model
         self.nstate = mujoco.mj_stateSize(model, FULLPHYSICS)
@@ -99,8 +111,40 @@ class RayScene:
         m.geom_rgba[hidden, 3] = 1.0
         self.geomgroup = np.ones(6, dtype=np.uint8)
         self.geomgroup[ROBOT_GROUP] = 0
-        self.data = mujoco.MjData(m)
-        mujoco.mj_kinematics(m, self.data)
+        self.datas = [mujoco.MjData(m) for _ in range(int(nthread))]
+        """One scratch MjData per thread."""
+        self.data = self.datas[0]
+        for d in self.datas:
+            mujoco.mj_kinematics(m, d)
+        self._pool: ThreadPoolExecutor | None = None
+
+    def shares(self, n: int, rays: int) -> list[tuple[int, int]]:
+        """Contiguous [start, stop) ranges of `n` robots casting `rays` rays each, one per thread used (at least
+        MIN_SHARE_RAYS rays each)."""
+        k = max(1, min(len(self.datas), n * rays // self.MIN_SHARE_RAYS))
+        bounds = np.linspace(0, n, k + 1).round().astype(int)
+        return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+
+    def run(self, work: Callable[[mujoco.MjData, int, int], None], n: int, rays: int) -> None:
+        """Call `work(data, start, stop)` for every share of `n` robots casting `rays` rays each: the first on this
+        thread, the others at once on the scene's worker threads, each with its own MjData; returns when all are
+        done."""
+        shares = self.shares(n, rays)
+        if len(shares) == 1:
+            work(self.data, 0, n)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(len(self.datas) - 1, thread_name_prefix="legkit-rays")
+        futures = [self._pool.submit(work, d, lo, hi) for d, (lo, hi) in zip(self.datas[1:], shares[1:])]
+        work(self.data, *shares[0])
+        for f in futures:
+            f.result()
+
+    def close(self) -> None:
+        """End the worker threads (a later call starts them again)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     @staticmethod
     def _robot_root(model: mujoco.MjModel, robot_body: int | str | None) -> int:
@@ -165,19 +209,23 @@ class _SiteRays:
         geom = np.empty((n, k), dtype=np.int32)
         normal = np.empty((n, k, 3)) if self._normals else None
         world = np.empty((n, k, 3))
-        # Views into the scratch MjData, made once: the loop below is the per-robot overhead
-        scene, model, data = self.scene, self.scene.model, self.scene.data
-        origin, rot_t = data.site_xpos[self.site_id], data.site_xmat[self.site_id].reshape(3, 3).T
+        model, site = self.scene.model, self.site_id
         flat_world, flat_normal = world.reshape(n, -1), None if normal is None else normal.reshape(n, -1)
-        group, cutoff, local = scene.geomgroup, self.cutoff, self.local
-        for i in range(n):
-            mujoco.mj_setState(model, data, states[i], FULLPHYSICS)
-            if mocap is not None:
-                mujoco.mj_setState(model, data, mocap[i], MOCAP)
-            mujoco.mj_kinematics(model, data)
-            np.matmul(local, rot_t, out=world[i])  # world direction = R_site @ local, row-wise: local @ R^T
-            mujoco.mj_multiRay(model, data, origin, flat_world[i], group, 1, -1, geom[i], dist[i],
-                               None if flat_normal is None else flat_normal[i], k, cutoff)
+        group, cutoff, local = self.scene.geomgroup, self.cutoff, self.local
+
+        def share(data: mujoco.MjData, start: int, stop: int) -> None:
+            # Views into this thread's scratch MjData, made once: the loop below is the per-robot overhead
+            origin, rot_t = data.site_xpos[site], data.site_xmat[site].reshape(3, 3).T
+            for i in range(start, stop):
+                mujoco.mj_setState(model, data, states[i], FULLPHYSICS)
+                if mocap is not None:
+                    mujoco.mj_setState(model, data, mocap[i], MOCAP)
+                mujoco.mj_kinematics(model, data)
+                np.matmul(local, rot_t, out=world[i])  # world direction = R_site @ local, row-wise: local @ R^T
+                mujoco.mj_multiRay(model, data, origin, flat_world[i], group, 1, -1, geom[i], dist[i],
+                                   None if flat_normal is None else flat_normal[i], k, cutoff)
+
+        self.scene.run(share, n, k)
         return dist, normal, world
 
 
