@@ -328,7 +328,7 @@ def test_threaded_scene_reads_what_one_thread_reads():
     seen: dict[int, int] = {}
     three.run(lambda data, lo, hi: seen.setdefault(lo, id(data)) and None, 41, 17)
     assert sorted(seen) == [0, 14, 27] and len(set(seen.values())) == 3  # each share on its own MjData
-    workers = [t for t in threading.enumerate() if t.name.startswith("legkit-rays")]
+    workers = [t for t in threading.enumerate() if t.name.startswith(three.thread_name + "_")]
     assert len(workers) == 2
     three.close()
     assert not any(t.is_alive() for t in workers)

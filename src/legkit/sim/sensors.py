@@ -117,6 +117,8 @@ class RayScene:
         for d in self.datas:
             mujoco.mj_kinematics(m, d)
         self._pool: ThreadPoolExecutor | None = None
+        self.thread_name = f"legkit-rays-{id(self):x}"
+        """Name prefix of this scene's worker threads."""
 
     def shares(self, n: int, rays: int) -> list[tuple[int, int]]:
         """Contiguous [start, stop) ranges of `n` robots casting `rays` rays each, one per thread used (at least
@@ -134,7 +136,7 @@ class RayScene:
             work(self.data, 0, n)
             return
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(len(self.datas) - 1, thread_name_prefix="legkit-rays")
+            self._pool = ThreadPoolExecutor(len(self.datas) - 1, thread_name_prefix=self.thread_name)
         futures = [self._pool.submit(work, d, lo, hi) for d, (lo, hi) in zip(self.datas[1:], shares[1:])]
         work(self.data, *shares[0])
         for f in futures:
