@@ -52,8 +52,8 @@ class Sensors:
             s.imu = self._imu_hold.value
             self._imu_frame = _imu_frame(m, cfg.imu, batch.robot.base_body)
         # The rays are cast on as many threads as the physics runs on (between physics steps, so they share cores)
-        rays = max(1, batch.sim.nthread)
-        scene = RayScene(m, batch.robot.base_body, nthread=rays) if cfg.ultrasonic or cfg.camera else None
+        threads = max(1, batch.sim.nthread)
+        scene = RayScene(m, batch.robot.base_body, nthread=threads) if cfg.ultrasonic or cfg.camera else None
         self.scene = scene
         """The ray scene the sonar and the camera share (None without them)."""
         self.sonar = self._sonar_hold = None
