@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from legkit.cli import main
-from legkit.evaluate.metrics import compute_metrics, contact_onsets, format_table
+from legkit.evaluate.metrics import bootstrap_ci, compute_metrics, contact_onsets, format_table
 from legkit.evaluate.rollout import Trace, rollout_model
 from legkit.evaluate.scripted import Unnormalized, ZeroResidual, gait_config, scene_config
 from legkit.tasks.terms import RewardTerm
@@ -48,6 +48,24 @@ def test_metrics_report_collisions_per_episode_and_time_share_only_with_an_arena
     assert "collisions_per_episode" not in plain and "collision_time_share" not in plain
     assert "episodes_with_collision" not in plain and "collisions_by_kind" not in plain
     assert "collisions" not in format_table(plain)
+
+
+def test_the_collision_interval_is_as_wide_as_a_heavy_tail_makes_it():
+    # 200 episodes: 180 without a collision, 20 stuck against a curb for 30 touches each (mean 3.0): the
+    # normal approximation's 95% interval is 3.0 +- 1.96 * 9 / sqrt(200), 1.75 to 4.25
+    x = np.r_[np.zeros(180), np.full(20, 30.0)]
+    lo, hi = bootstrap_ci(x)
+    assert abs(lo - 1.75) < 0.25 and abs(hi - 4.25) < 0.25
+    assert bootstrap_ci(x) == (lo, hi)  # a fixed seed: the same evaluation prints the same interval
+    spread = bootstrap_ci(np.full(200, 3.0))  # the same 3.0 in every episode: no doubt about the mean
+    assert spread[0] == spread[1] == 3.0
+    c = np.zeros((4, 200), dtype=bool)  # through the metrics: 20 of 200 episodes touch once, at step 1
+    c[1, :20] = True
+    m = compute_metrics(_trace(c, np.ones_like(c)))
+    lo, hi = m["collisions_per_episode_ci95"]
+    assert lo < m["collisions_per_episode"] == 0.1 < hi and hi - lo > 0.06
+    row = [line for line in format_table(m).splitlines() if line.startswith("collisions, 95% interval")]
+    assert row and row[0].endswith(f"{lo:.2f} to {hi:.2f}")
 
 
 def test_collisions_by_kind_count_each_kinds_onsets():

@@ -21,6 +21,8 @@ STALL_FRACTION = 0.25
 """A window is a stall when the robot moves along its command at less than this share of the commanded speed."""
 STALL_MIN_COMMAND = 0.05
 """Windows whose mean commanded planar speed (m/s) is lower are not judged: standing still is not a stall."""
+BOOTSTRAP_RESAMPLES = 2000
+"""Resamples of the episodes behind a bootstrap confidence interval (bootstrap_ci)."""
 
 
 def compute_metrics(t: Trace) -> dict[str, float | int | None]:
@@ -97,12 +99,28 @@ def contact_onsets(contact: np.ndarray, alive: np.ndarray) -> np.ndarray:
     return np.sum(c & ~before, axis=0)
 
 
-def collision_metrics(t: Trace) -> dict[str, float]:
-    """Obstacle and arena-wall collisions (tasks with an arena): onsets of contact per episode, and the share of
-    alive steps in contact."""
+def bootstrap_ci(values: np.ndarray, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval (lo, hi) of the mean of `values` (one per episode): the episodes
+    resampled with replacement `resamples` times, with a fixed seed so that an evaluation prints the same interval
+    each time."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("bootstrap_ci needs at least one value")
+    means = v[np.random.default_rng(seed).integers(0, v.size, (resamples, v.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def collision_metrics(t: Trace) -> dict:
+    """Obstacle and arena-wall collisions (tasks with an arena): onsets of contact per episode with a 95%
+    bootstrap interval over the episodes, and the share of alive steps in contact. Collisions are heavy-tailed
+    (a robot stuck against a curb touches it again at each footfall): most episodes have none and a few have
+    dozens, so the mean moves from one set of layouts to another, and the interval says by how much."""
     a = t.alive
     onsets = contact_onsets(t.obstacle_contact, a)
     out = {"collisions_per_episode": float(np.mean(onsets)),
+           "collisions_per_episode_ci95": bootstrap_ci(onsets),
            "collision_time_share": float(np.sum(t.obstacle_contact & a) / max(int(a.sum()), 1)),
            "episodes_with_collision": float(np.mean(onsets > 0))}
     if t.obstacle_contact_by_kind is not None:  # onsets per kind: touching a box and a curb at once counts for both
@@ -176,6 +194,7 @@ LABELS = {
     "episodes_stalled": ("episodes with a stall", "{:.1%}"),
     "stalls_at_obstacles": ("stalls touching an obstacle", "{:.1%}"),
     "collisions_per_episode": ("collisions per episode", "{:.2f}"),
+    "collisions_per_episode_ci95": ("collisions, 95% interval", "{:.2f} to {:.2f}"),
     "collision_time_share": ("time in contact with obstacles", "{:.1%}"),
     "episodes_with_collision": ("episodes with a collision", "{:.1%}"),
     "collisions_by_kind": ("collisions per episode by kind", "{:.2f}"),
@@ -187,15 +206,18 @@ LABELS = {
     "foot_clearance": ("foot clearance (m)", "{:.3f}"),
 }
 OPTIONAL = {"cost_of_transport", "duty_factor", "duty_factor_per_foot", "stride_frequency_hz", "gait_symmetry",
-            "foot_slip_speed", "foot_clearance", "collisions_per_episode", "collision_time_share",
-            "episodes_with_collision", "collisions_by_kind", "stalls_at_obstacles"}
+            "foot_slip_speed", "foot_clearance", "collisions_per_episode", "collisions_per_episode_ci95",
+            "collision_time_share", "episodes_with_collision", "collisions_by_kind", "stalls_at_obstacles"}
 """Rows printed only when the metrics have them (gait metrics need foot sensors, collisions an arena)."""
 
 
 def format_table(metrics: dict) -> str:
     """Two aligned columns: metric, value ('-' where not defined); per-foot values as 'FOOT value' pairs."""
     width = max(len(label) for label, _ in LABELS.values())
-    show = lambda v, fmt: "-" if v is None else fmt.format(v)  # noqa: E731
+
+    def show(v, fmt: str) -> str:  # an interval (lo, hi) fills both of its format's fields
+        return "-" if v is None else fmt.format(*v) if isinstance(v, (list, tuple)) else fmt.format(v)
+
     lines = []
     for key, (label, fmt) in LABELS.items():
         if key in OPTIONAL and key not in metrics:
