@@ -139,3 +139,19 @@ def test_the_onset_reward_pays_each_collision_that_eval_counts():
     before[1:] = t.obstacle_contact[:-1]
     np.testing.assert_array_equal(paid, t.obstacle_contact & ~before & t.alive)
     np.testing.assert_array_equal(paid.sum(axis=0), onsets)
+
+
+def test_compare_prints_and_plots_the_collision_interval(tmp_path):
+    from legkit.evaluate.compare import format_compare, plot_compare
+
+    base = {"mean_forward_velocity": 0.1, "survival_rate": 1.0, "mean_base_height": 0.09, "cost_of_transport": None,
+            "velocity_tracking_rms": 0.5, "stalled_time_share": 0.1, "mean_residual": None}
+    result = {"scene": {"task": "pidog-run"}, "episodes": 200, "seed": 777, "results": [
+        {"label": "policy", "metrics": {**base, "collisions_per_episode": 4.66,
+                                        "collisions_per_episode_ci95": [2.84, 6.71]}},
+        {"label": "older", "metrics": {**base, "collisions_per_episode": 2.0}}]}  # an eval.json from before the interval
+    rows = format_compare(result).splitlines()
+    assert rows[0].rstrip().endswith("collisions/ep")
+    assert rows[1].endswith("4.66 (2.84-6.71)") and rows[2].endswith("2.00")
+    plot_compare(result, tmp_path / "compare.png")
+    assert (tmp_path / "compare.png").stat().st_size > 5000

@@ -115,13 +115,21 @@ def compare(specs: list[str], episodes: int = 20, task_name: str | None = None, 
             "seed": seed, "episodes": episodes, "overrides": list(sets or []), "results": results}
 
 
+def _cell(metrics: dict, key: str, fmt: str) -> str:
+    """A metric as the table prints it, with its 95% interval (metric KEY_ci95) in brackets where it has one."""
+    if metrics.get(key) is None:
+        return "-"
+    ci = metrics.get(f"{key}_ci95")
+    return fmt.format(metrics[key]) + ("" if ci is None else f" ({fmt.format(ci[0])}-{fmt.format(ci[1])})")
+
+
 def format_compare(result: dict) -> str:
-    """One row per contender: the COLUMNS ('-' where not defined; collisions only on an arena's scene)."""
+    """One row per contender: the COLUMNS ('-' where not defined; collisions only on an arena's scene, with their
+    95% interval over the episodes)."""
     columns = _columns(result)
     rows = [["", *(h for h, _, _ in columns)]]
     for r in result["results"]:
-        m = r["metrics"]
-        rows.append([r["label"], *("-" if m.get(k) is None else fmt.format(m[k]) for _, k, fmt in columns)])
+        rows.append([r["label"], *(_cell(r["metrics"], k, fmt) for _, k, fmt in columns)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
                      for row in rows)
@@ -129,7 +137,7 @@ def format_compare(result: dict) -> str:
 
 def plot_compare(result: dict, out: Path) -> None:
     """Bar plots of forward velocity, survival, cost of transport, tracking error, residual (and collisions on an
-    arena's scene), one bar per contender."""
+    arena's scene, with their 95% interval), one bar per contender."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,7 +148,12 @@ def plot_compare(result: dict, out: Path) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
     for ax, (title, key, _) in zip(axes, panels):
         values = [r["metrics"].get(key) for r in result["results"]]
-        ax.bar(range(len(labels)), [0.0 if v is None else v for v in values], color="C0")
+        heights = [0.0 if v is None else v for v in values]
+        cis = [r["metrics"].get(f"{key}_ci95") for r in result["results"]]
+        yerr = None if all(c is None for c in cis) else \
+            [[0.0 if c is None else h - c[0] for h, c in zip(heights, cis)],
+             [0.0 if c is None else c[1] - h for h, c in zip(heights, cis)]]
+        ax.bar(range(len(labels)), heights, color="C0", yerr=yerr, capsize=3)
         for i, v in enumerate(values):
             ax.text(i, 0.0 if v is None else v, "n/a" if v is None else f"{v:.2f}", ha="center", va="bottom",
                     fontsize=8)
