@@ -149,7 +149,7 @@ def test_compare_prints_and_plots_the_collision_interval(tmp_path):
     result = {"scene": {"task": "pidog-run"}, "episodes": 200, "seed": 777, "results": [
         {"label": "policy", "metrics": {**base, "collisions_per_episode": 4.66,
                                         "collisions_per_episode_ci95": [2.84, 6.71]}},
-        {"label": "older", "metrics": {**base, "collisions_per_episode": 2.0}}]}  # an eval.json from before the interval
+        {"label": "older", "metrics": {**base, "collisions_per_episode": 2.0}}]}  # eval.json without the interval
     rows = format_compare(result).splitlines()
     assert rows[0].rstrip().endswith("collisions/ep")
     assert rows[1].endswith("4.66 (2.84-6.71)") and rows[2].endswith("2.00")

@@ -107,7 +107,9 @@ def bootstrap_ci(values: np.ndarray, level: float = 0.95, resamples: int = BOOTS
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0:
         raise ValueError("bootstrap_ci needs at least one value")
-    means = v[np.random.default_rng(seed).integers(0, v.size, (resamples, v.size))].mean(axis=1)
+    rng, chunk = np.random.default_rng(seed), max(1, 2_000_000 // v.size)  # at most 2 M indices drawn at once
+    means = np.concatenate([v[rng.integers(0, v.size, (min(chunk, resamples - i), v.size))].mean(axis=1)
+                            for i in range(0, resamples, chunk)])
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 
