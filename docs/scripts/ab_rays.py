@@ -7,9 +7,9 @@ cores' threads, alternating in one process (docs/performance.md, "Ray sensors on
 
 An env (256 robots, physics on all cores, seed 0) is built and stepped for each variant in turn, three rounds: the
 RayScene that the sonar and the camera share keeps only its first scratch MjData (one thread, as before the
-thirty-third session), or all of them with `MIN_SHARE_RAYS` at the default or at each threshold given. The readings are the same either
-way (tests/test_sensors.py), so every variant is stepped with the same actions from the same reset and its camera
-images are compared with the first's. Prints control steps per second, median of the rounds.
+thirty-third session), or all of them with `MIN_SHARE_RAYS` at the default or at each threshold given. The readings
+are the same either way (tests/test_sensors.py), so every variant is stepped with the same actions from the same
+reset and its camera images are compared with the first's. Prints control steps per second, median of the rounds.
 """
 
 from __future__ import annotations

@@ -110,7 +110,8 @@ class FinetuneSettings:
     """Environment steps of the first stage (pidog-turn: turning on the spot on open ground), which starts from the
     clone (0: no first stage; the arena stage starts from the clone)."""
     steps: int = 4_000_000
-    """Environment steps of the arena stage, started from the first stage's model (about 16 minutes on the 2-core VM)."""
+    """Environment steps of the arena stage, started from the first stage's model (about 16 minutes on the 2-core
+    VM)."""
     envs: int = 256
     """Robots simulated together."""
     checkpoint_every: int = 500_000
@@ -289,8 +290,9 @@ def check(cfg: PipelineConfig) -> None:
 
 
 def blind_terms(cfg: PipelineConfig) -> list[str]:
-    """The observation terms that the arena stage's actor reads as 0 (`--set "finetune.task.observation_blind=[camera]"`:
-    the camera ablation). Such a policy is an ablation, which the package stage cannot export for the robot."""
+    """The observation terms that the arena stage's actor reads as 0 (the camera ablation: `--set
+    "finetune.task.observation_blind=[camera]"`). Such a policy is an ablation, which the package stage cannot export
+    for the robot."""
     run = build_config(TASK, str(recipe_file(RECIPE)), train_sets(cfg))
     read = run.ppo.actor_observations or run.task.observations
     return [name for name in run.task.observation_blind if name in read]

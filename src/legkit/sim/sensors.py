@@ -9,10 +9,10 @@ then casts all of that sensor's rays in one `mujoco.mj_multiRay` call (rays from
 robots is in Python; with `nthread` > 1 a call that casts enough rays (RayScene.MIN_SHARE_RAYS per thread) splits
 the robots into contiguous shares, each cast on its own thread into its own scratch MjData (MuJoCo's functions
 release the GIL, so the threads run at once; every robot's rays are cast exactly as on one thread, so the
-readings do not depend on the thread count). On the 2-core VM the PiDog arena's supersampled camera gains 1.28x in
+readings do not depend on the thread count). On the 2-core VM the PiDog arena's supersampled camera gains 1.29x in
 env steps; smaller calls (its 17-ray sonar, the open-ground camera) lost up to 7% when split, and are not
-(docs/performance.md, "Ray sensors on threads"). Measured on a 13-body, 41-geom PiDog-sized scene: about 3.5 us per robot
-to load a state and run kinematics, about 5 us of other per-robot Python, and per mj_multiRay call about
+(docs/performance.md, "Ray sensors on threads"). Measured on a 13-body, 41-geom PiDog-sized scene: about 3.5 us
+per robot to load a state and run kinematics, about 5 us of other per-robot Python, and per mj_multiRay call about
 10 us of set-up (bounding angles of every geom in reach) plus 0.23 us per ray; a loop of mj_ray calls
 costs about 2 us per ray, so one multiRay call per robot is several times faster. The rays dominate: a
 16 x 12 camera costs about 70-100 us per robot and frame, a 17-ray sonar 25-35 us. `measure_rate` measures
