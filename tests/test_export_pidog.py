@@ -7,6 +7,7 @@ a tiny RecurrentPPO built on the task's env and exported through export_model.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import subprocess
 import sys
 from pathlib import Path
@@ -270,6 +271,39 @@ def test_a_missing_or_malformed_reading_is_a_one_line_error_naming_it(lstm_expor
     with pytest.raises(ValueError, match="^unknown behaviour 'run'; this policy knows walk_forward, walk_backward"):
         rt.step({**good, "behaviour": "run"})
     assert rt.steps == 0  # nothing half-done: the clock has not moved
+
+
+def test_a_policy_trained_on_a_height_image_reads_one_and_says_so(lstm_model, lstm_export, tmp_path):
+    model, norm, task = lstm_model
+    camera = replace(task.sensors.camera, depth="height")
+    height_task = replace(task, sensors=replace(task.sensors, camera=camera))
+    out = tmp_path / "export"
+    export_model(model, norm, height_task, out, "onnx", task_name="pidog-run", source="tiny-lstm")
+    term = next(t for t in json.loads((out / "policy.json").read_text())["observation"]["terms"]
+                if t["name"] == "camera")
+    assert term["reading"] == "'camera' or 'height_image'" and term["units"] == "m"
+    assert "height image" in term["source"] and "highest hit of 3 x 3 rays" not in term["source"]
+    rt = PolicyRuntime(out)
+    good = rt.example_readings()
+    assert "height_image" in good and "depth_image" not in good
+    image = np.zeros((12, 16))
+    image[8, :3] = [0.04, np.nan, 0.3]  # a curb's top, nothing measured, a box's
+    flat = rt.height_features(image)
+    assert flat.shape == (192,) and list(flat[8 * 16:8 * 16 + 4]) == [0.04, 0.0, 0.3, 0.0]
+    np.testing.assert_array_equal(rt.observation({**good, "height_image": image}),
+                                  rt.observation({**good, "camera": flat}))
+    with pytest.raises(KeyError) as err:
+        rt.step({k: v for k, v in good.items() if k != "height_image"})
+    assert err.value.args[0].startswith("missing sensor reading 'camera' (or height_image); this policy needs ")
+    with pytest.raises(ValueError, match="^sensor reading 'depth_image': this policy reads a height image"):
+        rt.step({**{k: v for k, v in good.items() if k != "height_image"}, "depth_image": np.ones((12, 16))})
+    with pytest.raises(ValueError, match=r"^sensor reading 'height_image' has shape \(16, 12\)"):
+        rt.step({**good, "height_image": np.zeros((16, 12))})
+    # and a depth policy refuses a height image
+    with pytest.raises(ValueError, match="^sensor reading 'height_image': this policy reads a depth image"):
+        PolicyRuntime(lstm_export[0]).step({**PolicyRuntime(lstm_export[0]).example_readings(),
+                                           "height_image": image})
+    assert rt.steps == 0
 
 
 def test_driver_readings_become_what_the_policy_was_trained_on(lstm_export):

@@ -92,6 +92,10 @@ def test_whole_pipeline_writes_the_layout_and_record(experiment):
     assert "obstacle_map" in main_config and "first.yaml" in main_config and "bc_policy: null" in main_config
     assert "symmetry: true" in first and "action_scale: 0.6" in first  # the recipe's actor and scale
     assert "reset_action_net: true" in first and "obs_statistics: read" in first  # the pipeline's start defaults
+    # the height camera in both stages; the arena stage's falls cost twice the recipe's (finetune.fall_cost)
+    assert "depth: height" in first and "depth: height" in main_config
+    assert re.search(r"termination:\n\s*weight: -40.0", first) and re.search(r"termination:\n\s*weight: -80.0",
+                                                                          main_config)
     package = state["stages"]["package"]["metrics"]
     assert package["onnx_parity_max_abs_diff"] <= package["parity_tolerance"]
     assert package["torchscript_parity_max_abs_diff"] <= package["parity_tolerance"]
@@ -149,6 +153,24 @@ def test_a_setting_added_since_an_experiment_ran_counts_as_its_default(experimen
     assert changed.returncode == 2 and "finetune.added_units: 0 -> 8" in changed.stderr, changed.stderr
 
 
+def test_an_experiment_recorded_before_the_height_camera_ran_with_the_range_camera(experiment, tmp_path):
+    """finetune.camera_depth and finetune.fall_cost came in with new defaults ("height", -80); experiments recorded
+    before them saw ranges and paid -40 for a fall, so resuming one as it was needs them set so, and the new
+    defaults are a change (--from)."""
+    folder = copy_experiment(experiment, tmp_path)
+    state = record(folder)
+    assert state["config"]["finetune"]["camera_depth"] == "height"
+    assert "depth: height" in (folder / "finetune" / "run" / "config.yaml").read_text()
+    for section in (state["config"]["finetune"], state["stages"]["finetune"]["config"]):
+        del section["camera_depth"], section["fall_cost"]
+    (folder / "pipeline.json").write_text(json.dumps(state))
+    changed = pipeline(tmp_path, "dog")
+    assert changed.returncode == 2 and "finetune.camera_depth: range -> height" in changed.stderr, changed.stderr
+    assert "finetune.fall_cost: -40.0 -> -80.0" in changed.stderr
+    same = pipeline(tmp_path, "dog", "--set", "finetune.camera_depth=range", "--set", "finetune.fall_cost=-40")
+    assert same.returncode == 0 and "finetune: done" in same.stdout, same.stderr
+
+
 @pytest.mark.parametrize("args, says", [
     (["--set", "imitate.epoch=5"], "valid keys of imitate: imitate.kinds, imitate.epochs"),
     (["--set", "imitate.kinds=[gru]"], "imitate.kinds = ['gru']: must be a list of distinct kinds from mlp, lstm"),
@@ -157,6 +179,8 @@ def test_a_setting_added_since_an_experiment_ran_counts_as_its_default(experimen
     (["--set", "finetune.bc_coef=0.5"], "--set finetune.bc_coef: the behaviour-cloning term is off"),
     (["--set", "finetune.log_std=x"], "finetune.log_std' must be a number"),
     (["--set", "finetune.added_units=-1"], "invalid finetune.added_units = -1: must be >= 0"),
+    (["--set", "finetune.camera_depth=rgb"],
+     "invalid finetune.camera_depth = 'rgb': must be one of range, planar, height"),
     (["--set", "finetune.ppo.net_arch=[64]"], "the pipeline sets ppo.net_arch from the cloned policy"),
     (["--set", "finetune.finetune.reset_action_net=false"], "valid keys of finetune"),
     (["--set", "finetune.obs_statistics=moving"], "finetune.obs_statistics"),

@@ -275,6 +275,42 @@ def test_low_obstacle_is_missed_by_the_sonar_but_seen_by_the_camera():
     assert sonar_read(box, z=0.1) == pytest.approx(0.3, abs=1e-6)
 
 
+def test_height_camera_reads_the_floor_as_zero_and_a_kerb_at_its_height_however_the_body_pitches():
+    # the head 0.1 m up; a 4 cm kerb whose near face is 0.3 m ahead and 0.2 m deep. Floor pixels read 0 whether the
+    # body is level or pitched 10 degrees nose-down; the kerb's pixels read its top (0.04) or its face (0..0.04).
+    kerb = f'<geom name="kerb" type="box" pos="{SENSOR_X + 0.3 + 0.1} 0 0.02" size="0.1 1 0.02"/>'
+    cfg = CameraConfig(depth="height")
+    model = model_of(kerb)
+    cam = DepthCamera(RayScene(model), cfg)
+    level = at(0.0, z=0.1)
+    data = mujoco.MjData(model)
+    data.qpos[:3] = [0.0, 0.0, 0.1]
+    pitch = math.radians(10.0)
+    data.qpos[3:7] = [math.cos(pitch / 2), 0.0, math.sin(pitch / 2), 0.0]
+    row = np.empty(mujoco.mj_stateSize(model, FULLPHYSICS))
+    mujoco.mj_getState(model, data, row, FULLPHYSICS)
+    imgs = cam.read(np.concatenate([states(model, level), row[None]]))
+    depth = DepthCamera(RayScene(model), CameraConfig()).read(states(model, level))[0]
+    dirs = pixel_directions(cfg)
+    for img in imgs:
+        floor = (img < 1e-6)
+        kerb_px = ~floor & (img < 0.3)
+        assert floor.any() and kerb_px.any()
+        assert img.max() == pytest.approx(0.04, abs=1e-6)  # nothing but the floor and the kerb in view
+        np.testing.assert_allclose(img[floor], 0.0, atol=1e-6)
+    # level: each kerb pixel's height is the camera's 0.1 m plus its depth times its ray's vertical component
+    hit = imgs[0] > 1e-6
+    np.testing.assert_allclose(imgs[0][hit], 0.1 + depth[hit] * dirs[..., 2][hit], atol=1e-5)
+    # pixels above the horizon that meet nothing within max_depth read 0, as the floor
+    assert (imgs[0][:5] == 0.0).all() and (depth[:5] == 3.0).all()
+    # a thin post between the pixel centres: with 3 x 3 rays per pixel its top is the pixel's height
+    post = f'<geom name="post" type="box" pos="{SENSOR_X + 1.015} 0 0.3" size="0.015 0.015 0.3"/>'
+    seen = camera_image(post, CameraConfig(depth="height", supersample=3), at(0.0, z=0.1))[0]
+    assert np.flatnonzero((seen > 0.05).any(axis=0)).tolist() == [7, 8]
+    with pytest.raises(LegkitError, match="normalize"):
+        CameraConfig(depth="height", normalize=True)
+
+
 def test_camera_gl_depth_agrees_with_the_ray_cast_image():
     from legkit.media.render import gl_backend
 

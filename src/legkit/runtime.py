@@ -26,6 +26,8 @@ the policy was trained on:
             "depth_image": depth,                # (rows, columns) m along each pixel's ray, as policy.json's
                                                  # sensors.camera says; "depth_image_planar" for a z-buffer;
                                                  # 0, negative or non-finite: nothing within max_depth
+                                                 # (a policy trained on a height image, depth "height":
+                                                 # "height_image", m above the floor, 0: nothing)
             "head_touch": touch_n,               # each touch sensor by name (N), or "touch" for all of them
             "joint_pos": q, "joint_vel": qd,     # rad, rad/s, absolute, policy.joint_names order
             "behaviour": "trot_forward",         # one of policy.behaviours (or its one-hot)
@@ -60,10 +62,20 @@ READINGS = {
     "projected_gravity": ("projected_gravity", "base_quat"),
     "imu": ("imu", "accelerometer+gyroscope"),
     "ultrasonic": ("ultrasonic", "ultrasonic_m", "ultrasonic_cm"),
-    "camera": ("camera", "depth_image", "depth_image_planar"),
+    "camera": ("camera", "depth_image", "depth_image_planar", "height_image"),
     "touch": ("touch", "each touch sensor by name"),
 }
 """Keys of the sensor dict that can give an observation term (a+b: both); any other term is its own name."""
+
+
+def readings_of(name: str, sensors: dict) -> tuple[str, ...]:
+    """The keys of READINGS that can give term `name` for a policy whose sensor layout (policy.json's "sensors")
+    is `sensors`: a camera's depth images, or its height image for a policy trained on one."""
+    keys = READINGS.get(name, (name,))
+    if name == "camera" and sensors.get("camera"):
+        height = sensors["camera"]["depth"] == "height"
+        keys = tuple(k for k in keys if k == "camera" or (k == "height_image") == height)
+    return keys
 
 
 def projected_gravity(quat) -> np.ndarray:
@@ -243,7 +255,9 @@ class PolicyRuntime:
             elif name == "ultrasonic":
                 out["ultrasonic_m"] = -1.0
             elif name == "camera":
-                out["depth_image"] = np.zeros((self.sensors["camera"]["height"], self.sensors["camera"]["width"]))
+                cam = self.sensors["camera"]
+                out["height_image" if cam["depth"] == "height" else "depth_image"] = np.zeros((cam["height"],
+                                                                                              cam["width"]))
             elif name == "behaviour":
                 out[name] = next(t for t in self.spec["observation"]["terms"] if t["name"] == name)["trained"]
             else:
@@ -255,7 +269,7 @@ class PolicyRuntime:
     # -- readings ---------------------------------------------------------------------------------------------
 
     def _missing(self, name: str) -> KeyError:
-        others = [k for k in READINGS.get(name, ()) if k != name]
+        others = [k for k in readings_of(name, self.sensors) if k != name]
         alternatives = f" (or {', '.join(others)})" if others else ""
         return KeyError(f"missing sensor reading '{name}'{alternatives}; this policy needs {', '.join(self.inputs)}")
 
@@ -280,6 +294,8 @@ class PolicyRuntime:
         if name == "ultrasonic" and ("ultrasonic_m" in sensors or "ultrasonic_cm" in sensors):
             return self.ultrasonic_features(sensors["ultrasonic_m"] if "ultrasonic_m" in sensors
                                             else float(sensors["ultrasonic_cm"]) / 100.0)
+        if name == "camera" and "height_image" in sensors:
+            return self.height_features(sensors["height_image"])
         if name == "camera" and ("depth_image" in sensors or "depth_image_planar" in sensors):
             planar = "depth_image" not in sensors
             return self.depth_features(sensors["depth_image_planar" if planar else "depth_image"], planar)
@@ -319,9 +335,13 @@ class PolicyRuntime:
         (nothing measured) read max_depth; clipped to max_depth, divided by it if the policy was trained so;
         the rows one after another."""
         s = self.sensors["camera"]
+        key = "depth_image_planar" if planar else "depth_image"
+        if s["depth"] == "height":
+            raise ValueError(f"sensor reading '{key}': this policy reads a height image (policy.json's "
+                             "sensors.camera.depth 'height'): give 'height_image', each pixel's height (m) above "
+                             "the floor")
         image = np.asarray(image, dtype=np.float64)
         if image.shape != (s["height"], s["width"]):
-            key = "depth_image_planar" if planar else "depth_image"
             raise ValueError(f"sensor reading '{key}' has shape {image.shape}; the policy needs ({s['height']}, "
                              f"{s['width']}) (rows, columns)")
         hit = np.isfinite(image) & (image > 0)
@@ -332,3 +352,17 @@ class PolicyRuntime:
         if s["normalize"]:
             depth = depth / s["max_depth_m"]
         return depth.reshape(-1)
+
+    def height_features(self, image) -> np.ndarray:
+        """The `camera` input of a policy trained on a height image (depth "height") from one (rows, columns): each
+        pixel the height (m) above the floor of the point it sees, non-finite pixels (nothing measured) 0; the
+        rows one after another."""
+        s = self.sensors["camera"]
+        if s["depth"] != "height":
+            raise ValueError("sensor reading 'height_image': this policy reads a depth image (policy.json's "
+                             f"sensors.camera.depth '{s['depth']}'): give 'depth_image' or 'depth_image_planar'")
+        image = np.asarray(image, dtype=np.float64)
+        if image.shape != (s["height"], s["width"]):
+            raise ValueError(f"sensor reading 'height_image' has shape {image.shape}; the policy needs "
+                             f"({s['height']}, {s['width']}) (rows, columns)")
+        return np.where(np.isfinite(image), image, 0.0).reshape(-1)

@@ -13,7 +13,7 @@ import mujoco
 import numpy as np
 
 from legkit import LegkitError
-from legkit.runtime import KEPT_BY_RUNTIME, READINGS
+from legkit.runtime import KEPT_BY_RUNTIME, readings_of
 from legkit.sim.sensors import NO_ECHO
 
 SOURCES = {
@@ -100,6 +100,9 @@ def sensor_layout(task, model: mujoco.MjModel, robot) -> dict:
             "width": c.width, "height": c.height, "hfov_deg": c.hfov_deg, "vfov_deg": c.vfov_deg,
             "focal_px": c.focal_px, "supersample": c.supersample,
             "projection": ("pinhole, square pixels, one ray through each pixel centre" if c.supersample == 1 else
+                           f"pinhole, square pixels; each pixel the highest hit of {c.supersample} x "
+                           f"{c.supersample} rays through the centres of equal parts of its footprint (a "
+                           "full-resolution height image max-pooled to this size)" if c.depth == "height" else
                            f"pinhole, square pixels; each pixel the nearest of {c.supersample} x {c.supersample} "
                            "rays through the centres of equal parts of its footprint (a full-resolution depth "
                            "image min-pooled to this size)"),
@@ -115,9 +118,10 @@ def sensor_layout(task, model: mujoco.MjModel, robot) -> dict:
 
 
 def _readings(name: str, sensors: dict) -> str:
-    """The keys of legkit.runtime's sensor dict that give term `name` (runtime.READINGS), as policy.json says them."""
+    """The keys of legkit.runtime's sensor dict that give term `name` (runtime.readings_of), as policy.json says
+    them."""
     out = []
-    for key in READINGS.get(name, (name,)):
+    for key in readings_of(name, sensors):
         if key == "each touch sensor by name":
             key = " + ".join(t["name"] for t in sensors["touch"]["sensors"])
         out.append(" + ".join(f"'{k}'" for k in key.replace(" + ", "+").split("+")))
@@ -155,6 +159,15 @@ def _describe(name: str, size: int, task, robot, sensors: dict) -> dict:
                           f"converts the driver's reading in metres or centimetres; read at {s['rate_hz']:g} Hz"}
     if name == "camera":
         s = sensors["camera"]
+        if s["depth"] == "height":
+            return {"units": "m", "source": (
+                f"a {s['height']} x {s['width']} (rows x columns) height image from site '{s['site']}' (body "
+                f"'{s['body']}', optical axis its +x), {s['hfov_deg']:g} x {s['vfov_deg']:.1f} deg field of view, "
+                f"{s['projection']}: each pixel the height above the floor the robot stands on of the point its ray "
+                f"meets within {s['max_depth_m']:g} m, 0 where it meets nothing; "
+                f"{s['order']}; {s['rate_hz']:g} frames/s held between frames. On a robot: a depth estimate of "
+                "this size and field of view, each point placed by the camera's pose above the floor (the IMU's "
+                "attitude, the head and leg joints' kinematics)")}
         depth = ("distance along each pixel's ray" if s["depth"] == "range" else
                  "distance along the optical axis (a z-buffer)")
         units = "fraction of max_depth" if s["normalize"] else "m"

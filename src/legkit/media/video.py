@@ -240,15 +240,22 @@ INSET_SHARE = 0.25
 INSET_LABEL = "camera (depth)"
 
 
-def depth_grey(depth: np.ndarray, full_scale: float) -> np.ndarray:
+HEIGHT_FULL_SCALE = 0.3
+"""Height (m) drawn white in the inset of a camera with depth "height" (the floor, 0, is black)."""
+
+
+def depth_grey(depth: np.ndarray, full_scale: float, rising: bool = False) -> np.ndarray:
     """Depths (h, w) -> grey levels (h, w) uint8: 255 at 0 (near: bright) falling linearly to 0 at `full_scale`
-    (max_depth: far, or nothing hit: dark)."""
-    return np.round(255.0 * (1.0 - np.clip(depth / full_scale, 0.0, 1.0))).astype(np.uint8)
+    (max_depth: far, or nothing hit: dark); `rising`: 0 at 0 rising to 255 at `full_scale` (heights: the floor
+    dark, what stands up from it bright)."""
+    share = np.clip(depth / full_scale, 0.0, 1.0)
+    return np.round(255.0 * (share if rising else 1.0 - share)).astype(np.uint8)
 
 
 def depth_full_scale(cfg: DepthCameraConfig) -> float:
-    """The value a depth pixel reads at max_depth: 1 for a normalized camera, max_depth (m) otherwise."""
-    return 1.0 if cfg.normalize else cfg.max_depth
+    """The value a depth pixel reads at max_depth: 1 for a normalized camera, max_depth (m) otherwise; for depth
+    "height", HEIGHT_FULL_SCALE."""
+    return HEIGHT_FULL_SCALE if cfg.depth == "height" else 1.0 if cfg.normalize else cfg.max_depth
 
 
 @dataclass(frozen=True)
@@ -285,10 +292,11 @@ def inset_box(height: int, width: int, rows: int, cols: int) -> InsetBox:
                     border=border)
 
 
-def draw_depth_inset(frame: np.ndarray, depth: np.ndarray, full_scale: float, label: str = INSET_LABEL) -> np.ndarray:
+def draw_depth_inset(frame: np.ndarray, depth: np.ndarray, full_scale: float, label: str = INSET_LABEL,
+                     rising: bool = False) -> np.ndarray:
     """Draw depth image (rows, cols) into the top-right corner of `frame` (H, W, 3) uint8, upscaled with
-    nearest-neighbour, near bright and far dark (depth_grey), with a thin light border and `label` under it on
-    a translucent dark box; returns a new array."""
+    nearest-neighbour, near bright and far dark (depth_grey; `rising`: a height image, high bright), with a thin
+    light border and `label` under it on a translucent dark box; returns a new array."""
     from PIL import Image, ImageDraw
 
     h, w = frame.shape[:2]
@@ -297,7 +305,7 @@ def draw_depth_inset(frame: np.ndarray, depth: np.ndarray, full_scale: float, la
     ys, xs = box.image
     b = box.border
     out[ys.start - b:ys.stop + b, xs.start - b:xs.stop + b] = 230  # the border: a light frame around the image
-    grey = depth_grey(depth, full_scale)
+    grey = depth_grey(depth, full_scale, rising)
     out[ys, xs] = np.repeat(np.repeat(grey, box.scale, axis=0), box.scale, axis=1)[..., None]
     # The label, right-aligned under the image (it may be wider than a small image).
     size = max(9, int(round(min(h / 24, w / 40) * 0.7)))
@@ -332,10 +340,12 @@ def film(runner: Runner, spec: VideoSpec) -> Iterator[np.ndarray]:
     uint8, with the overlay and the camera inset that `spec` asks for."""
     lateral = _has_lateral(runner.batch.task)
     inset = spec.camera_inset and runner.depth_camera is not None
-    full_scale = 1.0
+    full_scale, rising, label = 1.0, False, INSET_LABEL
     if inset:  # before the first frame: a frame too small for the inset fails now
         inset_box(spec.height, spec.width, runner.depth_camera.height, runner.depth_camera.width)
         full_scale = depth_full_scale(runner.depth_camera)
+        if runner.depth_camera.depth == "height":
+            rising, label = True, "camera (height)"
     with Renderer(runner.batch.model, spec.width, spec.height, spec.quality) as renderer, one_torch_thread():
         for i in range(int(round(spec.seconds * spec.fps))):
             t = i / spec.fps
@@ -345,7 +355,7 @@ def film(runner: Runner, spec: VideoSpec) -> Iterator[np.ndarray]:
             if spec.overlay:
                 frame = draw_text(frame, overlay_lines(t, runner.readout(), lateral))
             if inset:
-                frame = draw_depth_inset(frame, runner.depth_image(), full_scale)
+                frame = draw_depth_inset(frame, runner.depth_image(), full_scale, label, rising)
             yield frame
 
 

@@ -2,9 +2,11 @@
 
 The fine-tuning is `legkit train` of the packaged recipe pidog-arena (configs/recipes/): a first stage that turns on
 the spot on open ground (pidog-turn), started from the cloned MLP, then the arena, started from the first stage's
-model. Every stage runs the task as that recipe sets it (observations, sensors), so that the demonstrations, the
-clone and the fine-tuning share one observation layout (`pipeline_task`); the demonstrations are recorded at the
-task's own action scale (the sit pose fits), and the fine-tuning converts the clone's actions to the recipe's.
+model; the pipeline reads the camera as heights above the floor in both (finetune.camera_depth) and charges the
+arena stage's falls more (finetune.fall_cost). The collect and imitate stages run the task as the recipe sets it,
+so that the demonstrations, the clone and the fine-tuning share one observation layout (`pipeline_task`; the
+clone reads the behaviour and the clock, not the camera); the demonstrations are recorded at the task's own action
+scale (the sit pose fits), and the fine-tuning converts the clone's actions to the recipe's.
 More settings pass through: `--set finetune.ppo.learning_rate=1e-4` (any `task.`, `ppo.` or `run.` key under
 `finetune.`) becomes `--set ppo.learning_rate=1e-4` of both stages, and the keys of the start from the cloned
 policy (`--set finetune.bc_coef=0.5`) go to the first stage. What ties the fine-tuning to the cloned policy (its
@@ -25,6 +27,7 @@ from legkit.config import apply_sets, from_dict, parse_set, to_dict
 from legkit.imitate.bc import DEFAULT_NET_ARCH, KINDS
 from legkit.imitate.collect import PIDOG_BEHAVIOURS
 from legkit.imitate.start import units_differ
+from legkit.sim.sensors import DEPTH_MODES
 from legkit.tasks import get_task
 from legkit.train.config import FinetuneConfig, build_config, recipe_file
 
@@ -144,6 +147,18 @@ class FinetuneSettings:
     fills each layer's first units, the added ones start as a fresh network's, weighted zero into the clone's
     units and the actions, so that the start acts as the clone does and the fine-tuning has a fresh network's
     units to learn balance with (the clone reads only the behaviour and the clock)."""
+    camera_depth: str = "height"
+    """What the camera's pixels read in both stages (task.sensors.camera.depth): "height", each pixel the height
+    above the floor of what it sees (the floor 0, a 4 cm curb 0.04, however the body pitches), or "range" (the
+    recipe's own), the distance along each pixel's ray. With "range" the pipeline's policy walked 1.23-1.29 times
+    the trot's speed and collided 0.49-0.97 times as often; with "height" 1.8 times and 0.02-0.08 times, falling
+    in 6-10% of the episodes until a fall cost more (fall_cost; docs/results.md, thirty-fifth session). A `--set
+    finetune.task.sensors.camera.depth=...` overrides it."""
+    fall_cost: float = -80.0
+    """The arena stage's cost of a fall (task.rewards.termination.weight; the recipe's, and the first stage's, is
+    -40). With the height camera the policy gets round what it sees by turning, and at -40 it turned fast enough
+    to tip over in 6-10% of the episodes; at -80 it survives 95.5-98% at the same speed (docs/results.md,
+    thirty-fifth session). A `--set finetune.task.rewards.termination.weight=...` overrides it (both stages)."""
     bc_term: bool = False
     """Add the decaying behaviour-cloning term on the demonstrations to the first stage (finetune.bc_coef...). It
     pulls the actor back to the clone's output, the start that leads the fine-tuning into a crouched, slow walk
@@ -248,6 +263,8 @@ def check(cfg: PipelineConfig) -> None:
         (f.turn_steps >= 0, "finetune.turn_steps", f.turn_steps, ">= 0 (0: no first stage)"),
         (f.envs >= 1, "finetune.envs", f.envs, ">= 1"),
         (f.added_units >= 0, "finetune.added_units", f.added_units, ">= 0 (hidden units added to each layer)"),
+        (f.fall_cost <= 0, "finetune.fall_cost", f.fall_cost, "<= 0 (a cost: the termination reward's weight)"),
+        (f.camera_depth in DEPTH_MODES, "finetune.camera_depth", f.camera_depth, f"one of {', '.join(DEPTH_MODES)}"),
         (f.checkpoint_every >= 1, "finetune.checkpoint_every", f.checkpoint_every,
          ">= 1 (a killed fine-tuning resumes from its last checkpoint)"),
         (f.best_every >= 0, "finetune.best_every", f.best_every, ">= 0 (0: no best model)"),
@@ -305,8 +322,11 @@ def pipeline_task():
 
 
 def _sections(cfg: PipelineConfig) -> tuple[list[str], list[str]]:
-    """finetune.train split into (task./ppo./run. sets for both stages, finetune.* sets for the first)."""
-    both = [s for s in cfg.finetune.train if not s.startswith("finetune.")]
+    """finetune.train split into (task./ppo./run. sets for both stages, finetune.* sets for the first); the
+    camera's depth (finetune.camera_depth) leads the sets of both stages, so that finetune.train's own overrides
+    it."""
+    both = [f"task.sensors.camera.depth={cfg.finetune.camera_depth}",
+            *(s for s in cfg.finetune.train if not s.startswith("finetune."))]
     return both, [s for s in cfg.finetune.train if s.startswith("finetune.")]
 
 
@@ -321,7 +341,7 @@ def train_sets(cfg: PipelineConfig, first: tuple[Path, Path] | None = None) -> l
     stage (finetune.first, which the runner adds), or with `first` = (clone, demos) the clone itself."""
     f = cfg.finetune
     both, start = _sections(cfg)
-    sets = _run_sets(f, f.steps)
+    sets = [*_run_sets(f, f.steps), f"task.rewards.termination.weight={f.fall_cost}"]
     if first is not None:  # no first stage: the arena stage starts from the clone
         sets += ["finetune.first=null", *clone_sets(cfg, *first, f.steps), *start]
     else:  # the first stage's network
@@ -362,10 +382,15 @@ def stage_config(cfg: PipelineConfig, stage: str) -> dict:
     return to_dict(getattr(cfg, stage))
 
 
+BEFORE = {"finetune": {"camera_depth": "range", "fall_cost": -40.0}}
+"""Settings whose default changed when they were added: an experiment recorded before a setting existed ran as
+these say, not as the default does."""
+
+
 def differences(old: dict, new: dict, prefix: str) -> list[str]:
     """`prefix.key: old -> new` for every setting that differs between two configs of stage `prefix`; a setting
-    that `old` (recorded before the setting existed) lacks counts as its default."""
-    old = {**to_dict(SETTINGS[prefix]()), **old} if prefix in SETTINGS else old
+    that `old` (recorded before the setting existed) lacks counts as its default, or as BEFORE says."""
+    old = {**to_dict(SETTINGS[prefix]()), **BEFORE.get(prefix, {}), **old} if prefix in SETTINGS else old
     keys = sorted(set(old) | set(new))
     return [f"{prefix}.{k}: {_show(old.get(k))} -> {_show(new.get(k))}" for k in keys if old.get(k) != new.get(k)]
 

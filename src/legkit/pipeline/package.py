@@ -76,7 +76,7 @@ while True:
 ```
 
 `read_*` and `set_servo_angles` are the robot's own drivers: each reading as the policy was trained on it (the
-runtime's docstring shows the driver-level forms it also takes, e.g. the ultrasonic in cm and the depth image as
+runtime's docstring shows the driver-level forms it also takes, e.g. the ultrasonic in cm and the camera's image as
 rows x columns; `policy.example_readings()` gives a valid dict). What each reading is (units, frame, where it comes
 from) is in metadata.json (`sensors`) and policy.json (`observation.terms`, `sensors`); the joint order and the
 servo limits (range, torque, speed: drive the servos no faster) are in metadata.json too. Joint angles are

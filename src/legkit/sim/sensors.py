@@ -54,7 +54,7 @@ NO_ECHO = -1.0
 """What the PiDog's ultrasonic driver reports when no echo came back before its timeout."""
 ROBOT_GROUP = 5
 """Geom group that a RayScene's model copy puts the robot's geoms in; rays skip it."""
-DEPTH_MODES = ("range", "planar")
+DEPTH_MODES = ("range", "planar", "height")
 
 
 def _key(sensor: str, field: str) -> str:
@@ -202,15 +202,18 @@ class _SiteRays:
         self._normals = normals
         self.cutoff = cutoff
 
-    def cast(self, states: np.ndarray, mocap: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """Hits of every robot: dist (N, n) m (-1: none), normals (N, n, 3) or None, ray directions (N, n, 3).
-        `mocap` (N, nmocap * 7): each robot's mocap body poses (obstacles; not in mjSTATE_FULLPHYSICS)."""
+    def cast(self, states: np.ndarray, mocap: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+        """Hits of every robot: dist (N, n) m (-1: none), normals (N, n, 3) or None, ray directions (N, n, 3), and
+        the rays' origin, the site's world position (N, 3). `mocap` (N, nmocap * 7): each robot's mocap body poses
+        (obstacles; not in mjSTATE_FULLPHYSICS)."""
         states = self.scene.check_states(states)
         n, k = len(states), self.num_rays
         dist = np.empty((n, k))
         geom = np.empty((n, k), dtype=np.int32)
         normal = np.empty((n, k, 3)) if self._normals else None
         world = np.empty((n, k, 3))
+        origins = np.empty((n, 3))
         model, site = self.scene.model, self.site_id
         flat_world, flat_normal = world.reshape(n, -1), None if normal is None else normal.reshape(n, -1)
         group, cutoff, local = self.scene.geomgroup, self.cutoff, self.local
@@ -224,11 +227,12 @@ class _SiteRays:
                     mujoco.mj_setState(model, data, mocap[i], MOCAP)
                 mujoco.mj_kinematics(model, data)
                 np.matmul(local, rot_t, out=world[i])  # world direction = R_site @ local, row-wise: local @ R^T
+                origins[i] = origin
                 mujoco.mj_multiRay(model, data, origin, flat_world[i], group, 1, -1, geom[i], dist[i],
                                    None if flat_normal is None else flat_normal[i], k, cutoff)
 
         self.scene.run(share, n, k)
-        return dist, normal, world
+        return dist, normal, world, origins
 
 
 # -- ultrasonic ----------------------------------------------------------------------------------
@@ -304,7 +308,7 @@ class Ultrasonic:
 
     def distance(self, states: np.ndarray, mocap: np.ndarray | None = None) -> np.ndarray:
         """Distance (m) to the nearest echoing surface in the cone, (N,), noise-free; inf where none."""
-        dist, normal, world = self._rays.cast(states, mocap)
+        dist, normal, world, _ = self._rays.cast(states, mocap)
         # cos(incidence) = -ray . normal; a back face (ray from inside a geom) is negative: no echo
         facing = -np.einsum("nkj,nkj->nk", world, normal)
         echo = (dist >= 0) & (facing >= self._cos_incidence - 1e-12)
@@ -353,11 +357,15 @@ class CameraConfig:
     """Farthest depth (m); farther surfaces, or none, read max_depth."""
     depth: str = "range"
     """"range": distance along each pixel's ray (a wall at distance d reads d / cos(angle off the axis));
-    "planar": distance along the optical axis, as a z-buffer (a wall square to the axis reads d everywhere)."""
+    "planar": distance along the optical axis, as a z-buffer (a wall square to the axis reads d everywhere);
+    "height": the height (m) above the floor (the world's z = 0 plane) of the point each pixel's ray meets, 0 where
+    it meets nothing within max_depth: the depth image with the camera's pose applied, which a robot computes from
+    its depth estimate, its IMU's attitude and its legs' kinematics. The floor reads 0 however the body pitches and
+    bobs, a 4 cm curb 0.04, so what stands up from the floor stands out (a local elevation map in perspective)."""
     normalize: bool = False
-    """Divide depths by max_depth, so that pixels lie in [0, 1]; otherwise metres."""
+    """Divide depths by max_depth, so that pixels lie in [0, 1]; otherwise metres (not with depth "height")."""
     noise_std: float = 0.0
-    """Standard deviation (m) of gaussian noise on pixels that hit something."""
+    """Standard deviation (m) of gaussian noise on pixels that hit something (on the height, with depth "height")."""
     rate_hz: float = 10.0
     """Frames per second (see SampleAndHold)."""
     supersample: int = 1
@@ -377,6 +385,9 @@ class CameraConfig:
             raise LegkitError(f"invalid {_key(s, 'max_depth')} = {self.max_depth}: must be > 0 (m)")
         if self.depth not in DEPTH_MODES:
             raise LegkitError(f"invalid {_key(s, 'depth')} = '{self.depth}'; valid: {', '.join(DEPTH_MODES)}")
+        if self.depth == "height" and self.normalize:
+            raise LegkitError(f"invalid {_key(s, 'normalize')} = true with {_key(s, 'depth')} = 'height': heights "
+                              "are metres above the floor, not fractions of max_depth; set normalize to false")
         if not 1 <= self.supersample <= 8:
             raise LegkitError(f"invalid {_key(s, 'supersample')} = {self.supersample}: must be in 1..8 (rays per "
                               "pixel along each axis)")
@@ -425,7 +436,9 @@ class DepthCamera:
         """Depth images (N, height, width) float32 of the robots whose state rows are `states`: metres
         (or fractions of max_depth if normalized), max_depth where nothing is hit within it."""
         c, k = self.config, self.config.supersample
-        dist, _, _ = self._rays.cast(states, mocap)
+        dist, _, world, origins = self._rays.cast(states, mocap)
+        if c.depth == "height":
+            return self._heights(dist, world, origins, rng)
         if c.depth == "planar":
             dist = np.where(dist >= 0, dist * self._planar, dist)
         if k > 1:  # each pixel: the nearest of its k x k rays (a miss is farther than any hit)
@@ -441,6 +454,22 @@ class DepthCamera:
             depth = depth / c.max_depth
         return depth.reshape(len(depth), c.height, c.width).astype(np.float32)
 
+    def _heights(self, dist: np.ndarray, world: np.ndarray, origins: np.ndarray,
+                 rng: np.random.Generator | None) -> np.ndarray:
+        """Depth "height": (N, height, width) float32, the height above z = 0 of each pixel's hit (the highest of
+        its k x k rays': a thin post's top is seen), 0 where no ray hits within max_depth."""
+        c, k = self.config, self.config.supersample
+        hit = (dist >= 0) & (dist <= c.max_depth)
+        z = np.where(hit, origins[:, 2:3] + dist * world[..., 2], -np.inf)
+        if k > 1:
+            z = z.reshape(len(z), c.height, k, c.width, k).max(axis=(2, 4)).reshape(len(z), -1)
+        hit = np.isfinite(z)
+        if c.noise_std > 0:
+            if rng is None:
+                raise LegkitError("the camera noise needs a random generator: pass rng")
+            z = z + rng.normal(0.0, c.noise_std, size=z.shape) * hit
+        return np.where(hit, z, 0.0).reshape(len(z), c.height, c.width).astype(np.float32)
+
 
 def render_depth_gl(camera: DepthCamera, state_row: np.ndarray, backend: str) -> np.ndarray:
     """The same depth image (height, width) float32 rendered with OpenGL for ONE robot, to cross-check the
@@ -448,6 +477,8 @@ def render_depth_gl(camera: DepthCamera, state_row: np.ndarray, backend: str) ->
     legkit.media.render.gl_backend() chose. Robot geoms are hidden as for the rays (geom group 5). One sample per
     pixel centre: the ray caster's image with supersample 1."""
     c = camera.config
+    if c.depth == "height":
+        raise LegkitError("render_depth_gl renders depth: task.sensors.camera.depth 'range' or 'planar', not 'height'")
     scene = camera._rays.scene
     model = copy.copy(scene.model)
     model.vis.global_.offwidth = max(model.vis.global_.offwidth, c.width)
