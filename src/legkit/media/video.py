@@ -240,8 +240,9 @@ INSET_SHARE = 0.25
 INSET_LABEL = "camera (depth)"
 
 
-HEIGHT_FULL_SCALE = 0.3
-"""Height (m) drawn white in the inset of a camera with depth "height" (the floor, 0, is black)."""
+HEIGHT_FULL_SCALE = 0.1
+"""Height (m) drawn white in the inset of a camera with depth "height" (the floor, 0, is black): a 3-5 cm curb
+shows mid-grey, a box or post white."""
 
 
 def depth_grey(depth: np.ndarray, full_scale: float, rising: bool = False) -> np.ndarray:
