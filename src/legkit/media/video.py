@@ -253,10 +253,12 @@ def depth_grey(depth: np.ndarray, full_scale: float, rising: bool = False) -> np
     return np.round(255.0 * (share if rising else 1.0 - share)).astype(np.uint8)
 
 
-def depth_full_scale(cfg: DepthCameraConfig) -> float:
-    """The value a depth pixel reads at max_depth: 1 for a normalized camera, max_depth (m) otherwise; for depth
-    "height", HEIGHT_FULL_SCALE."""
-    return HEIGHT_FULL_SCALE if cfg.depth == "height" else 1.0 if cfg.normalize else cfg.max_depth
+def inset_style(cfg: DepthCameraConfig) -> tuple[float, bool, str]:
+    """How the inset draws this camera's image: (full scale, rising, label). Depths: bright near, black at max_depth
+    (1 for a normalized camera); heights (depth "height"): black at the floor, white at HEIGHT_FULL_SCALE."""
+    if cfg.depth == "height":
+        return HEIGHT_FULL_SCALE, True, "camera (height)"
+    return (1.0 if cfg.normalize else cfg.max_depth), False, INSET_LABEL
 
 
 @dataclass(frozen=True)
@@ -344,9 +346,7 @@ def film(runner: Runner, spec: VideoSpec) -> Iterator[np.ndarray]:
     full_scale, rising, label = 1.0, False, INSET_LABEL
     if inset:  # before the first frame: a frame too small for the inset fails now
         inset_box(spec.height, spec.width, runner.depth_camera.height, runner.depth_camera.width)
-        full_scale = depth_full_scale(runner.depth_camera)
-        if runner.depth_camera.depth == "height":
-            rising, label = True, "camera (height)"
+        full_scale, rising, label = inset_style(runner.depth_camera)
     with Renderer(runner.batch.model, spec.width, spec.height, spec.quality) as renderer, one_torch_thread():
         for i in range(int(round(spec.seconds * spec.fps))):
             t = i / spec.fps
