@@ -139,6 +139,30 @@ def test_fixed_command_scales_survive_training_and_load_with_plain_vecnormalize(
         build_config("go2-joystick", sets=["ppo.fixed_scales=[joint_vel]"])
 
 
+def test_a_camera_is_scaled_by_what_it_can_read():
+    """ppo.fixed_scales=[camera]: depth pixels as a uniform draw over the camera's range (in metres, or in [0, 1]
+    normalized); height pixels around the floor (0) with a 5 cm std, whatever the rollouts saw."""
+    from legkit.train.normalization import camera_statistics, pinned_statistics
+
+    for sets, (mean, var) in (([], (1.5, 0.75)), (["task.sensors.camera.normalize=true"], (0.5, 1 / 12)),
+                              (["task.sensors.camera.depth=height"], (0.0, 0.05 ** 2))):
+        cfg = build_config("pidog-run", sets=["task.sensors.camera.max_depth=3.0", *sets])
+        assert camera_statistics(cfg.task) == pytest.approx((mean, var))
+    cfg = build_config("pidog-run", sets=["ppo.fixed_scales=[camera]", "task.sensors.camera.depth=height"])
+    env = LegkitVecEnv(cfg.task, 2, seed=0, nthread=1)
+    try:
+        layout = env.batch.obs_layout
+        rms = pinned_statistics(layout, cfg.task, cfg.ppo.fixed_scales)
+        (start, size), = [(int(s), int(k)) for n, s, k in layout if n == "camera"]
+        rms.update(np.full((4, rms.mean.size), 3.0))
+        assert rms.pinned.tolist() == list(range(start, start + size))
+        np.testing.assert_allclose(rms.mean[start:start + size], 0.0)
+        np.testing.assert_allclose(rms.var[start:start + size], 0.05 ** 2)
+        assert rms.mean[0] != 0.0  # the other entries run
+    finally:
+        env.close()
+
+
 def test_reward_stages_change_the_parameters_at_their_step():
     """task.reward_stages: the tracking kernel sharpens once training reaches the stage's step (and at once
     on a resume past it); evaluation configs score with the last stage's parameters."""

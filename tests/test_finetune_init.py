@@ -270,6 +270,11 @@ def small_clone(tmp_path_factory):
     ("estimator", ["finetune.bc_policy={mlp}", "ppo.net_arch=[16]", "ppo.actor_observations=[imu]",
                    "ppo.estimator=[camera]"],
      ["finetune.bc_policy cannot be combined with ppo.estimator"]),
+    ("fixed scales", ["finetune.bc_policy={mlp}", "ppo.net_arch=[16]", "ppo.fixed_scales=[camera]"],
+     ["finetune.bc_policy cannot be combined with ppo.fixed_scales", "under finetune.obs_statistics=read"]),
+    ("fixed read scales", ["finetune.bc_policy={mlp}", "ppo.net_arch=[16]", "ppo.fixed_scales=[camera]",
+                           "finetune.obs_statistics=read"],
+     ["ppo.fixed_scales: the cloned policy reads", "fix the scales of inputs it does not read"]),
 ])
 def test_what_does_not_fit_is_one_line(case, sets, words, clones, small_clone, tmp_path, capfd):
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
@@ -320,7 +325,8 @@ def test_a_clone_of_the_actors_terms_starts_an_asymmetric_actor_at_another_actio
     assert main(["train", "pidog-run", "--steps", str(WARMUP * ROLLOUT), *TINY, "--set", f"ppo.net_arch=[{width}]",
                  "--set", f"finetune.bc_policy={gait_clone}", "--set", "task.action_scale=0.7",
                  "--set", "ppo.actor_observations=[imu,behaviour,clock]", "--set", f"finetune.obs_statistics={statistics}",
-                 "--set", f"ppo.symmetry={str(symmetry).lower()}", "--runs", str(runs)]) == 0
+                 "--set", f"ppo.symmetry={str(symmetry).lower()}", "--runs", str(runs),
+                 *(["--set", "ppo.fixed_scales=[camera]"] if statistics == "read" else [])]) == 0
     (run,) = list(runs.iterdir())
     bc = load_bc(gait_clone)
     model = load_model(run / "model.zip")
@@ -335,6 +341,10 @@ def test_a_clone_of_the_actors_terms_starts_an_asymmetric_actor_at_another_actio
         assert not moved.any()
     else:  # the IMU and the joints follow the robot's own readings over the 3 rollouts
         assert moved[layout["imu"]].any() and moved[layout["joint_pos"]].any()
+    if statistics == "read":  # the camera, which the clone does not read, at its fixed scale (ppo.fixed_scales)
+        depth = get_task("pidog-run").sensors.camera.max_depth  # range pixels: uniform over [0, max_depth]
+        np.testing.assert_allclose(norm.obs_rms.mean[layout["camera"]], depth / 2)
+        np.testing.assert_allclose(norm.obs_rms.var[layout["camera"]], depth ** 2 / 12)
     policy = model.policy
     first, action_net = policy.mlp_extractor.policy_net[0], policy.action_net
     assert first.out_features == width and action_net.in_features == width

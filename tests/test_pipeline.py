@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from cli_helpers import LEGKIT, snapshot
 
 from legkit.cli import main
+from legkit.train.trainer import read_normalization
 
 TINY = [f"--set={s}" for s in (
     "collect.behaviours=[trot_forward,stand]", "collect.seconds_per_behaviour=2", "collect.episode_seconds=1",
@@ -92,8 +94,17 @@ def test_whole_pipeline_writes_the_layout_and_record(experiment):
     assert "obstacle_map" in main_config and "first.yaml" in main_config and "bc_policy: null" in main_config
     assert "symmetry: true" in first and "action_scale: 0.6" in first  # the recipe's actor and scale
     assert "reset_action_net: true" in first and "obs_statistics: read" in first  # the pipeline's start defaults
-    # the height camera in both stages; the arena stage's falls cost twice the recipe's (finetune.fall_cost)
-    assert "depth: height" in first and "depth: height" in main_config
+    # the height camera in both stages, at its own scale; the arena stage's falls cost twice the recipe's
+    # (finetune.fall_cost)
+    for config in (first, main_config):
+        camera = yaml.safe_load(config)["task"]["sensors"]["camera"]
+        assert camera["depth"] == "height" and camera["noise_std"] == 0.0, camera
+        assert yaml.safe_load(config)["ppo"]["fixed_scales"] == ["camera"]
+    norm = read_normalization(experiment / "finetune" / "run" / "vecnormalize.pkl")
+    layout = json.loads((experiment / "finetune" / "run" / "meta.json").read_text())["obs_layout"]
+    (start, size), = [(int(s), int(k)) for n, s, k in layout if n == "camera"]
+    np.testing.assert_allclose(norm.obs_rms.mean[start:start + size], 0.0)  # pinned through both stages
+    np.testing.assert_allclose(norm.obs_rms.var[start:start + size], 0.05 ** 2)
     assert re.search(r"termination:\n\s*weight: -40.0", first) and re.search(r"termination:\n\s*weight: -80.0",
                                                                           main_config)
     package = state["stages"]["package"]["metrics"]
@@ -112,7 +123,7 @@ def test_packaged_onnx_gives_the_trained_models_actions(experiment):
     recipe's symmetric asymmetric actor fine-tuned from the cloned MLP) with vecnormalize.pkl."""
     import onnxruntime as ort
 
-    from legkit.train.trainer import load_model, read_normalization
+    from legkit.train.trainer import load_model
 
     final = experiment / "final_model"
     spec = json.loads((final / "policy.json").read_text())
@@ -154,20 +165,22 @@ def test_a_setting_added_since_an_experiment_ran_counts_as_its_default(experimen
 
 
 def test_an_experiment_recorded_before_the_height_camera_ran_with_the_range_camera(experiment, tmp_path):
-    """finetune.camera_depth and finetune.fall_cost came in with new defaults ("height", -80); experiments recorded
-    before them saw ranges and paid -40 for a fall, so resuming one as it was needs them set so, and the new
-    defaults are a change (--from)."""
+    """finetune.camera_depth, fall_cost and camera_scale came in with new defaults ("height", -80, "fixed");
+    experiments recorded before them saw ranges by running statistics and paid -40 for a fall, so resuming one as
+    it was needs them set so, and the new defaults are a change (--from)."""
     folder = copy_experiment(experiment, tmp_path)
     state = record(folder)
     assert state["config"]["finetune"]["camera_depth"] == "height"
     assert "depth: height" in (folder / "finetune" / "run" / "config.yaml").read_text()
     for section in (state["config"]["finetune"], state["stages"]["finetune"]["config"]):
-        del section["camera_depth"], section["fall_cost"]
+        del section["camera_depth"], section["fall_cost"], section["camera_scale"]
     (folder / "pipeline.json").write_text(json.dumps(state))
     changed = pipeline(tmp_path, "dog")
     assert changed.returncode == 2 and "finetune.camera_depth: range -> height" in changed.stderr, changed.stderr
     assert "finetune.fall_cost: -40.0 -> -80.0" in changed.stderr
-    same = pipeline(tmp_path, "dog", "--set", "finetune.camera_depth=range", "--set", "finetune.fall_cost=-40")
+    assert "finetune.camera_scale: running -> fixed" in changed.stderr
+    same = pipeline(tmp_path, "dog", "--set", "finetune.camera_depth=range", "--set", "finetune.fall_cost=-40",
+                    "--set", "finetune.camera_scale=running")
     assert same.returncode == 0 and "finetune: done" in same.stdout, same.stderr
 
 
@@ -181,6 +194,8 @@ def test_an_experiment_recorded_before_the_height_camera_ran_with_the_range_came
     (["--set", "finetune.added_units=-1"], "invalid finetune.added_units = -1: must be >= 0"),
     (["--set", "finetune.camera_depth=rgb"],
      "invalid finetune.camera_depth = 'rgb': must be one of range, planar, height"),
+    (["--set", "finetune.camera_noise=-0.01"], "invalid finetune.camera_noise = -0.01: must be >= 0 (m"),
+    (["--set", "finetune.camera_scale=auto"], "invalid finetune.camera_scale = 'auto': must be fixed or running"),
     (["--set", "finetune.ppo.net_arch=[64]"], "the pipeline sets ppo.net_arch from the cloned policy"),
     (["--set", "finetune.finetune.reset_action_net=false"], "valid keys of finetune"),
     (["--set", "finetune.obs_statistics=moving"], "finetune.obs_statistics"),

@@ -242,7 +242,12 @@ class FinetuneStart:
         if f.obs_statistics == "frozen":
             vecnorm.obs_rms = frozen_statistics(mean, n.var, n.count)
         elif f.obs_statistics == "read":
-            vecnorm.obs_rms = _read_statistics(built, read_entries(self.bc), mean, n.var)
+            read = read_entries(self.bc)
+            fixed = np.intersect1d(getattr(built, "pinned", []), read)
+            if fixed.size:  # ppo.fixed_scales on an input the clone reads: its actions would change
+                raise LegkitError(f"ppo.fixed_scales: the cloned policy reads {fixed.size} of those inputs, which "
+                                  "it normalizes by its own statistics; fix the scales of inputs it does not read")
+            vecnorm.obs_rms = _read_statistics(built, read, mean, n.var)
         else:
             vecnorm.obs_rms = FlooredRunningMeanStd(mean, n.var, n.count, f.min_obs_std ** 2)
         sync_symmetry_statistics(model.policy, vecnorm)  # a symmetric actor reflects through these statistics

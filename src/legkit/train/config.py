@@ -97,7 +97,8 @@ class PPOConfig:
     """Passes of the estimator's regression over each rollout."""
     fixed_scales: tuple[str, ...] = ()
     """Observation terms normalized by fixed statistics instead of running ones (legkit.train.normalization):
-    "command" by the mean and std of a uniform draw from the task's final command ranges."""
+    "command" by the mean and std of a uniform draw from the task's final command ranges, "camera" by the sensor's
+    own scale (a depth pixel as uniform over its range; a height pixel mean 0, std 5 cm)."""
     symmetry: bool = False
     """A left-right symmetric actor by construction: its mean action is the average of the network's action
     and the mirror image of its action for the mirrored robot (the robot's mirror_joints), so a turn or a
@@ -468,10 +469,12 @@ def validate(cfg: Config) -> Config:
                               "would read the actor's LSTM, which sees only the actor's terms; set "
                               "ppo.shared_lstm=false")
     if f.bc_policy is not None:
-        custom = [k for k, on in (("ppo.estimator", p.estimator), ("ppo.fixed_scales", p.fixed_scales)) if on]
+        custom = [k for k, on in (("ppo.estimator", p.estimator),
+                                  ("ppo.fixed_scales", p.fixed_scales and f.obs_statistics != "read")) if on]
         if custom:
             raise LegkitError(f"finetune.bc_policy cannot be combined with {', '.join(custom)}: the cloned actor "
-                              "reads no estimate, and its observations are normalized by its own statistics")
+                              "reads no estimate, and its observations are normalized by its own statistics (under "
+                              "finetune.obs_statistics=read, fixed scales apply to the inputs it does not read)")
     if f.from_run is not None and f.bc_policy is not None:
         raise LegkitError("finetune.from_run and finetune.bc_policy both name where the network starts: set one of "
                           "them (the other null)")

@@ -199,6 +199,8 @@ class RunStart:
         seen = np.asarray(term_indices(layout, self.source.unblinded), dtype=np.int64)
         if seen.size:
             zero_input_weights(model.policy, seen)
+            seen = np.setdiff1d(seen, getattr(vecnorm.obs_rms, "pinned", []))  # ppo.fixed_scales: kept
+        if seen.size:
             mean, var = sample_statistics(model, vecnorm, seen)
             vecnorm.obs_rms.mean[seen] = mean
             vecnorm.obs_rms.var[seen] = np.maximum(var, self.cfg.finetune.min_obs_std ** 2)

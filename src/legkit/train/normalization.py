@@ -1,11 +1,14 @@
-"""Observation normalization with fixed scales for some entries (commands), running statistics for the rest.
+"""Observation normalization with fixed scales for some entries (commands, camera pixels), running statistics for
+the rest.
 
 VecNormalize scales every observation entry by a running mean and variance. For a command that is wrong:
 its statistics are those of the command distribution seen so far (pretrained:go2-walk's normalizer divides
-its always-zero sideways and yaw commands by 1.0e-4, and a wider command later pins at the clip), while the task says what it will ask for: its final command
-ranges. PinnedRunningMeanStd keeps chosen entries at a fixed mean and variance; it replaces
-VecNormalize's `obs_rms`, is pickled with it, and loads with plain `VecNormalize.load` wherever legkit is
-importable. Export and evaluation read its mean and var as any VecNormalize's.
+its always-zero sideways and yaw commands by 1.0e-4, and a wider command later pins at the clip), while the task
+says what it will ask for: its final command ranges. A height camera's pixel mostly sees the floor: its running std
+is millimetres, and 1 cm of noise reads as a wall, while the sensor says what it can read (camera_statistics).
+PinnedRunningMeanStd keeps chosen entries at a fixed mean and variance; it replaces VecNormalize's `obs_rms`, is
+pickled with it, and loads with plain `VecNormalize.load` wherever legkit is importable. Export and evaluation read
+its mean and var as any VecNormalize's.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 from legkit import LegkitError
 
-FIXED_SCALE_TERMS = ("command",)
+FIXED_SCALE_TERMS = ("command", "camera")
 """Observation terms that `ppo.fixed_scales` can name."""
+HEIGHT_SCALE = 0.05
+"""The std (m) a height camera's pixels are divided by under ppo.fixed_scales (their mean: 0, the floor): a 4 cm
+curb reads 0.8, a 20 cm box 4, and 1 cm of noise 0.2 (camera_statistics)."""
 
 
 def normalizer_statistics(norm, indices) -> tuple[np.ndarray, np.ndarray]:
@@ -64,9 +70,22 @@ def command_statistics(task) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(var > 0, var, 1.0)
 
 
+def camera_statistics(task) -> tuple[float, float]:
+    """Mean and variance of every camera pixel under ppo.fixed_scales. A depth image (range or planar) as a uniform
+    draw over [0, max_depth] (max_depth / 2, max_depth^2 / 12; in [0, 1] when normalized); a height image mean 0,
+    the floor, and std HEIGHT_SCALE. Running statistics would instead take each pixel's spread over the rollouts:
+    a height pixel that mostly sees the floor then gets a std of millimetres, so an obstacle saturates it and
+    1 cm of sensor noise reads as a wall (docs/results.md, thirty-sixth session)."""
+    c = task.sensors.camera
+    if c.depth == "height":
+        return 0.0, HEIGHT_SCALE ** 2
+    top = 1.0 if c.normalize else c.max_depth
+    return top / 2.0, top ** 2 / 12.0
+
+
 def pinned_statistics(layout: list, task, terms: tuple[str, ...], epsilon: float = 1e-4) -> PinnedRunningMeanStd:
     """Running statistics for an observation with `layout` ((name, start, size)) whose `terms` have fixed
-    statistics (the command: command_statistics)."""
+    statistics (the command: command_statistics; the camera: camera_statistics)."""
     dim = sum(int(k) for _, _, k in layout)
     pinned, mean, var = [], [], []
     blocks = {str(n): (int(s), int(k)) for n, s, k in layout}
@@ -76,7 +95,10 @@ def pinned_statistics(layout: list, task, terms: tuple[str, ...], epsilon: float
         if name not in blocks:
             raise LegkitError(f"ppo.fixed_scales: '{name}' is not one of the task's observation terms")
         start, size = blocks[name]
-        m, v = command_statistics(task)
+        if name == "command":
+            m, v = command_statistics(task)
+        else:
+            m, v = np.full(size, camera_statistics(task)[0]), np.full(size, camera_statistics(task)[1])
         pinned += list(range(start, start + size))
         mean += list(m)
         var += list(v)

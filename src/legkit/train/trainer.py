@@ -300,7 +300,7 @@ def train(cfg: Config, run: Path, resume: ResumePlan | None = None, progress_bar
         write_yaml(run / CONFIG, to_dict(cfg))
         vecnorm = VecNormalize(env, norm_obs=True, norm_reward=cfg.ppo.normalize_reward, clip_obs=CLIP_OBS,
                                gamma=cfg.ppo.gamma)
-        if cfg.ppo.fixed_scales:  # commands by their own scale, not by running statistics
+        if cfg.ppo.fixed_scales:  # commands, camera pixels by their own scales, not by running statistics
             vecnorm.obs_rms = pinned_statistics(env.batch.obs_layout, cfg.task, cfg.ppo.fixed_scales)
         model = _build_model(cfg, vecnorm)
         if start is not None:
