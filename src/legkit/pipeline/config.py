@@ -158,8 +158,8 @@ class FinetuneSettings:
     camera_noise: float = 0.0
     """Gaussian noise std (m) on every camera pixel in both stages (task.sensors.camera.noise_std; the recipe's is
     0). Trained with 1 cm of it the fine-tuning stalled: 0.048 m/s on held-out layouts with the camera's running
-    statistics, falling in most of its early evaluations with its fixed scale (docs/results.md, thirty-sixth
-    session). The policy trained without it, at the camera's fixed scale (camera_scale), holds up under 1 and 2 cm
+    statistics; with its fixed scale too, it fell in 19-100% of its evaluation episodes up to 1.5 M steps, when it
+    was stopped (docs/results.md, thirty-sixth session). The policy trained without it, at the camera's fixed scale (camera_scale), holds up under 1 and 2 cm
     of it."""
     camera_scale: str = "fixed"
     """How both stages normalize the camera's pixels: "fixed", by the sensor's own scale (`ppo.fixed_scales=[camera]`:

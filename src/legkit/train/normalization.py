@@ -97,8 +97,8 @@ def pinned_statistics(layout: list, task, terms: tuple[str, ...], epsilon: float
         start, size = blocks[name]
         if name == "command":
             m, v = command_statistics(task)
-        else:
-            m, v = np.full(size, camera_statistics(task)[0]), np.full(size, camera_statistics(task)[1])
+        else:  # every pixel alike
+            m, v = (np.full(size, x) for x in camera_statistics(task))
         pinned += list(range(start, start + size))
         mean += list(m)
         var += list(v)
