@@ -83,6 +83,11 @@ def camera_statistics(task) -> tuple[float, float]:
     return top / 2.0, top ** 2 / 12.0
 
 
+FIXED_STATISTICS = {"command": command_statistics, "camera": camera_statistics}
+"""Each FIXED_SCALE_TERMS term's statistics: task -> (mean, variance), per entry or one for all."""
+assert tuple(FIXED_STATISTICS) == FIXED_SCALE_TERMS
+
+
 def pinned_statistics(layout: list, task, terms: tuple[str, ...], epsilon: float = 1e-4) -> PinnedRunningMeanStd:
     """Running statistics for an observation with `layout` ((name, start, size)) whose `terms` have fixed
     statistics (the command: command_statistics; the camera: camera_statistics)."""
@@ -95,10 +100,7 @@ def pinned_statistics(layout: list, task, terms: tuple[str, ...], epsilon: float
         if name not in blocks:
             raise LegkitError(f"ppo.fixed_scales: '{name}' is not one of the task's observation terms")
         start, size = blocks[name]
-        if name == "command":
-            m, v = command_statistics(task)
-        else:  # every pixel alike
-            m, v = (np.full(size, x) for x in camera_statistics(task))
+        m, v = (np.broadcast_to(x, size) for x in FIXED_STATISTICS[name](task))  # a camera's pixels alike
         pinned += list(range(start, start + size))
         mean += list(m)
         var += list(v)
