@@ -124,6 +124,35 @@ def test_best_min_forward_velocity_keeps_a_standing_policy_from_being_best():
     assert score({"survival_rate": 1.0, "mean_return": 5.0}, "survival", 0.05) < score(stands, "survival", 0.05)
 
 
+def test_best_by_speed_over_a_survival_floor_keeps_the_fastest_model_that_stays_up():
+    """run.best_by=speed with run.best_min_survival: the fastest model that reaches the survival floor wins, over
+    a faster one that falls more; without the floor the faster one wins; below the floor survival still counts
+    as one floor reached (of two) above none."""
+    from legkit.evaluate.best import score
+
+    fast = {"survival_rate": 0.9, "mean_return": 70.0, "mean_forward_velocity": 0.12}
+    steady = {"survival_rate": 1.0, "mean_return": 60.0, "mean_forward_velocity": 0.10}
+    slow = {"survival_rate": 1.0, "mean_return": 65.0, "mean_forward_velocity": 0.06}
+    assert score(fast, "speed") > score(steady, "speed") > score(slow, "speed")
+    assert score(steady, "speed", min_survival=0.95) > score(fast, "speed", min_survival=0.95)
+    assert score(steady, "speed", min_survival=0.95) > score(slow, "speed", min_survival=0.95)
+    assert score(fast, "speed", min_survival=0.9) > score(steady, "speed", min_survival=0.9)  # at the floor
+    # both floors: reaching both beats reaching one, whichever
+    assert score(steady, "speed", 0.08, 0.95) > score(fast, "speed", 0.08, 0.95) > score(
+        {**fast, "mean_forward_velocity": 0.05}, "speed", 0.08, 0.95)
+    assert score(slow, "speed", 0.08, 0.95) > score({**fast, "mean_forward_velocity": 0.05}, "speed", 0.08, 0.95)
+    assert score({"survival_rate": 1.0, "mean_return": 5.0}, "speed", 0.0, 0.95) < score(slow, "speed", 0.0, 0.95)
+
+
+def test_best_min_survival_must_be_a_rate(tmp_path, capsys):
+    for bad in ("1.5", "-0.1"):
+        assert main(["train", "go2-walk", "--steps", "64", "--runs", str(tmp_path), "--set",
+                     f"run.best_min_survival={bad}", "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "run.best_min_survival" in err and "from 0 to 1" in err and len(err.splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
 def test_best_min_forward_velocity_must_not_be_negative(tmp_path, capsys):
     assert main(["train", "go2-walk", "--steps", "64", "--runs", str(tmp_path), "--set",
                  "run.best_min_forward_velocity=-0.1", "--no-progress"]) == 2
@@ -133,10 +162,10 @@ def test_best_min_forward_velocity_must_not_be_negative(tmp_path, capsys):
 
 
 def test_best_by_must_be_a_known_rule(tmp_path, capsys):
-    assert main(["train", "go2-walk", "--steps", "64", "--runs", str(tmp_path), "--set", "run.best_by=speed",
+    assert main(["train", "go2-walk", "--steps", "64", "--runs", str(tmp_path), "--set", "run.best_by=fastest",
                  "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "run.best_by" in err and "return, survival" in err and len(err.splitlines()) == 1
+    assert "run.best_by" in err and "return, survival, speed" in err and len(err.splitlines()) == 1
     assert not any(tmp_path.iterdir())
 
 

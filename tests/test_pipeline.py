@@ -105,6 +105,11 @@ def test_whole_pipeline_writes_the_layout_and_record(experiment):
     (start, size), = [(int(s), int(k)) for n, s, k in layout if n == "camera"]
     np.testing.assert_allclose(norm.obs_rms.mean[start:start + size], 0.0)  # pinned through both stages
     np.testing.assert_allclose(norm.obs_rms.var[start:start + size], 0.05 ** 2)
+    # the arena stage alone caps the action std (finetune.action_std_cap); both stages run the 2 s episodes that
+    # finetune.task.episode_seconds asks here, over the arena stage's own finetune.episode_seconds
+    arena, turn = yaml.safe_load(main_config), yaml.safe_load(first)
+    assert arena["ppo"]["action_std_cap"] == [0.3, 0.05] and turn["ppo"]["action_std_cap"] is None
+    assert arena["task"]["episode_seconds"] == turn["task"]["episode_seconds"] == 2.0
     assert re.search(r"termination:\n\s*weight: -40.0", first) and re.search(r"termination:\n\s*weight: -80.0",
                                                                           main_config)
     package = state["stages"]["package"]["metrics"]
@@ -116,6 +121,26 @@ def test_whole_pipeline_writes_the_layout_and_record(experiment):
     assert len(meta["joint_order"]) == len(meta["servo_limits"]) == 12 and meta["control_rate_hz"] == 50.0
     assert "joint_pos" in {s["name"] for s in meta["sensors"]}
     assert "PolicyRuntime" in (final / "README.md").read_text()
+
+
+def test_the_arena_stage_alone_runs_longer_episodes_under_a_capped_action_std():
+    """By default the arena stage runs 30 s episodes (the first stage the recipe's 20) with the action std capped
+    from 0.3 to 0.05; `finetune.task.episode_seconds` sets both stages' and wins over finetune.episode_seconds."""
+    from legkit.pipeline.config import FIRST_RECIPE, RECIPE, TASK, first_sets, resolve, train_sets
+    from legkit.train.config import build_config, recipe_file
+
+    def stages(*sets):
+        cfg = resolve(None, list(sets))
+        return (build_config(TASK, str(recipe_file(RECIPE)), train_sets(cfg)),
+                build_config(TASK, str(recipe_file(FIRST_RECIPE)), first_sets(cfg, Path("c.pt"), Path("d.npz"))))
+
+    arena, turn = stages()
+    assert arena.task.episode_seconds == 30.0 and arena.ppo.action_std_cap == (0.3, 0.05)
+    assert turn.task.episode_seconds == 20.0 and turn.ppo.action_std_cap is None
+    arena, turn = stages("finetune.episode_seconds=25", "finetune.action_std_cap=null")
+    assert arena.task.episode_seconds == 25.0 and arena.ppo.action_std_cap is None
+    arena, turn = stages("finetune.task.episode_seconds=12")
+    assert arena.task.episode_seconds == turn.task.episode_seconds == 12.0
 
 
 def test_packaged_onnx_gives_the_trained_models_actions(experiment):
@@ -165,22 +190,27 @@ def test_a_setting_added_since_an_experiment_ran_counts_as_its_default(experimen
 
 
 def test_an_experiment_recorded_before_the_height_camera_ran_with_the_range_camera(experiment, tmp_path):
-    """finetune.camera_depth, fall_cost and camera_scale came in with new defaults ("height", -80, "fixed");
-    experiments recorded before them saw ranges by running statistics and paid -40 for a fall, so resuming one as
-    it was needs them set so, and the new defaults are a change (--from)."""
+    """finetune.camera_depth, fall_cost, camera_scale, episode_seconds and action_std_cap came in with new defaults
+    ("height", -80, "fixed", 30 s, a cap from 0.3 to 0.05); experiments recorded before them saw ranges by running
+    statistics, paid -40 for a fall, ran 20 s episodes and explored uncapped, so resuming one as it was needs them
+    set so, and the new defaults are a change (--from)."""
     folder = copy_experiment(experiment, tmp_path)
     state = record(folder)
     assert state["config"]["finetune"]["camera_depth"] == "height"
     assert "depth: height" in (folder / "finetune" / "run" / "config.yaml").read_text()
     for section in (state["config"]["finetune"], state["stages"]["finetune"]["config"]):
-        del section["camera_depth"], section["fall_cost"], section["camera_scale"]
+        for key in ("camera_depth", "fall_cost", "camera_scale", "episode_seconds", "action_std_cap"):
+            del section[key]
     (folder / "pipeline.json").write_text(json.dumps(state))
     changed = pipeline(tmp_path, "dog")
     assert changed.returncode == 2 and "finetune.camera_depth: range -> height" in changed.stderr, changed.stderr
     assert "finetune.fall_cost: -40.0 -> -80.0" in changed.stderr
     assert "finetune.camera_scale: running -> fixed" in changed.stderr
+    assert "finetune.episode_seconds: 20.0 -> 30.0" in changed.stderr
+    assert "finetune.action_std_cap: (unset) -> [0.3, 0.05]" in changed.stderr
     same = pipeline(tmp_path, "dog", "--set", "finetune.camera_depth=range", "--set", "finetune.fall_cost=-40",
-                    "--set", "finetune.camera_scale=running")
+                    "--set", "finetune.camera_scale=running", "--set", "finetune.episode_seconds=20",
+                    "--set", "finetune.action_std_cap=null")
     assert same.returncode == 0 and "finetune: done" in same.stdout, same.stderr
 
 
@@ -196,6 +226,9 @@ def test_an_experiment_recorded_before_the_height_camera_ran_with_the_range_came
      "invalid finetune.camera_depth = 'rgb': must be one of range, planar, height"),
     (["--set", "finetune.camera_noise=-0.01"], "invalid finetune.camera_noise = -0.01: must be >= 0 (m"),
     (["--set", "finetune.camera_scale=auto"], "invalid finetune.camera_scale = 'auto': must be fixed or running"),
+    (["--set", "finetune.episode_seconds=0"], "invalid finetune.episode_seconds = 0.0: must be > 0 (s)"),
+    (["--set", "finetune.action_std_cap=[0.3,0]"],
+     "invalid finetune.action_std_cap = [0.3, 0.0]: must be [start, end], both > 0 (or null: no cap)"),
     (["--set", "finetune.ppo.net_arch=[64]"], "the pipeline sets ppo.net_arch from the cloned policy"),
     (["--set", "finetune.finetune.reset_action_net=false"], "valid keys of finetune"),
     (["--set", "finetune.obs_statistics=moving"], "finetune.obs_statistics"),

@@ -4,9 +4,9 @@ Every `run.best_every` steps (at the first update past each multiple), and once 
 final model, the policy being trained runs `run.best_episodes` deterministic episodes of the
 task at its final curriculum stage, without the training's pushes, from a fixed seed: the
 rollout of `legkit eval`. When their mean return (or, with `run.best_by=survival`, their survival rate, ties
-broken by the mean return) beats the best so far (an evaluation slower than `run.best_min_forward_velocity`
-ranks below every one that is not), the policy is saved to RUN/best atomically, with its score in
-best/meta.json. `legkit eval RUN --checkpoint best`
+broken by the mean return; with `run.best_by=speed` their forward velocity) beats the best so far (an evaluation
+under `run.best_min_forward_velocity` or `run.best_min_survival` ranks below every one that reaches more of those
+floors), the policy is saved to RUN/best atomically, with its score in best/meta.json. `legkit eval RUN --checkpoint best`
 (and validate, video) use it. The final model stays at the top of the run folder.
 
 Every evaluation is also a row of RUN/evaluations.csv (legkit.evaluate.success: the step at which the task's
@@ -44,18 +44,21 @@ SEED = 54321
 """Seed of the best-model evaluations: fixed, so that scores of different steps compare."""
 
 
-def score(metrics: dict, best_by: str, min_forward_velocity: float = 0.0) -> tuple[float, ...]:
-    """The rank of an evaluation under run.best_by (BEST_BY): its metrics in order, compared as a tuple, after
-    whether it reaches run.best_min_forward_velocity (when that floor is above 0); an evaluation without one of
-    them (a best model saved before run.best_by existed) ranks lowest."""
-    keys = (("mean_forward_velocity",) if min_forward_velocity > 0 else ()) + BEST_BY[best_by]
+def score(metrics: dict, best_by: str, min_forward_velocity: float = 0.0,
+          min_survival: float = 0.0) -> tuple[float, ...]:
+    """The rank of an evaluation under run.best_by (BEST_BY): how many of the floors in use
+    (run.best_min_forward_velocity, run.best_min_survival: those above 0) it reaches, then its metrics in order,
+    compared as a tuple; an evaluation without one of them (a best model saved before run.best_by existed) ranks
+    lowest."""
+    floors = {k: v for k, v in (("mean_forward_velocity", min_forward_velocity), ("survival_rate", min_survival))
+              if v > 0}
+    keys = BEST_BY[best_by]
     try:
         values = [float(metrics[k]) for k in keys]
+        reached = [float(metrics[k]) >= v for k, v in floors.items()]
     except (KeyError, TypeError):
-        return (-np.inf,) * len(keys)
-    if min_forward_velocity > 0:
-        values[0] = float(values[0] >= min_forward_velocity)
-    return tuple(values)
+        return (-np.inf,) * (len(keys) + bool(floors))
+    return ((float(sum(reached)),) if floors else ()) + tuple(values)
 
 
 class BestModel(BaseCallback):
@@ -71,8 +74,8 @@ class BestModel(BaseCallback):
         """The name of the observer that stopped training; None: not stopped."""
         self.calm = replace(cfg, task=undisturbed(cfg.task))
         """The task the policy is scored on: the training's, without its pushes."""
-        self.by, self.floor = cfg.run.best_by, cfg.run.best_min_forward_velocity
-        self.best = score({}, self.by, self.floor)
+        self.by, self.floors = cfg.run.best_by, (cfg.run.best_min_forward_velocity, cfg.run.best_min_survival)
+        self.best = score({}, self.by, *self.floors)
         self.history: list[tuple[int, float]] = []
         """(step, mean return) of every evaluation of this session."""
         self._next = 0
@@ -88,7 +91,7 @@ class BestModel(BaseCallback):
             drop_rows_after(rows, self.num_timesteps)
         saved = self.folder / META
         if saved.exists():  # resuming: beat the best of the earlier session
-            self.best = score(json.loads(saved.read_text()).get("eval", {}), self.by, self.floor)
+            self.best = score(json.loads(saved.read_text()).get("eval", {}), self.by, *self.floors)
 
     def _on_rollout_start(self) -> None:
         # Between an update and the next collection: the policy is exactly the one of this step count.
@@ -113,7 +116,7 @@ class BestModel(BaseCallback):
         trace = rollout_model(self.model, norm, self.episodes, self.calm, seed=SEED)
         self._evaluated_updates = self.model._n_updates
         m = compute_metrics(trace)
-        rank = score(m, self.by, self.floor)
+        rank = score(m, self.by, *self.floors)
         step = self.num_timesteps
         self.history.append((step, m["mean_return"]))
         for key in LOGGED:

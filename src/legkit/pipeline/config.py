@@ -3,8 +3,9 @@
 The fine-tuning is `legkit train` of the packaged recipe pidog-arena (configs/recipes/): a first stage that turns on
 the spot on open ground (pidog-turn), started from the cloned MLP, then the arena, started from the first stage's
 model; the pipeline reads the camera in both as heights above the floor, normalized by the sensor's own scale
-(finetune.camera_depth, camera_scale; camera_noise adds noise), and charges the arena stage's falls more
-(finetune.fall_cost). The collect and imitate stages run the task as the recipe sets it, so that the
+(finetune.camera_depth, camera_scale; camera_noise adds noise), and in the arena stage charges falls more
+(finetune.fall_cost), runs longer episodes (finetune.episode_seconds) and caps the action noise
+(finetune.action_std_cap). The collect and imitate stages run the task as the recipe sets it, so that the
 demonstrations, the clone and the fine-tuning share one observation layout (`pipeline_task`; the clone reads the
 behaviour and the clock, not the camera); the demonstrations are recorded at the task's own action scale (the sit
 pose fits), and the fine-tuning converts the clone's actions to the recipe's.
@@ -172,6 +173,16 @@ class FinetuneSettings:
     -40). With the height camera the policy gets round what it sees by turning, and at -40 it turned fast enough
     to tip over in 6-10% of the episodes; at -80 it survives 95.5-98% at the same speed (docs/results.md,
     thirty-fifth session). A `--set finetune.task.rewards.termination.weight=...` overrides it (both stages)."""
+    episode_seconds: float = 30.0
+    """The arena stage's episode length (s; task.episode_seconds; the recipe's 20). The arena's walls stand 2 m ahead
+    of the spawn: in 20 s episodes a policy met them too seldom to learn to walk on along them, and stopped there
+    in 60% of the held-out episodes (docs/results.md, thirty-seventh session). Evaluate with `--set
+    task.episode_seconds=20` to compare with the scripted trot's 20 s episodes."""
+    action_std_cap: tuple[float, float] | None = (0.3, 0.05)
+    """The arena stage's cap on the action std, falling geometrically from the first to the second over the stage
+    (ppo.action_std_cap; null: none, the recipe's). Uncapped, the exploration noise (std 0.3) walks the robot
+    while its mean action, which an evaluation and the robot use, stalled 42% of the time by 3.5 M steps
+    (docs/results.md, thirty-seventh session)."""
     bc_term: bool = False
     """Add the decaying behaviour-cloning term on the demonstrations to the first stage (finetune.bc_coef...). It
     pulls the actor back to the clone's output, the start that leads the fine-tuning into a crouched, slow walk
@@ -280,6 +291,10 @@ def check(cfg: PipelineConfig) -> None:
         (f.camera_depth in DEPTH_MODES, "finetune.camera_depth", f.camera_depth, f"one of {', '.join(DEPTH_MODES)}"),
         (f.camera_noise >= 0, "finetune.camera_noise", f.camera_noise, ">= 0 (m: the noise std on each pixel)"),
         (f.camera_scale in ("fixed", "running"), "finetune.camera_scale", f.camera_scale, "fixed or running"),
+        (f.episode_seconds > 0, "finetune.episode_seconds", f.episode_seconds, "> 0 (s)"),
+        (f.action_std_cap is None or (len(f.action_std_cap) == 2 and min(f.action_std_cap) > 0),
+         "finetune.action_std_cap", None if f.action_std_cap is None else list(f.action_std_cap),
+         "[start, end], both > 0 (or null: no cap)"),
         (f.checkpoint_every >= 1, "finetune.checkpoint_every", f.checkpoint_every,
          ">= 1 (a killed fine-tuning resumes from its last checkpoint)"),
         (f.best_every >= 0, "finetune.best_every", f.best_every, ">= 0 (0: no best model)"),
@@ -358,7 +373,9 @@ def train_sets(cfg: PipelineConfig, first: tuple[Path, Path] | None = None) -> l
     stage (finetune.first, which the runner adds), or with `first` = (clone, demos) the clone itself."""
     f = cfg.finetune
     both, start = _sections(cfg)
-    sets = [*_run_sets(f, f.steps), f"task.rewards.termination.weight={f.fall_cost}"]
+    sets = [*_run_sets(f, f.steps), f"task.rewards.termination.weight={f.fall_cost}",
+            f"task.episode_seconds={f.episode_seconds}",
+            f"ppo.action_std_cap={'null' if f.action_std_cap is None else list(f.action_std_cap)}"]
     if first is not None:  # no first stage: the arena stage starts from the clone
         sets += ["finetune.first=null", *clone_sets(cfg, *first, f.steps), *start]
     else:  # the first stage's network
@@ -399,7 +416,8 @@ def stage_config(cfg: PipelineConfig, stage: str) -> dict:
     return to_dict(getattr(cfg, stage))
 
 
-BEFORE = {"finetune": {"camera_depth": "range", "fall_cost": -40.0, "camera_scale": "running"}}
+BEFORE = {"finetune": {"camera_depth": "range", "fall_cost": -40.0, "camera_scale": "running",
+                       "action_std_cap": None, "episode_seconds": 20.0}}
 """Settings whose default changed when they were added: an experiment recorded before a setting existed ran as
 these say, not as the default does."""
 

@@ -127,12 +127,18 @@ class RunConfig:
     best_episodes: int = 10
     """Episodes of each of those evaluations."""
     best_by: str = "return"
-    """What makes a model the best of those evaluations: "return" (the mean return), or "survival" (the survival
-    rate, ties broken by the mean return): for a task whose return can rise while its robots fall more."""
+    """What makes a model the best of those evaluations: "return" (the mean return), "survival" (the survival
+    rate, ties broken by the mean return): for a task whose return can rise while its robots fall more, or "speed"
+    (the mean forward velocity, then the survival rate, then the return): with run.best_min_survival, the fastest
+    model whose robots stay up."""
     best_min_forward_velocity: float = 0.0
     """A floor (m/s) under the best model: an evaluation whose mean forward velocity is below it ranks below every
     one that reaches it, whatever run.best_by says (0: no floor). With best_by=survival, a policy that stands
     still survives best; the floor keeps it from being the best."""
+    best_min_survival: float = 0.0
+    """A floor under the best model's survival rate (0-1): an evaluation whose survival rate is below it ranks below
+    every one that reaches it (0: no floor). An evaluation that reaches more of the two floors ranks above one that
+    reaches fewer; among those reaching as many, run.best_by decides."""
     stop_on_success: bool = False
     """End training at the first of those evaluations that meets the task's success bar (task.success): to
     measure the time to success (e.g. over --seeds) without training past it."""
@@ -258,7 +264,8 @@ class Config:
 
 
 ACTIVATIONS = ("elu", "tanh", "relu")
-BEST_BY = {"return": ("mean_return",), "survival": ("survival_rate", "mean_return")}
+BEST_BY = {"return": ("mean_return",), "survival": ("survival_rate", "mean_return"),
+           "speed": ("mean_forward_velocity", "survival_rate", "mean_return")}
 """run.best_by: the evaluation metrics a best model is ranked by, compared in order (the next breaks a tie)."""
 
 
@@ -386,6 +393,8 @@ def validate(cfg: Config) -> Config:
         (r.best_by in BEST_BY, "run.best_by", r.best_by, f"one of {', '.join(BEST_BY)}"),
         (math.isfinite(r.best_min_forward_velocity) and r.best_min_forward_velocity >= 0,
          "run.best_min_forward_velocity", r.best_min_forward_velocity, "a number >= 0 (m/s; 0: no floor)"),
+        (0 <= r.best_min_survival <= 1, "run.best_min_survival", r.best_min_survival,
+         "a number from 0 to 1 (a survival rate; 0: no floor)"),
         (t.decimation >= 1, "task.decimation", t.decimation, ">= 1"),
         (t.physics.timestep > 0, "task.physics.timestep", t.physics.timestep, "> 0"),
         # at least one control step per episode (max_episode_steps >= 1); the slack absorbs float
