@@ -137,6 +137,9 @@ def test_the_arena_stage_alone_runs_longer_episodes_under_a_capped_action_std():
     arena, turn = stages()
     assert arena.task.episode_seconds == 30.0 and arena.ppo.action_std_cap == (0.3, 0.05)
     assert turn.task.episode_seconds == 20.0 and turn.ppo.action_std_cap is None
+    # its best model: the fastest that keeps 95% of its robots up (the first stage's: the recipe's, by survival)
+    assert (arena.run.best_by, arena.run.best_min_survival) == ("speed", 0.95)
+    assert (turn.run.best_by, turn.run.best_min_survival) == ("survival", 0.0)
     arena, turn = stages("finetune.episode_seconds=25", "finetune.action_std_cap=null")
     assert arena.task.episode_seconds == 25.0 and arena.ppo.action_std_cap is None
     arena, turn = stages("finetune.task.episode_seconds=12")
@@ -190,16 +193,18 @@ def test_a_setting_added_since_an_experiment_ran_counts_as_its_default(experimen
 
 
 def test_an_experiment_recorded_before_the_height_camera_ran_with_the_range_camera(experiment, tmp_path):
-    """finetune.camera_depth, fall_cost, camera_scale, episode_seconds and action_std_cap came in with new defaults
-    ("height", -80, "fixed", 30 s, a cap from 0.3 to 0.05); experiments recorded before them saw ranges by running
-    statistics, paid -40 for a fall, ran 20 s episodes and explored uncapped, so resuming one as it was needs them
-    set so, and the new defaults are a change (--from)."""
+    """finetune.camera_depth, fall_cost, camera_scale, episode_seconds, action_std_cap, best_by and
+    best_min_survival came in with new defaults ("height", -80, "fixed", 30 s, a cap from 0.3 to 0.05, speed over
+    95% survival); experiments recorded before them saw ranges by running statistics, paid -40 for a fall, ran 20 s
+    episodes, explored uncapped and kept the best model by survival, so resuming one as it was needs them set so,
+    and the new defaults are a change (--from)."""
     folder = copy_experiment(experiment, tmp_path)
     state = record(folder)
     assert state["config"]["finetune"]["camera_depth"] == "height"
     assert "depth: height" in (folder / "finetune" / "run" / "config.yaml").read_text()
     for section in (state["config"]["finetune"], state["stages"]["finetune"]["config"]):
-        for key in ("camera_depth", "fall_cost", "camera_scale", "episode_seconds", "action_std_cap"):
+        for key in ("camera_depth", "fall_cost", "camera_scale", "episode_seconds", "action_std_cap", "best_by",
+                    "best_min_survival"):
             del section[key]
     (folder / "pipeline.json").write_text(json.dumps(state))
     changed = pipeline(tmp_path, "dog")
@@ -208,8 +213,10 @@ def test_an_experiment_recorded_before_the_height_camera_ran_with_the_range_came
     assert "finetune.camera_scale: running -> fixed" in changed.stderr
     assert "finetune.episode_seconds: 20.0 -> 30.0" in changed.stderr
     assert "finetune.action_std_cap: (unset) -> [0.3, 0.05]" in changed.stderr
+    assert "finetune.best_by: survival -> speed" in changed.stderr
     same = pipeline(tmp_path, "dog", "--set", "finetune.camera_depth=range", "--set", "finetune.fall_cost=-40",
                     "--set", "finetune.camera_scale=running", "--set", "finetune.episode_seconds=20",
+                    "--set", "finetune.best_by=survival", "--set", "finetune.best_min_survival=0",
                     "--set", "finetune.action_std_cap=null")
     assert same.returncode == 0 and "finetune: done" in same.stdout, same.stderr
 
@@ -227,6 +234,8 @@ def test_an_experiment_recorded_before_the_height_camera_ran_with_the_range_came
     (["--set", "finetune.camera_noise=-0.01"], "invalid finetune.camera_noise = -0.01: must be >= 0 (m"),
     (["--set", "finetune.camera_scale=auto"], "invalid finetune.camera_scale = 'auto': must be fixed or running"),
     (["--set", "finetune.episode_seconds=0"], "invalid finetune.episode_seconds = 0.0: must be > 0 (s)"),
+    (["--set", "finetune.best_by=fastest"], "invalid finetune.best_by = 'fastest': must be one of return, survival"),
+    (["--set", "finetune.best_min_survival=2"], "invalid finetune.best_min_survival = 2.0: must be a number from 0"),
     (["--set", "finetune.action_std_cap=[0.3,0]"],
      "invalid finetune.action_std_cap = [0.3, 0.0]: must be [start, end], both > 0 (or null: no cap)"),
     (["--set", "finetune.ppo.net_arch=[64]"], "the pipeline sets ppo.net_arch from the cloned policy"),

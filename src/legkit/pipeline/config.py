@@ -31,7 +31,7 @@ from legkit.imitate.collect import PIDOG_BEHAVIOURS
 from legkit.imitate.start import units_differ
 from legkit.sim.sensors import DEPTH_MODES
 from legkit.tasks import get_task
-from legkit.train.config import FinetuneConfig, build_config, recipe_file
+from legkit.train.config import BEST_BY, FinetuneConfig, build_config, recipe_file
 
 STAGES = ("collect", "imitate", "finetune", "package")
 """The stages, in the order they run; each reads what the ones before it wrote."""
@@ -123,10 +123,18 @@ class FinetuneSettings:
     """Steps between checkpoints: how much a killed fine-tuning loses."""
     best_every: int = 500_000
     """Steps between evaluations that keep the best model of each stage (0: none): the packaged policy is the arena
-    stage's best one (the recipe's run.best_by: survival, then the mean return)."""
+    stage's best one (finetune.best_by)."""
     best_episodes: int = 32
     """Episodes of each of those evaluations: a PiDog's falls and collisions vary from one obstacle layout to the
     next, and the best model is chosen on them."""
+    best_by: str = "speed"
+    """What makes the arena stage's model the best (run.best_by): "speed", the fastest forward among those whose
+    robots survive at least finetune.best_min_survival of those episodes; "survival" (the recipe's), the
+    survival rate, ties broken by the mean return; or "return". Ranked by survival the pipeline kept its 2.5 M model
+    (1.42-1.45 times the trot's speed on held-out layouts) over its final one (1.58-1.63 times, 98-99%): one fall
+    in 32 episodes apart (docs/results.md, thirty-seventh session)."""
+    best_min_survival: float = 0.95
+    """The arena stage's survival floor under the best model (run.best_min_survival; 0: none): the issue's bar."""
     final_eval_episodes: int = 10
     """Episodes of the evaluation at the end of each stage (eval.json)."""
     log_std: float = -1.0
@@ -197,8 +205,8 @@ class PackageSettings:
     """The final_model/ folder (legkit.export)."""
 
     checkpoint: str = "best"
-    """Which policy of the fine-tuning to package: best (by periodic evaluation: the highest mean return, which
-    pays for speed and charges for falls and collisions) or final."""
+    """Which policy of the fine-tuning to package: best (by the arena stage's periodic evaluations, as
+    finetune.best_by ranks them) or final."""
     parity_samples: int = 10_000
     """Observations on which the exported graphs are checked against the trained model."""
 
@@ -299,6 +307,9 @@ def check(cfg: PipelineConfig) -> None:
          ">= 1 (a killed fine-tuning resumes from its last checkpoint)"),
         (f.best_every >= 0, "finetune.best_every", f.best_every, ">= 0 (0: no best model)"),
         (f.best_episodes >= 1, "finetune.best_episodes", f.best_episodes, ">= 1"),
+        (f.best_by in BEST_BY, "finetune.best_by", f.best_by, f"one of {', '.join(BEST_BY)}"),
+        (0 <= f.best_min_survival <= 1, "finetune.best_min_survival", f.best_min_survival,
+         "a number from 0 to 1 (a survival rate; 0: no floor)"),
         (f.final_eval_episodes >= 0, "finetune.final_eval_episodes", f.final_eval_episodes, ">= 0"),
         (p.checkpoint in ("final", "best"), "package.checkpoint", p.checkpoint, "final or best"),
         (p.checkpoint != "best" or 0 < f.best_every <= f.steps, "package.checkpoint", p.checkpoint,
@@ -374,7 +385,8 @@ def train_sets(cfg: PipelineConfig, first: tuple[Path, Path] | None = None) -> l
     f = cfg.finetune
     both, start = _sections(cfg)
     sets = [*_run_sets(f, f.steps), f"task.rewards.termination.weight={f.fall_cost}",
-            f"task.episode_seconds={f.episode_seconds}",
+            f"task.episode_seconds={f.episode_seconds}", f"run.best_by={f.best_by}",
+            f"run.best_min_survival={f.best_min_survival}",
             f"ppo.action_std_cap={'null' if f.action_std_cap is None else list(f.action_std_cap)}"]
     if first is not None:  # no first stage: the arena stage starts from the clone
         sets += ["finetune.first=null", *clone_sets(cfg, *first, f.steps), *start]
@@ -417,7 +429,8 @@ def stage_config(cfg: PipelineConfig, stage: str) -> dict:
 
 
 BEFORE = {"finetune": {"camera_depth": "range", "fall_cost": -40.0, "camera_scale": "running",
-                       "action_std_cap": None, "episode_seconds": 20.0}}
+                       "action_std_cap": None, "episode_seconds": 20.0, "best_by": "survival",
+                       "best_min_survival": 0.0}}
 """Settings whose default changed when they were added: an experiment recorded before a setting existed ran as
 these say, not as the default does."""
 
