@@ -185,10 +185,11 @@ def test_every_shipped_policy_exports_with_parity(tmp_path, name):
         assert [t["provided_by"] for t in spec["observation"]["terms"] if t["name"] == "gait_phase"] == ["runtime"]
     assert spec["parity"]["observations"] == 10000 and spec["parity"]["max_abs_diff"] <= PARITY_TOLERANCE
     assert spec["control"]["mode"] == get_robot(spec["robot"]).control
-    if name == "pidog":  # the robot's runtime must min-pool its depth image as training did
+    if name == "pidog":  # the robot's runtime must read heights above the floor, max-pooled, as training did
         camera = spec["sensors"]["camera"]
-        assert camera["supersample"] == 3 and "min-pooled" in camera["projection"]
-        assert "min-pooled" in next(t["source"] for t in spec["observation"]["terms"] if t["name"] == "camera")
+        assert camera["depth"] == "height" and camera["supersample"] == 3 and "max-pooled" in camera["projection"]
+        source = next(t["source"] for t in spec["observation"]["terms"] if t["name"] == "camera")
+        assert "height image" in source and "max-pooled" in source
     if name == "humanoid-stand":
         assert [t["name"] for t in spec["observation"]["terms"]][:2] == ["base_height", "target_height"]
         assert spec["commands"]["target_height"] == pytest.approx(1.28)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from stable_baselines3 import PPO
 
 from legkit.cli import main
@@ -88,9 +89,10 @@ def test_go2_joystick_is_shipped_blind_and_follows_commands(tmp_path):
 
 
 def test_pidog_is_shipped_and_runs_the_arena_on_what_it_senses(tmp_path):
-    """The shipped PiDog policy (the packaged recipe pidog-arena) loads with plain SB3, its actor reads only the
-    PiDog's own sensors and its command (the critic also read the arena's layout in training), and it walks
-    forward among obstacles without falling."""
+    """The shipped PiDog policy (`legkit pipeline pidog`'s, packaged from the arena stage of the recipe
+    pidog-arena) loads with plain SB3, its actor reads only the PiDog's own sensors and its command (the critic
+    also read the arena's layout in training), the camera as heights above the floor at the sensor's own scale,
+    and it walks forward among obstacles without falling."""
     folder = resolve_run("pretrained:pidog")
     for name in ("model.zip", "vecnormalize.pkl", "config.yaml", "meta.json", "eval.json"):
         assert (folder / name).is_file(), name
@@ -100,6 +102,8 @@ def test_pidog_is_shipped_and_runs_the_arena_on_what_it_senses(tmp_path):
     assert set(meta["actor_observations"]) == {"imu", "attitude", "ultrasonic", "camera", "touch", "joint_pos",
                                                "joint_vel", "behaviour", "clock", "command"}
     assert "obstacle_map" in [name for name, _, _ in meta["obs_layout"]]  # the critic's alone
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    assert config["task"]["sensors"]["camera"]["depth"] == "height" and config["ppo"]["fixed_scales"] == ["camera"]
     PPO.load(folder / "model.zip", device="cpu")
     out = tmp_path / "eval.json"
     assert main(["eval", "pretrained:pidog", "--episodes", "2", "--set", "task.episode_seconds=10",

@@ -6,8 +6,8 @@ task at its final curriculum stage, without the training's pushes, from a fixed 
 rollout of `legkit eval`. When their mean return (or, with `run.best_by=survival`, their survival rate, ties
 broken by the mean return; with `run.best_by=speed` their forward velocity) beats the best so far (an evaluation
 under `run.best_min_forward_velocity` or `run.best_min_survival` ranks below every one that reaches more of those
-floors), the policy is saved to RUN/best atomically, with its score in best/meta.json. `legkit eval RUN --checkpoint best`
-(and validate, video) use it. The final model stays at the top of the run folder.
+floors), the policy is saved to RUN/best atomically, with its score in best/meta.json. `legkit eval RUN
+--checkpoint best` (and validate, video) use it. The final model stays at the top of the run folder.
 
 Every evaluation is also a row of RUN/evaluations.csv (legkit.evaluate.success: the step at which the task's
 success bar is first met, "time to walk"), and goes to each `observer(step, metrics)`: `legkit tune` reports
