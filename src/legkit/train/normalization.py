@@ -18,8 +18,6 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 from legkit import LegkitError
 
-FIXED_SCALE_TERMS = ("command", "camera")
-"""Observation terms that `ppo.fixed_scales` can name."""
 HEIGHT_SCALE = 0.05
 """The std (m) a height camera's pixels are divided by under ppo.fixed_scales (their mean: 0, the floor): a 4 cm
 curb reads 0.8, a 20 cm box 4, and 1 cm of noise 0.2 (camera_statistics)."""
@@ -84,8 +82,10 @@ def camera_statistics(task) -> tuple[float, float]:
 
 
 FIXED_STATISTICS = {"command": command_statistics, "camera": camera_statistics}
-"""Each FIXED_SCALE_TERMS term's statistics: task -> (mean, variance), per entry or one for all."""
-assert tuple(FIXED_STATISTICS) == FIXED_SCALE_TERMS
+"""The statistics of each observation term that `ppo.fixed_scales` can name: task -> (mean, variance), per entry
+or one for all."""
+FIXED_SCALE_TERMS = tuple(FIXED_STATISTICS)
+"""Observation terms that `ppo.fixed_scales` can name."""
 
 
 def pinned_statistics(layout: list, task, terms: tuple[str, ...], epsilon: float = 1e-4) -> PinnedRunningMeanStd:
